@@ -1,0 +1,13 @@
+"""minis2t2: Speech2Text2 (Wav2Vec2/HuBERT encoder + Speech2Text2 decoder) in plain NumPy.
+
+    model = minis2t2.load("weights/<model>")
+    print(model.translate("speech.wav"))
+"""
+
+from .audio import AudioError, load_audio
+from .config import ConfigError
+from .model import Model, Seq2SeqOutput, load
+from .weights import WeightsError
+
+__version__ = "0.1.0"
+__all__ = ["AudioError", "ConfigError", "Model", "Seq2SeqOutput", "WeightsError", "load", "load_audio"]

@@ -1,0 +1,163 @@
+"""Audio in: files -> 16 kHz mono float32, and the Wav2Vec2FeatureExtractor equivalent.
+
+Dimension legend: B batch, N samples.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import scipy.signal
+import soundfile
+
+from .config import ConfigError, read_json
+
+
+class AudioError(ValueError):
+    """Audio that cannot be turned into model input."""
+
+
+def resample(audio: np.ndarray, orig_rate: int, target_rate: int) -> np.ndarray:
+    """Polyphase resampling (scipy.signal.resample_poly) by the reduced ratio target/orig.   (N,) -> (N')"""
+    if orig_rate == target_rate:
+        return audio
+    g = math.gcd(orig_rate, target_rate)
+    return scipy.signal.resample_poly(audio, target_rate // g, orig_rate // g).astype(np.float32)
+
+
+def load_audio(path: str | Path, sampling_rate: int = 16000) -> np.ndarray:
+    """Read any file soundfile reads (wav/flac/ogg, int or float samples, any channel count).
+
+    Channels are averaged to mono, then resampled to ``sampling_rate``.   -> (N,) float32 in [-1, 1]
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise AudioError(f"{path}: no such file")
+    try:
+        audio, rate = soundfile.read(str(path), dtype="float32", always_2d=True)  # (N, channels)
+    except (soundfile.LibsndfileError, RuntimeError, TypeError, ValueError) as e:
+        raise AudioError(f"{path}: cannot read audio ({e})") from e
+    return resample(audio.mean(axis=1), rate, sampling_rate)  # (N,)
+
+
+def check_waveform(audio, where: str = "audio") -> np.ndarray:
+    """One mono waveform as a 1-D float array; empty, NaN/inf and multi-channel input are errors."""
+    audio = np.asarray(audio)
+    if audio.dtype.kind not in "fiu":
+        raise AudioError(f"{where}: expected numbers, got dtype {audio.dtype}")
+    if audio.ndim != 1:
+        raise AudioError(
+            f"{where}: expected one mono waveform (N,), got shape {audio.shape}; "
+            "downmix channels first (minis2t2.load_audio does) or pass a list for a batch"
+        )
+    if audio.size == 0:
+        raise AudioError(f"{where}: is empty")
+    if not np.isfinite(audio).all():
+        raise AudioError(f"{where}: contains NaN or inf")
+    return audio
+
+
+PREPROCESSOR_FIELDS = frozenset(
+    "feature_extractor_type feature_size sampling_rate padding_value do_normalize "
+    "return_attention_mask padding_side processor_class".split()
+)
+
+
+@dataclass(frozen=True)
+class FeatureExtractor:
+    """Wav2Vec2FeatureExtractor (transformers 4.40.2) from preprocessor_config.json."""
+
+    sampling_rate: int = 16000
+    padding_value: float = 0.0
+    do_normalize: bool = True
+    return_attention_mask: bool = False  # true for layer-norm ("lv60") models, which were trained with masks
+    feature_size: int = 1
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> "FeatureExtractor":
+        d = read_json(path)
+        unknown = sorted(set(d) - PREPROCESSOR_FIELDS)
+        if unknown:
+            raise ConfigError(f"{path}: unknown field(s) {unknown}")
+        if d.get("feature_extractor_type", "Wav2Vec2FeatureExtractor") != "Wav2Vec2FeatureExtractor":
+            raise ConfigError(f"{path}: feature_extractor_type {d['feature_extractor_type']!r} is not supported")
+        if d.get("padding_side", "right") != "right":
+            raise ConfigError(f"{path}: only padding_side 'right' is supported")
+        if d.get("feature_size", 1) != 1:
+            raise ConfigError(f"{path}: feature_size must be 1 (raw mono waveform)")
+        return cls(**{k: d[k] for k in ("sampling_rate", "padding_value", "do_normalize", "return_attention_mask") if k in d})
+
+    def __call__(
+        self,
+        audio,
+        sampling_rate: int | None = None,
+        padding: bool | str = "longest",
+        max_length: int | None = None,
+        truncation: bool = False,
+        pad_to_multiple_of: int | None = None,
+        return_attention_mask: bool | None = None,
+    ) -> dict[str, np.ndarray]:
+        """One waveform (N,) or a list of them -> {"input_values": (B, N) float32[, "attention_mask": (B, N) int32]}.
+
+        padding: "longest"/True, "max_length" (to ``max_length``), or "do_not_pad"/False (all
+        inputs must then have one length). Normalisation is zero mean / unit variance over each
+        item's valid samples, (x - mean) / sqrt(var + 1e-7), when there is an attention mask and
+        padding; without a mask HF normalises the whole padded row, zeros included.
+        """
+        if sampling_rate is not None and sampling_rate != self.sampling_rate:
+            raise AudioError(
+                f"audio sampled at {sampling_rate} Hz, but this model expects {self.sampling_rate} Hz; "
+                "resample first (minis2t2.load_audio and Model.translate do)"
+            )
+        if isinstance(audio, np.ndarray) and audio.ndim == 2:
+            audio = list(audio)  # HF reads a 2-D array as a batch of rows
+        items = audio if isinstance(audio, (list, tuple)) and len(audio) and np.ndim(audio[0]) == 1 else [audio]
+        items = [check_waveform(a, f"audio[{i}]").astype(np.float32) for i, a in enumerate(items)]
+        if return_attention_mask is None:
+            return_attention_mask = self.return_attention_mask
+
+        padding = {True: "longest", False: "do_not_pad"}.get(padding, padding)
+        if padding not in ("longest", "max_length", "do_not_pad"):
+            raise ValueError(f"padding must be 'longest', 'max_length' or 'do_not_pad', got {padding!r}")
+        if (padding == "max_length" or truncation) and max_length is None:
+            raise ValueError("padding='max_length' and truncation=True need max_length")
+        if truncation and pad_to_multiple_of and max_length % pad_to_multiple_of:
+            max_length = (max_length // pad_to_multiple_of + 1) * pad_to_multiple_of
+        if truncation:
+            items = [a[:max_length] for a in items]
+        lengths = [len(a) for a in items]
+        if padding == "longest":
+            target = max(lengths)
+        elif padding == "max_length":
+            target = max_length
+        else:
+            if len(set(lengths)) > 1:
+                raise ValueError(f"inputs have different lengths {lengths}: use padding='longest'")
+            target = lengths[0]
+        if padding != "do_not_pad" and pad_to_multiple_of and target % pad_to_multiple_of:
+            target = (target // pad_to_multiple_of + 1) * pad_to_multiple_of
+
+        B = len(items)
+        values = np.full((B, max(target, max(lengths))), self.padding_value, dtype=np.float32)  # (B, N)
+        mask = np.zeros(values.shape, dtype=np.int32)  # (B, N)
+        for i, a in enumerate(items):
+            values[i, : len(a)] = a
+            mask[i, : len(a)] = 1
+
+        if self.do_normalize:
+            if return_attention_mask and padding != "do_not_pad":
+                for i, n in enumerate(lengths):  # statistics over the valid samples only
+                    valid = values[i, :n]
+                    values[i] = (values[i] - valid.mean()) / np.sqrt(valid.var() + 1e-7)
+                    values[i, n:] = self.padding_value
+            else:
+                for i in range(B):  # HF without a mask: the whole (padded) row
+                    values[i] = (values[i] - values[i].mean()) / np.sqrt(values[i].var() + 1e-7)
+
+        out = {"input_values": values}
+        if return_attention_mask:
+            out["attention_mask"] = mask
+        return out

@@ -1,0 +1,220 @@
+"""Configs as frozen dataclasses that keep the field names of HF's config.json.
+
+Only the fields that shape the forward pass are kept. Every other field HF's config classes
+know (dropouts, SpecAugment, CTC, quantizer, pretraining, head settings) is accepted and
+ignored; a field HF does not know is an error, so a typo or a config for another model does
+not load silently. The known-field lists were read off transformers 4.40.2's
+``PretrainedConfig``, ``Wav2Vec2Config``, ``HubertConfig``, ``Speech2Text2Config`` and
+``SpeechEncoderDecoderConfig`` (their ``__init__`` parameters and ``to_dict()`` keys).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from .layers import ACTIVATIONS
+
+# Attributes every HF PretrainedConfig carries (transformers 4.40.2), plus keys older
+# releases wrote into checkpoints that 4.40.2 still loads without complaint.
+PRETRAINED_CONFIG_FIELDS = frozenset("""
+    _name_or_path add_cross_attention architectures bad_words_ids begin_suppress_tokens bos_token_id
+    chunk_size_feed_forward cross_attention_hidden_size decoder_start_token_id diversity_penalty
+    do_sample early_stopping encoder_no_repeat_ngram_size eos_token_id exponential_decay_length_penalty
+    finetuning_task forced_bos_token_id forced_eos_token_id id2label is_decoder is_encoder_decoder
+    label2id length_penalty max_length min_length model_type no_repeat_ngram_size num_beam_groups
+    num_beams num_return_sequences output_attentions output_hidden_states output_scores pad_token_id
+    prefix problem_type pruned_heads remove_invalid_values repetition_penalty return_dict
+    return_dict_in_generate sep_token_id suppress_tokens task_specific_params temperature
+    tf_legacy_loss tie_encoder_decoder tie_word_embeddings tokenizer_class top_k top_p torch_dtype
+    torchscript transformers_version typical_p use_bfloat16
+    gradient_checkpointing use_cache _attn_implementation
+""".split())
+
+WAV2VEC2_FIELDS = frozenset("""
+    activation_dropout adapter_attn_dim adapter_kernel_size adapter_stride add_adapter
+    apply_spec_augment attention_dropout classifier_proj_size codevector_dim
+    contrastive_logits_temperature conv_bias conv_dim conv_kernel conv_stride ctc_loss_reduction
+    ctc_zero_infinity diversity_loss_weight do_stable_layer_norm feat_extract_activation
+    feat_extract_norm feat_proj_dropout feat_quantizer_dropout final_dropout hidden_act
+    hidden_dropout hidden_size initializer_range intermediate_size layer_norm_eps layerdrop
+    mask_feature_length mask_feature_min_masks mask_feature_prob mask_time_length
+    mask_time_min_masks mask_time_prob num_adapter_layers num_attention_heads
+    num_codevector_groups num_codevectors_per_group num_conv_pos_embedding_groups
+    num_conv_pos_embeddings num_feat_extract_layers num_hidden_layers num_negatives
+    output_hidden_size proj_codevector_dim tdnn_dilation tdnn_dim tdnn_kernel
+    use_weighted_layer_sum vocab_size xvector_output_dim feat_proj_layer_norm
+    feat_extract_dropout hidden_dropout_prob
+""".split()) | PRETRAINED_CONFIG_FIELDS
+
+SPEECH2TEXT2_FIELDS = frozenset("""
+    activation_dropout activation_function attention_dropout d_model decoder_attention_heads
+    decoder_ffn_dim decoder_layerdrop decoder_layers dropout init_std max_target_positions
+    scale_embedding vocab_size num_hidden_layers
+""".split()) | PRETRAINED_CONFIG_FIELDS
+
+SPEECH_ENCODER_DECODER_FIELDS = frozenset({"encoder", "decoder"}) | PRETRAINED_CONFIG_FIELDS
+
+
+class ConfigError(ValueError):
+    """A config.json that minis2t2 cannot run faithfully."""
+
+
+def _check_known(d: dict, known: frozenset, where: str) -> None:
+    unknown = sorted(set(d) - known)
+    if unknown:
+        raise ConfigError(f"{where}: unknown field(s) {unknown}; transformers 4.40.2 has no such setting")
+
+
+def _pick(cls, d: dict) -> dict:
+    """The entries of ``d`` that are fields of dataclass ``cls`` (lists become tuples)."""
+    out = {}
+    for f in dataclasses.fields(cls):
+        if f.name in d:
+            v = d[f.name]
+            out[f.name] = tuple(v) if isinstance(v, list) else v
+    return out
+
+
+@dataclass(frozen=True)
+class EncoderConfig:
+    """Wav2Vec2Config / HubertConfig: the fields the forward pass reads, with HF's defaults."""
+
+    model_type: str = "wav2vec2"  # "wav2vec2" or "hubert"
+    hidden_size: int = 768
+    num_hidden_layers: int = 12
+    num_attention_heads: int = 12
+    intermediate_size: int = 3072
+    hidden_act: str = "gelu"
+    layer_norm_eps: float = 1e-5
+    feat_extract_norm: str = "group"  # "group": GroupNorm on conv 0 only; "layer": LayerNorm on every conv
+    feat_extract_activation: str = "gelu"  # also the positional conv's activation
+    conv_dim: tuple = (512, 512, 512, 512, 512, 512, 512)
+    conv_stride: tuple = (5, 2, 2, 2, 2, 2, 2)  # total stride 5 * 2**6 = 320 samples = 20 ms at 16 kHz
+    conv_kernel: tuple = (10, 3, 3, 3, 3, 2, 2)  # receptive field 400 samples = 25 ms
+    conv_bias: bool = False
+    num_conv_pos_embeddings: int = 128  # positional conv kernel K
+    num_conv_pos_embedding_groups: int = 16
+    do_stable_layer_norm: bool = False  # True: pre-LN layers, final LayerNorm after them
+    feat_proj_layer_norm: bool = True  # HuBERT only; wav2vec2 always normalises before projecting
+    mask_time_prob: float = 0.05  # > 0 (or mask_feature_prob > 0) means masked_spec_embed is stored
+    mask_feature_prob: float = 0.0
+    add_adapter: bool = False
+    adapter_attn_dim: int | None = None
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "EncoderConfig":
+        model_type = d.get("model_type")
+        if model_type not in ("wav2vec2", "hubert"):
+            raise ConfigError(f"encoder model_type {model_type!r} is not supported: use 'wav2vec2' or 'hubert'")
+        _check_known(d, WAV2VEC2_FIELDS, "config.json encoder")
+        cfg = cls(**_pick(cls, d))
+        if model_type == "wav2vec2" and not cfg.feat_proj_layer_norm:
+            raise ConfigError("feat_proj_layer_norm=False exists only for HuBERT")
+        if cfg.feat_extract_norm not in ("group", "layer"):
+            raise ConfigError(f"feat_extract_norm must be 'group' or 'layer', got {cfg.feat_extract_norm!r}")
+        if not (len(cfg.conv_dim) == len(cfg.conv_kernel) == len(cfg.conv_stride)):
+            raise ConfigError("conv_dim, conv_kernel and conv_stride must have the same length")
+        if "num_feat_extract_layers" in d and d["num_feat_extract_layers"] != len(cfg.conv_dim):
+            raise ConfigError("num_feat_extract_layers disagrees with len(conv_dim)")
+        for name in ("hidden_act", "feat_extract_activation"):
+            if getattr(cfg, name) not in ACTIVATIONS:
+                raise ConfigError(f"{name}={getattr(cfg, name)!r} is not supported: one of {sorted(ACTIVATIONS)}")
+        if cfg.hidden_size % cfg.num_attention_heads:
+            raise ConfigError("hidden_size must be divisible by num_attention_heads")
+        if cfg.hidden_size % cfg.num_conv_pos_embedding_groups:
+            raise ConfigError("hidden_size must be divisible by num_conv_pos_embedding_groups")
+        if cfg.add_adapter or cfg.adapter_attn_dim is not None:
+            raise ConfigError("wav2vec2 adapters (add_adapter, adapter_attn_dim) are not supported")
+        return cfg
+
+    @property
+    def has_masked_spec_embed(self) -> bool:
+        return self.mask_time_prob > 0.0 or self.mask_feature_prob > 0.0
+
+
+@dataclass(frozen=True)
+class DecoderConfig:
+    """Speech2Text2Config: the fields the forward pass reads, with HF's defaults."""
+
+    vocab_size: int = 10000
+    d_model: int = 256
+    decoder_layers: int = 6
+    decoder_attention_heads: int = 4
+    decoder_ffn_dim: int = 2048
+    activation_function: str = "relu"
+    scale_embedding: bool = True  # multiply token embeddings by sqrt(d_model)
+    max_target_positions: int = 1024
+    pad_token_id: int = 1
+    bos_token_id: int = 0
+    eos_token_id: int = 2
+    decoder_start_token_id: int = 2
+    tie_word_embeddings: bool = True  # lm_head shares embed_tokens when its key is absent
+    cross_attention_hidden_size: int | None = None
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "DecoderConfig":
+        if d.get("model_type") != "speech_to_text_2":
+            raise ConfigError(f"decoder model_type {d.get('model_type')!r} is not supported: use 'speech_to_text_2'")
+        _check_known(d, SPEECH2TEXT2_FIELDS, "config.json decoder")
+        cfg = cls(**_pick(cls, d))
+        if cfg.activation_function not in ACTIVATIONS:
+            raise ConfigError(f"activation_function={cfg.activation_function!r} is not supported")
+        if cfg.d_model % cfg.decoder_attention_heads:
+            raise ConfigError("d_model must be divisible by decoder_attention_heads")
+        return cfg
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """SpeechEncoderDecoderConfig: the two halves plus the top-level token ids."""
+
+    encoder: EncoderConfig
+    decoder: DecoderConfig
+    pad_token_id: int | None = None  # used to build decoder inputs from labels
+    decoder_start_token_id: int | None = None
+    raw: dict = dataclasses.field(default_factory=dict, repr=False, compare=False)  # config.json as read
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ModelConfig":
+        if d.get("model_type") != "speech-encoder-decoder":
+            raise ConfigError(
+                f"config.json model_type is {d.get('model_type')!r}; minis2t2 runs 'speech-encoder-decoder' models"
+            )
+        if "encoder" not in d or "decoder" not in d:
+            raise ConfigError("config.json must hold both an 'encoder' and a 'decoder' section")
+        _check_known(d, SPEECH_ENCODER_DECODER_FIELDS, "config.json")
+        encoder = EncoderConfig.from_dict(d["encoder"])
+        decoder = DecoderConfig.from_dict(d["decoder"])
+        if decoder.cross_attention_hidden_size not in (None, decoder.d_model):
+            raise ConfigError("cross_attention_hidden_size different from d_model is not supported by Speech2Text2")
+        return cls(
+            encoder=encoder,
+            decoder=decoder,
+            pad_token_id=d.get("pad_token_id"),
+            decoder_start_token_id=d.get("decoder_start_token_id"),
+            raw=d,
+        )
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> "ModelConfig":
+        return cls.from_dict(read_json(path))
+
+    @property
+    def has_enc_to_dec_proj(self) -> bool:
+        """HF SpeechEncoderDecoderModel adds enc_to_dec_proj iff the widths differ (and no cross_attention_hidden_size)."""
+        return self.encoder.hidden_size != self.decoder.d_model and self.decoder.cross_attention_hidden_size is None
+
+
+def read_json(path: str | Path) -> dict:
+    """Read a JSON file, turning the usual failures into one clear error."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist")
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path} is not valid JSON: {e}") from e

@@ -1,0 +1,171 @@
+"""Speech2Text2 decoder: token ids + encoder frames -> next-token logits, with an explicit KV cache.
+
+Dimension legend: B batch (times beams during beam search), S decoder steps, T encoder frames,
+C d_model, H heads, D head dim, V vocabulary.
+Mirrors transformers 4.40.2 ``Speech2Text2ForCausalLM`` in eval mode:
+
+    ids (B, S) -> embed_tokens * embed_scale + sinusoidal positions        (B, S, C)
+      -> layers: post-LN [causal self-attn] [cross-attn] [FFN]              (B, S, C)
+      -> lm_head (no bias; no final LayerNorm before it)                    (B, S, V)
+
+The cache is a plain list with one dict per layer:
+    {"self_k", "self_v": (B, H, S_past, D)  grown by one step per call,
+     "cross_k", "cross_v": (B, H, T, D)     computed once per utterance}
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .backend import array_module
+from .config import DecoderConfig
+from .layers import ACTIVATIONS, attend, layer_norm, linear, merge_heads, record_to, split_heads
+
+LAYER_NORM_EPS = 1e-5  # Speech2Text2 builds nn.LayerNorm(d_model) with torch's default eps
+POSITION_OFFSET = 2  # HF's table has max_target_positions + 2 rows; real positions start at padding_idx + 1
+
+
+def sinusoidal_table(num_positions: int, dim: int, padding_idx: int) -> np.ndarray:
+    """Speech2Text2SinusoidalPositionalEmbedding.get_embedding, computed in float32 as HF does.
+
+    Row i = [sin(i * f_0..f_{h-1}), cos(i * f_0..f_{h-1})] (two halves, not interleaved), with
+    h = dim // 2 and f_j = exp(-j * log(10000) / (h - 1)); an odd dim gets a zero last column;
+    row ``padding_idx`` is all zeros.   -> (num_positions, dim)
+    """
+    half = dim // 2
+    step = math.log(10000) / (half - 1)
+    freqs = np.exp(np.arange(half, dtype=np.float32) * np.float32(-step))  # (h,)
+    angles = np.arange(num_positions, dtype=np.float32)[:, None] * freqs[None, :]  # (P, h)
+    table = np.concatenate([np.sin(angles), np.cos(angles)], axis=1)  # (P, 2h)
+    if dim % 2 == 1:
+        table = np.concatenate([table, np.zeros((num_positions, 1), np.float32)], axis=1)  # (P, dim)
+    table[padding_idx] = 0
+    return table
+
+
+def position_ids(ids, padding_idx: int, past_length: int):
+    """create_position_ids_from_input_ids: (B, S) -> (B, S).
+
+    Non-pad tokens count up from padding_idx + 1 (+ past_length); pad tokens keep position
+    padding_idx, whose table row is zero.
+    """
+    xp = array_module(ids)
+    not_pad = (ids != padding_idx).astype(xp.int64)  # (B, S)
+    return (xp.cumsum(not_pad, axis=1) + past_length) * not_pad + padding_idx  # (B, S)
+
+
+def causal_bias(S: int, past_length: int, dtype, xp):
+    """Step i (absolute position past_length + i) may see keys 0 .. past_length + i.   -> (1, 1, S, past + S)"""
+    future = xp.arange(past_length + S)[None, :] > (past_length + xp.arange(S))[:, None]  # (S, past + S)
+    return (future * xp.finfo(dtype).min).astype(dtype)[None, None]
+
+
+def cross_attention_cache(p, encoder_hidden, cfg: DecoderConfig) -> list[dict]:
+    """Project the encoder output to every layer's cross-attention K/V once per utterance.
+
+    encoder_hidden (B, T, C) -> one dict per layer with cross_k/cross_v (B, H, T, D) and an
+    empty self-attention cache (B, H, 0, D).
+    """
+    H = cfg.decoder_attention_heads
+    xp = array_module(encoder_hidden)
+    B, C = encoder_hidden.shape[0], cfg.d_model
+    empty = xp.zeros((B, H, 0, C // H), dtype=encoder_hidden.dtype)  # (B, H, 0, D)
+    cache = []
+    for layer in p.model.decoder.layers:
+        cache.append({
+            "self_k": empty,
+            "self_v": empty,
+            "cross_k": split_heads(linear(layer.encoder_attn.k_proj, encoder_hidden), H),  # (B, H, T, D)
+            "cross_v": split_heads(linear(layer.encoder_attn.v_proj, encoder_hidden), H),  # (B, H, T, D)
+        })
+    return cache
+
+
+def reorder_cache(cache: list[dict], index) -> list[dict]:
+    """Pick cache rows for the surviving beams: every array indexed by ``index`` (B,) along axis 0."""
+    return [{name: value[index] for name, value in layer.items()} for layer in cache]
+
+
+def decoder_layer(p, x, cache: dict, self_bias, cross_bias, cfg: DecoderConfig):
+    """Speech2Text2DecoderLayer, post-LN throughout: (B, S, C) -> (B, S, C), updated cache.
+
+    x = LN(x + self_attn(x))          causal, keys = cached steps + these steps
+    x = LN(x + cross_attn(x, enc))    keys/values precomputed in the cache
+    x = LN(x + fc2(act(fc1(x))))
+    Returns the layer output, the new cache and the three sublayer outputs for recording.
+    """
+    H = cfg.decoder_attention_heads
+    D = cfg.d_model // H
+    xp = array_module(x)
+    a = p.self_attn
+    q = split_heads(linear(a.q_proj, x) * D**-0.5, H)  # (B, H, S, D)  scaled after the bias
+    k = xp.concatenate([cache["self_k"], split_heads(linear(a.k_proj, x), H)], axis=2)  # (B, H, S_past + S, D)
+    v = xp.concatenate([cache["self_v"], split_heads(linear(a.v_proj, x), H)], axis=2)  # (B, H, S_past + S, D)
+    self_out = linear(a.out_proj, merge_heads(attend(q, k, v, self_bias)))  # (B, S, C)
+    x = layer_norm(p.self_attn_layer_norm, x + self_out, LAYER_NORM_EPS)  # (B, S, C)
+
+    c = p.encoder_attn
+    q = split_heads(linear(c.q_proj, x) * D**-0.5, H)  # (B, H, S, D)
+    cross_out = linear(c.out_proj, merge_heads(attend(q, cache["cross_k"], cache["cross_v"], cross_bias)))  # (B, S, C)
+    x = layer_norm(p.encoder_attn_layer_norm, x + cross_out, LAYER_NORM_EPS)  # (B, S, C)
+
+    ffn_out = linear(p.fc2, ACTIVATIONS[cfg.activation_function](linear(p.fc1, x)))  # (B, S, C)
+    x = layer_norm(p.final_layer_norm, x + ffn_out, LAYER_NORM_EPS)  # (B, S, C)
+    new_cache = dict(cache, self_k=k, self_v=v)
+    return x, new_cache, (self_out, cross_out, ffn_out)
+
+
+def decode(p, ids, cache: list[dict], cross_bias, positions_table, cfg: DecoderConfig, record=None):
+    """Run the decoder on new tokens ``ids`` (B, S) after ``S_past`` cached steps.
+
+    cross_bias (B, 1, 1, T) or None masks padded encoder frames. positions_table (P, C).
+    -> logits (B, S, V), the cache grown by S steps.
+    """
+    xp = array_module(ids)
+    past = cache[0]["self_k"].shape[2]
+    B, S = ids.shape
+    embed = p.model.decoder.embed_tokens.weight[ids]  # (B, S, C)
+    record_to(record, "decoder.model.decoder.embed_tokens", embed)
+    scale = math.sqrt(cfg.d_model) if cfg.scale_embedding else 1.0
+    positions = positions_table[position_ids(ids, cfg.pad_token_id, past)]  # (B, S, C)
+    record_to(record, "decoder.model.decoder.embed_positions", positions)
+    x = embed * scale + positions  # (B, S, C)
+    self_bias = causal_bias(S, past, x.dtype, xp)  # (1, 1, S, past + S)
+    new_cache = []
+    for i, layer in enumerate(p.model.decoder.layers):
+        x, layer_cache, (self_out, cross_out, ffn_out) = decoder_layer(layer, x, cache[i], self_bias, cross_bias, cfg)
+        new_cache.append(layer_cache)
+        name = f"decoder.model.decoder.layers.{i}"
+        record_to(record, name + ".self_attn", self_out)
+        record_to(record, name + ".encoder_attn", cross_out)
+        record_to(record, name + ".fc2", ffn_out)
+        record_to(record, name, x)
+    logits = x @ p.lm_head.weight.T  # (B, S, V)  lm_head has no bias; tied models share embed_tokens
+    record_to(record, "decoder.lm_head", logits)
+    return logits, new_cache
+
+
+def decoder_weight_shapes(cfg: DecoderConfig, prefix: str = "decoder.") -> dict[str, tuple]:
+    """Every tensor the decoder reads, under its HF name, with the shape config.json implies."""
+    C, F, V = cfg.d_model, cfg.decoder_ffn_dim, cfg.vocab_size
+    shapes = {
+        "model.decoder.embed_tokens.weight": (V, C),
+        "model.decoder.embed_positions.weights": (cfg.max_target_positions + POSITION_OFFSET, C),
+        "lm_head.weight": (V, C),
+    }
+    for i in range(cfg.decoder_layers):
+        layer = f"model.decoder.layers.{i}."
+        for attn in ("self_attn", "encoder_attn"):
+            for proj in ("q_proj", "k_proj", "v_proj", "out_proj"):
+                shapes[layer + f"{attn}.{proj}.weight"] = (C, C)
+                shapes[layer + f"{attn}.{proj}.bias"] = (C,)
+        for norm in ("self_attn_layer_norm", "encoder_attn_layer_norm", "final_layer_norm"):
+            shapes[layer + f"{norm}.weight"] = (C,)
+            shapes[layer + f"{norm}.bias"] = (C,)
+        shapes[layer + "fc1.weight"] = (F, C)
+        shapes[layer + "fc1.bias"] = (F,)
+        shapes[layer + "fc2.weight"] = (C, F)
+        shapes[layer + "fc2.bias"] = (C,)
+    return {prefix + name: shape for name, shape in shapes.items()}

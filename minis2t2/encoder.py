@@ -1,0 +1,228 @@
+"""Wav2Vec2 / HuBERT speech encoder: waveform -> frame features.
+
+Dimension legend: B batch, N samples, T frames, C channels, H heads, D head dim, K kernel taps.
+Mirrors transformers 4.40.2 ``Wav2Vec2Model`` / ``HubertModel`` in eval mode (no SpecAugment,
+no dropout). Activations are channels-last (B, T, C) throughout; the conv layers are
+recorded in HF's own (B, C, T) layout so traces line up with forward hooks on the reference.
+
+    input_values (B, N)
+      -> feature_extractor: conv layers, N -> T = ~N/320     (B, T, conv_dim[-1])
+      -> feature_projection: [LayerNorm] + Linear             (B, T, C)
+      -> encoder: zero padded frames, + pos_conv_embed, layers (post-LN or pre-LN)  (B, T, C)
+"""
+
+from __future__ import annotations
+
+from .backend import array_module
+from .config import EncoderConfig
+from .layers import (
+    ACTIVATIONS,
+    attend,
+    conv1d,
+    group_norm,
+    layer_norm,
+    linear,
+    merge_heads,
+    padding_bias,
+    record_to,
+    split_heads,
+)
+
+
+def conv_output_length(length, cfg: EncoderConfig):
+    """Frames the conv stack makes of ``length`` samples: per layer L -> (L - k) // s + 1.
+
+    Works on ints and integer arrays alike. Default stack: 400 samples -> 1 frame, then one
+    more frame every 320 samples.
+    """
+    for kernel, stride in zip(cfg.conv_kernel, cfg.conv_stride):
+        length = (length - kernel) // stride + 1
+    return length
+
+
+def frame_mask(sample_mask, num_frames: int, cfg: EncoderConfig):
+    """Sample keep-mask (B, N) -> frame keep-mask (B, T): ones up to each item's frame count.
+
+    HF ``_get_feature_vector_attention_mask``: the length is the count of ones in the mask.
+    """
+    xp = array_module(sample_mask)
+    frames = conv_output_length(sample_mask.sum(axis=-1).astype(xp.int64), cfg)  # (B,)
+    return (xp.arange(num_frames)[None, :] < frames[:, None]).astype(xp.int64)  # (B, T)
+
+
+def feature_encoder(p, input_values, cfg: EncoderConfig, record=None):
+    """Wav2Vec2FeatureEncoder: (B, N) -> (B, T, conv_dim[-1]).
+
+    "group": conv -> GroupNorm(C groups, i.e. per channel over time) -> act on layer 0 only,
+             conv -> act on the others.
+    "layer": conv -> LayerNorm over channels (eps 1e-5, torch's default) -> act on every layer.
+    """
+    act = ACTIVATIONS[cfg.feat_extract_activation]
+    x = input_values[:, :, None]  # (B, N, 1)
+    for i, layer in enumerate(p.conv_layers):
+        x = conv1d(x, layer.conv.weight, layer.conv.get("bias"), stride=cfg.conv_stride[i])  # (B, T_i, C_i)
+        if cfg.feat_extract_norm == "layer":
+            x = layer_norm(layer.layer_norm, x, eps=1e-5)  # (B, T_i, C_i)
+        elif i == 0:
+            x = group_norm(layer.layer_norm, x, num_groups=x.shape[-1])  # (B, T_0, C_0)
+        x = act(x)  # (B, T_i, C_i)
+        record_to(record, f"encoder.feature_extractor.conv_layers.{i}", x.transpose(0, 2, 1))  # HF layout (B, C, T)
+    return x
+
+
+def feature_projection(p, x, cfg: EncoderConfig):
+    """Wav2Vec2FeatureProjection / HubertFeatureProjection: (B, T, C_conv) -> (B, T, C).
+
+    LayerNorm over conv channels (config eps), then Linear. HuBERT skips the LayerNorm when
+    ``feat_proj_layer_norm`` is false.
+    """
+    if cfg.feat_proj_layer_norm:
+        x = layer_norm(p.layer_norm, x, cfg.layer_norm_eps)  # (B, T, C_conv)
+    return linear(p.projection, x)  # (B, T, C)
+
+
+def weight_norm(g, v):
+    """torch weight_norm with dim=2: w = g * v / ||v||, the norm taken over every axis but the kernel axis.
+
+    v (C_out, C_in/G, K), g (1, 1, K) -> w (C_out, C_in/G, K)
+    """
+    xp = array_module(v)
+    norm = xp.sqrt(xp.square(v).sum(axis=(0, 1), keepdims=True))  # (1, 1, K)
+    return v * (g / norm)  # (C_out, C_in/G, K)
+
+
+def positional_conv_embedding(p, x, cfg: EncoderConfig):
+    """Wav2Vec2PositionalConvEmbedding: a wide grouped conv over time gives each frame its position.
+
+    (B, T, C) -> (B, T, C). Kernel K (128), G groups (16), padding K//2 on both sides, so an
+    even K yields T + 1 frames and Wav2Vec2SamePadLayer drops the last one. Then the feature
+    extractor's activation (not hidden_act).
+    """
+    K = cfg.num_conv_pos_embeddings
+    w = weight_norm(p.conv.weight_g, p.conv.weight_v)  # (C, C/G, K)
+    y = conv1d(x, w, p.conv.bias, padding=K // 2, groups=cfg.num_conv_pos_embedding_groups)  # (B, T + 1 - K%2, C)
+    if K % 2 == 0:
+        y = y[:, :-1]  # (B, T, C)
+    return ACTIVATIONS[cfg.feat_extract_activation](y)  # (B, T, C)
+
+
+def self_attention(p, x, bias, num_heads: int):
+    """Wav2Vec2Attention (BART-style) without cache: (B, T, C) -> (B, T, C).
+
+    q is scaled by D**-0.5 after its bias is added, as HF does.
+    """
+    D = x.shape[-1] // num_heads
+    q = split_heads(linear(p.q_proj, x) * D**-0.5, num_heads)  # (B, H, T, D)
+    k = split_heads(linear(p.k_proj, x), num_heads)  # (B, H, T, D)
+    v = split_heads(linear(p.v_proj, x), num_heads)  # (B, H, T, D)
+    return linear(p.out_proj, merge_heads(attend(q, k, v, bias)))  # (B, T, C)
+
+
+def feed_forward(p, x, act):
+    """Wav2Vec2FeedForward: Linear -> act -> Linear.   (B, T, C) -> (B, T, C)"""
+    return linear(p.output_dense, act(linear(p.intermediate_dense, x)))
+
+
+def encoder_layer(p, x, bias, cfg: EncoderConfig):
+    """Wav2Vec2EncoderLayer, post-LN: x = LN(x + attn(x)); x = LN(x + ffn(x)).   (B, T, C) -> (B, T, C)"""
+    x = layer_norm(p.layer_norm, x + self_attention(p.attention, x, bias, cfg.num_attention_heads), cfg.layer_norm_eps)
+    act = ACTIVATIONS[cfg.hidden_act]
+    return layer_norm(p.final_layer_norm, x + feed_forward(p.feed_forward, x, act), cfg.layer_norm_eps)
+
+
+def encoder_layer_stable(p, x, bias, cfg: EncoderConfig):
+    """Wav2Vec2EncoderLayerStableLayerNorm, pre-LN: x += attn(LN(x)); x += ffn(LN(x)).   (B, T, C) -> (B, T, C)"""
+    eps = cfg.layer_norm_eps
+    x = x + self_attention(p.attention, layer_norm(p.layer_norm, x, eps), bias, cfg.num_attention_heads)
+    act = ACTIVATIONS[cfg.hidden_act]
+    return x + feed_forward(p.feed_forward, layer_norm(p.final_layer_norm, x, eps), act)
+
+
+def transformer_encoder(p, x, mask, cfg: EncoderConfig, record=None):
+    """Wav2Vec2Encoder / Wav2Vec2EncoderStableLayerNorm: (B, T, C), keep-mask (B, T) or None -> (B, T, C).
+
+    Padded frames are zeroed before the positional conv and masked out as keys. The post-LN
+    variant applies its LayerNorm before the layers, the stable (pre-LN) one after them.
+    """
+    bias = None
+    if mask is not None:
+        x = x * mask[:, :, None].astype(x.dtype)  # (B, T, C) padded frames -> 0
+        bias = padding_bias(mask, x.dtype)  # (B, 1, 1, T)
+    pos = positional_conv_embedding(p.pos_conv_embed, x, cfg)  # (B, T, C)
+    record_to(record, "encoder.encoder.pos_conv_embed", pos)
+    x = x + pos  # (B, T, C)
+    if not cfg.do_stable_layer_norm:
+        x = layer_norm(p.layer_norm, x, cfg.layer_norm_eps)  # (B, T, C)
+        record_to(record, "encoder.encoder.layer_norm", x)
+    layer_fn = encoder_layer_stable if cfg.do_stable_layer_norm else encoder_layer
+    for i, layer in enumerate(p.layers):
+        x = layer_fn(layer, x, bias, cfg)  # (B, T, C)
+        record_to(record, f"encoder.encoder.layers.{i}", x)
+    if cfg.do_stable_layer_norm:
+        x = layer_norm(p.layer_norm, x, cfg.layer_norm_eps)  # (B, T, C)
+        record_to(record, "encoder.encoder.layer_norm", x)
+    return x
+
+
+def encode(p, input_values, sample_mask, cfg: EncoderConfig, record=None):
+    """Wav2Vec2Model / HubertModel: (B, N), keep-mask (B, N) or None -> hidden (B, T, C), keep-mask (B, T) or None."""
+    B, N = input_values.shape
+    if conv_output_length(N, cfg) < 1:
+        raise ValueError(f"{N} samples is too short: the conv stack needs at least {min_samples(cfg)}")
+    x = feature_encoder(p.feature_extractor, input_values, cfg, record)  # (B, T, C_conv)
+    mask = None if sample_mask is None else frame_mask(sample_mask, x.shape[1], cfg)  # (B, T)
+    x = feature_projection(p.feature_projection, x, cfg)  # (B, T, C)
+    record_to(record, "encoder.feature_projection", x)
+    x = transformer_encoder(p.encoder, x, mask, cfg, record)  # (B, T, C)
+    record_to(record, "encoder", x)
+    return x, mask
+
+
+def min_samples(cfg: EncoderConfig) -> int:
+    """The shortest input that yields one frame: the conv stack's receptive field (400 by default)."""
+    length = 1
+    for kernel, stride in reversed(list(zip(cfg.conv_kernel, cfg.conv_stride))):
+        length = (length - 1) * stride + kernel
+    return length
+
+
+def encoder_weight_shapes(cfg: EncoderConfig, prefix: str = "encoder.") -> dict[str, tuple]:
+    """Every tensor the encoder reads, under its HF name, with the shape config.json implies."""
+    C = cfg.hidden_size
+    shapes = {}
+    c_in = 1
+    for i, (c, k) in enumerate(zip(cfg.conv_dim, cfg.conv_kernel)):
+        layer = f"feature_extractor.conv_layers.{i}."
+        shapes[layer + "conv.weight"] = (c, c_in, k)
+        if cfg.conv_bias:
+            shapes[layer + "conv.bias"] = (c,)
+        if cfg.feat_extract_norm == "layer" or i == 0:
+            shapes[layer + "layer_norm.weight"] = (c,)
+            shapes[layer + "layer_norm.bias"] = (c,)
+        c_in = c
+    if cfg.feat_proj_layer_norm:
+        shapes["feature_projection.layer_norm.weight"] = (c_in,)
+        shapes["feature_projection.layer_norm.bias"] = (c_in,)
+    shapes["feature_projection.projection.weight"] = (C, c_in)
+    shapes["feature_projection.projection.bias"] = (C,)
+    K, G = cfg.num_conv_pos_embeddings, cfg.num_conv_pos_embedding_groups
+    shapes["encoder.pos_conv_embed.conv.weight_g"] = (1, 1, K)
+    shapes["encoder.pos_conv_embed.conv.weight_v"] = (C, C // G, K)
+    shapes["encoder.pos_conv_embed.conv.bias"] = (C,)
+    shapes["encoder.layer_norm.weight"] = (C,)
+    shapes["encoder.layer_norm.bias"] = (C,)
+    for i in range(cfg.num_hidden_layers):
+        layer = f"encoder.layers.{i}."
+        for proj in ("q_proj", "k_proj", "v_proj", "out_proj"):
+            shapes[layer + f"attention.{proj}.weight"] = (C, C)
+            shapes[layer + f"attention.{proj}.bias"] = (C,)
+        for norm in ("layer_norm", "final_layer_norm"):
+            shapes[layer + f"{norm}.weight"] = (C,)
+            shapes[layer + f"{norm}.bias"] = (C,)
+        shapes[layer + "feed_forward.intermediate_dense.weight"] = (cfg.intermediate_size, C)
+        shapes[layer + "feed_forward.intermediate_dense.bias"] = (cfg.intermediate_size,)
+        shapes[layer + "feed_forward.output_dense.weight"] = (C, cfg.intermediate_size)
+        shapes[layer + "feed_forward.output_dense.bias"] = (C,)
+    if cfg.has_masked_spec_embed:
+        shapes["masked_spec_embed"] = (C,)  # SpecAugment's mask vector: stored, unused at inference
+    return {prefix + name: shape for name, shape in shapes.items()}

@@ -1,0 +1,151 @@
+"""Building blocks shared by the encoder and the decoder.
+
+Dimension legend (used in every shape comment of this package):
+    B batch      N audio samples   T encoder frames   S decoder steps
+    C channels   H heads           D head dim (C // H) K kernel taps
+    G groups     V vocabulary      *  any leading dims
+
+Every function is pure: arrays in, arrays out, weights passed as the checkpoint's own
+subtree (``p.weight``, ``p.bias``), so stored arrays stay bit-identical to the file.
+"""
+
+from __future__ import annotations
+
+import math
+
+from .backend import array_module, erf
+
+
+def record_to(record: dict | None, name: str, value) -> None:
+    """Store an activation under its HF module path when the caller asked for a record."""
+    if record is not None:
+        record[name] = value
+
+
+def linear(p, x):
+    """nn.Linear: x @ W.T + b.   (*, C_in) -> (*, C_out); W is stored (C_out, C_in)."""
+    y = x @ p.weight.T  # (*, C_out)
+    if "bias" in p:
+        y = y + p.bias
+    return y
+
+
+def layer_norm(p, x, eps: float):
+    """nn.LayerNorm over the last axis (biased variance, as torch).   (*, C) -> (*, C)"""
+    xp = array_module(x)
+    mean = x.mean(axis=-1, keepdims=True)  # (*, 1)
+    var = xp.square(x - mean).mean(axis=-1, keepdims=True)  # (*, 1)
+    return (x - mean) / xp.sqrt(var + eps) * p.weight + p.bias  # (*, C)
+
+
+def group_norm(p, x, num_groups: int, eps: float = 1e-5):
+    """nn.GroupNorm on channels-last input: statistics over time and the group's channels.
+
+    (B, T, C) -> (B, T, C). wav2vec2 uses num_groups == C: each channel is normalised
+    over time on its own.
+    """
+    xp = array_module(x)
+    B, T, C = x.shape
+    g = x.reshape(B, T, num_groups, C // num_groups)  # (B, T, G, C/G)
+    mean = g.mean(axis=(1, 3), keepdims=True)  # (B, 1, G, 1)
+    var = xp.square(g - mean).mean(axis=(1, 3), keepdims=True)  # (B, 1, G, 1)
+    g = (g - mean) / xp.sqrt(var + eps)  # (B, T, G, C/G)
+    return g.reshape(B, T, C) * p.weight + p.bias  # (B, T, C)
+
+
+def conv1d(x, weight, bias, stride: int = 1, padding: int = 0, groups: int = 1):
+    """nn.Conv1d on channels-last input, as one matmul over sliding windows (im2col).
+
+    x (B, L, C_in), weight (C_out, C_in/G, K) as torch stores it -> (B, T, C_out) with
+    T = (L + 2*padding - K) // stride + 1. Plain form: y[b, t, o] = bias[o] +
+    sum_{c, k} x[b, t*stride + k, c] * weight[o, c, k], summed within o's group only.
+    """
+    xp = array_module(x)
+    if padding:
+        x = xp.pad(x, ((0, 0), (padding, padding), (0, 0)))  # (B, L + 2*padding, C_in)
+    B, L, C_in = x.shape
+    C_out, C_group, K = weight.shape
+    assert C_in == C_group * groups, f"conv1d: input has {C_in} channels, weight expects {C_group * groups}"
+    windows = xp.lib.stride_tricks.sliding_window_view(x, K, axis=1)[:, ::stride]  # (B, T, C_in, K)
+    T = windows.shape[1]
+    windows = windows.reshape(B * T, groups, C_group * K).transpose(1, 0, 2)  # (G, B*T, C_in/G * K)
+    w = weight.reshape(groups, C_out // groups, C_group * K).transpose(0, 2, 1)  # (G, C_in/G * K, C_out/G)
+    y = windows @ w  # (G, B*T, C_out/G)
+    y = y.transpose(1, 0, 2).reshape(B, T, C_out)  # (B, T, C_out)
+    if bias is not None:
+        y = y + bias
+    return y
+
+
+def gelu(x):
+    """Exact GELU, x * Phi(x) with the erf form (HF "gelu"; torch's default)."""
+    return 0.5 * x * (1.0 + erf(x / math.sqrt(2.0)))
+
+
+def gelu_tanh(x):
+    """Tanh approximation of GELU (HF "gelu_new", "gelu_pytorch_tanh")."""
+    xp = array_module(x)
+    return 0.5 * x * (1.0 + xp.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x**3)))
+
+
+def relu(x):
+    return array_module(x).maximum(x, 0)
+
+
+def silu(x):
+    """x * sigmoid(x) (HF "silu" and "swish")."""
+    xp = array_module(x)
+    return x / (1.0 + xp.exp(-x))
+
+
+ACTIVATIONS = {
+    "gelu": gelu,
+    "gelu_new": gelu_tanh,
+    "gelu_pytorch_tanh": gelu_tanh,
+    "relu": relu,
+    "silu": silu,
+    "swish": silu,
+}
+
+
+def softmax(x, axis: int = -1):
+    xp = array_module(x)
+    e = xp.exp(x - x.max(axis=axis, keepdims=True))
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+def log_softmax(x, axis: int = -1):
+    xp = array_module(x)
+    shifted = x - x.max(axis=axis, keepdims=True)
+    return shifted - xp.log(xp.exp(shifted).sum(axis=axis, keepdims=True))
+
+
+def split_heads(x, num_heads: int):
+    """(B, L, C) -> (B, H, L, D)"""
+    B, L, C = x.shape
+    return x.reshape(B, L, num_heads, C // num_heads).transpose(0, 2, 1, 3)
+
+
+def merge_heads(x):
+    """(B, H, L, D) -> (B, L, C)"""
+    B, H, L, D = x.shape
+    return x.transpose(0, 2, 1, 3).reshape(B, L, H * D)
+
+
+def attend(q, k, v, bias=None):
+    """Scaled dot-product attention on already-scaled queries.
+
+    q (B, H, Lq, D), k and v (B, H, Lk, D), bias broadcastable to (B, H, Lq, Lk) holding
+    0 where attending is allowed and the dtype's most negative finite value where not
+    (as HF, never -inf, so a fully masked row stays finite). -> (B, H, Lq, D)
+    """
+    scores = q @ k.transpose(0, 1, 3, 2)  # (B, H, Lq, Lk)
+    if bias is not None:
+        scores = scores + bias
+    return softmax(scores, axis=-1) @ v  # (B, H, Lq, D)
+
+
+def padding_bias(mask, dtype):
+    """Keep-mask (B, Lk) of 0/1 -> additive bias (B, 1, 1, Lk): 0 to keep, finfo.min to drop."""
+    xp = array_module(mask)
+    return ((1.0 - mask.astype(dtype)) * xp.finfo(dtype).min)[:, None, None, :]

@@ -1,0 +1,232 @@
+"""SpeechEncoderDecoderModel: the encoder, the glue and the decoder, plus loading and generation.
+
+Dimension legend: B batch, N samples, T encoder frames, S decoder steps, C channels, V vocabulary.
+
+    input_values (B, N) --encoder--> (B, T, C_enc) --enc_to_dec_proj?--> (B, T, C_dec)
+    decoder_input_ids (B, S) + that --decoder--> logits (B, S, V)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import decoder as dec
+from . import encoder as enc
+from .audio import FeatureExtractor, check_waveform, load_audio, resample
+from .backend import device_module, to_numpy
+from .config import ModelConfig
+from .generation import GenerationConfig, SearchSettings, beam_search, greedy_search
+from .layers import linear, log_softmax, padding_bias, record_to
+from .tokenizer import Tokenizer
+from .weights import Tree, check_shapes, load_state_dict, normalise_weight_norm_names, to_float, unflatten
+
+REQUIRED_FILES = ("config.json", "preprocessor_config.json", "vocab.json")
+DTYPES = {"float32": np.float32, "float64": np.float64}
+
+
+@dataclass
+class Seq2SeqOutput:
+    logits: np.ndarray  # (B, S, V)
+    encoder_last_hidden_state: np.ndarray  # (B, T, C_dec), after enc_to_dec_proj as in HF
+    loss: float | None = None
+
+
+def expected_weight_shapes(cfg: ModelConfig) -> dict[str, tuple]:
+    """Every tensor a SpeechEncoderDecoderModel checkpoint holds, with its shape."""
+    shapes = enc.encoder_weight_shapes(cfg.encoder) | dec.decoder_weight_shapes(cfg.decoder)
+    if cfg.has_enc_to_dec_proj:
+        shapes["enc_to_dec_proj.weight"] = (cfg.decoder.d_model, cfg.encoder.hidden_size)
+        shapes["enc_to_dec_proj.bias"] = (cfg.decoder.d_model,)
+    return shapes
+
+
+def shift_tokens_right(labels: np.ndarray, pad_token_id: int, start_token_id: int) -> np.ndarray:
+    """Teacher forcing inputs: [start, labels[:-1]], with -100 (ignored) positions read as pad.   (B, S) -> (B, S)"""
+    shifted = np.empty_like(labels)
+    shifted[:, 0] = start_token_id
+    shifted[:, 1:] = labels[:, :-1]
+    return np.where(shifted == -100, pad_token_id, shifted)
+
+
+def cross_entropy(logits: np.ndarray, labels: np.ndarray) -> float:
+    """torch CrossEntropyLoss(ignore_index=-100), mean over the labelled positions.   (B, S, V), (B, S) -> scalar"""
+    keep = labels != -100  # (B, S)
+    if not keep.any():
+        return float("nan")  # torch also returns nan when every label is ignored
+    logp = log_softmax(logits[keep])  # (M, V)
+    return float(-logp[np.arange(len(logp)), labels[keep]].mean())
+
+
+class Model:
+    """A loaded model: weights, configs, processor, tokenizer, generation defaults.
+
+    Use ``minis2t2.load(path)``. The weights live in ``self.params``, a tree whose keys are
+    the checkpoint's own names (``params.encoder.encoder.layers[0].attention.q_proj.weight``).
+    """
+
+    def __init__(self, config: ModelConfig, params: Tree, processor: FeatureExtractor, tokenizer: Tokenizer,
+                 generation_config: GenerationConfig, positions_table, dtype, xp=np):
+        self.config = config
+        self.params = params
+        self.processor = processor
+        self.tokenizer = tokenizer
+        self.generation_config = generation_config
+        self.positions_table = positions_table  # (P, C_dec) decoder sinusoidal positions
+        self.dtype = np.dtype(dtype)
+        self.xp = xp  # the array module the weights live in (numpy, or cupy for device="cuda")
+
+    # --- loading -------------------------------------------------------------------------
+
+    @classmethod
+    def from_folder(cls, folder: str | Path, dtype: str = "float32", device: str = "cpu") -> "Model":
+        folder = Path(folder)
+        if not folder.is_dir():
+            raise FileNotFoundError(f"{folder} is not a model folder")
+        missing = [name for name in REQUIRED_FILES if not (folder / name).is_file()]
+        if missing:
+            raise FileNotFoundError(f"{folder} is missing {', '.join(missing)} (a HF model folder needs them)")
+        if dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
+        config = ModelConfig.from_file(folder / "config.json")
+        tensors = normalise_weight_norm_names(load_state_dict(folder))
+        expected = expected_weight_shapes(config)
+        optional = {"decoder.model.decoder.embed_positions.weights"}  # HF recomputes the table when absent
+        if config.decoder.tie_word_embeddings:
+            optional.add("decoder.lm_head.weight")
+        check_shapes(tensors, expected, frozenset(optional))
+
+        xp = device_module(device)
+        np_dtype = DTYPES[dtype]
+        flat = {name: xp.asarray(to_float(array, kind, np_dtype)) for name, (array, kind) in tensors.items()}
+        embed = "decoder.model.decoder.embed_tokens.weight"
+        if config.decoder.tie_word_embeddings:
+            # HF ties lm_head to embed_tokens; a file may still carry the (identical) copy.
+            if "decoder.lm_head.weight" in flat and not bool(xp.array_equal(flat["decoder.lm_head.weight"], flat[embed])):
+                raise ValueError("config ties lm_head to embed_tokens but the checkpoint stores a different lm_head.weight")
+            flat["decoder.lm_head.weight"] = flat[embed]
+        table_key = "decoder.model.decoder.embed_positions.weights"
+        table = flat.pop(table_key, None)
+        if table is None:
+            d = config.decoder
+            table = xp.asarray(dec.sinusoidal_table(d.max_target_positions + dec.POSITION_OFFSET, d.d_model, d.pad_token_id).astype(np_dtype))
+        return cls(
+            config=config,
+            params=unflatten(flat),
+            processor=FeatureExtractor.from_file(folder / "preprocessor_config.json"),
+            tokenizer=Tokenizer.from_folder(folder),
+            generation_config=GenerationConfig.from_model_folder(folder, config.raw),
+            positions_table=table,
+            dtype=np_dtype,
+            xp=xp,
+        )
+
+    # --- the forward pass ------------------------------------------------------------------
+
+    def _inputs(self, input_values, attention_mask):
+        """Validate and place model inputs: (B, N) float, optional (B, N) 0/1 mask."""
+        xp = self.xp
+        values = np.asarray(to_numpy(input_values))
+        if values.ndim == 1:
+            values = values[None]
+        if values.ndim != 2:
+            raise ValueError(f"input_values must be (B, N), got shape {values.shape}")
+        if not np.isfinite(values).all():
+            raise ValueError("input_values contain NaN or inf")
+        mask = None
+        if attention_mask is not None:
+            mask = np.asarray(to_numpy(attention_mask))
+            if mask.ndim == 1:
+                mask = mask[None]
+            if mask.shape != values.shape:
+                raise ValueError(f"attention_mask {mask.shape} does not match input_values {values.shape}")
+            mask = xp.asarray(mask.astype(np.int64))
+        return xp.asarray(values.astype(self.dtype)), mask
+
+    def encode(self, input_values, attention_mask=None, record: dict | None = None):
+        """Speech -> decoder-width frames (B, T, C_dec) and the frame keep-mask (B, T) or None."""
+        values, mask = self._inputs(input_values, attention_mask)
+        hidden, frames = enc.encode(self.params.encoder, values, mask, self.config.encoder, record)  # (B, T, C_enc)
+        if self.config.has_enc_to_dec_proj:
+            hidden = linear(self.params.enc_to_dec_proj, hidden)  # (B, T, C_dec)
+            record_to(record, "enc_to_dec_proj", hidden)
+        return hidden, frames
+
+    def __call__(self, input_values, attention_mask=None, decoder_input_ids=None, labels=None,
+                 record: dict | None = None) -> Seq2SeqOutput:
+        """Teacher-forced forward. With ``labels`` (B, S) and no decoder_input_ids, the inputs are
+        the labels shifted right behind the start token, and ``loss`` is HF's cross-entropy."""
+        if decoder_input_ids is None:
+            if labels is None:
+                raise ValueError("pass decoder_input_ids or labels")
+            pad, start = self.config.pad_token_id, self.config.decoder_start_token_id
+            if pad is None or start is None:
+                raise ValueError("config.json needs pad_token_id and decoder_start_token_id to build inputs from labels")
+            decoder_input_ids = shift_tokens_right(np.asarray(labels, dtype=np.int64), pad, start)
+        ids = self._token_ids(decoder_input_ids)
+        hidden, frames = self.encode(input_values, attention_mask, record)
+        cache = dec.cross_attention_cache(self.params.decoder, hidden, self.config.decoder)
+        cross_bias = None if frames is None else padding_bias(frames, hidden.dtype)  # (B, 1, 1, T)
+        logits, _ = dec.decode(self.params.decoder, self.xp.asarray(ids), cache, cross_bias, self.positions_table,
+                               self.config.decoder, record)
+        logits = to_numpy(logits)
+        loss = None if labels is None else cross_entropy(logits, np.asarray(labels, dtype=np.int64))
+        return Seq2SeqOutput(logits=logits, encoder_last_hidden_state=to_numpy(hidden), loss=loss)
+
+    def _token_ids(self, ids) -> np.ndarray:
+        ids = np.asarray(ids)
+        if ids.ndim == 1:
+            ids = ids[None]
+        V = self.config.decoder.vocab_size
+        if ids.ndim != 2 or ids.dtype.kind not in "iu" or ids.size == 0:
+            raise ValueError(f"decoder ids must be a non-empty (B, S) integer array, got {ids.dtype} {ids.shape}")
+        if ids.min() < 0 or ids.max() >= V:
+            raise ValueError(f"decoder ids must lie in [0, {V}), got values from {ids.min()} to {ids.max()}")
+        return ids.astype(np.int64)
+
+    # --- generation -------------------------------------------------------------------------
+
+    def generate(self, input_values, attention_mask=None, **generation_kwargs) -> np.ndarray:
+        """Greedy or beam search -> ids (B * num_return_sequences, L), starting with the decoder start token.
+
+        Defaults come from generation_config.json (or config.json); keyword arguments override
+        them with HF's names: num_beams, max_length, max_new_tokens, min_length, length_penalty,
+        early_stopping, num_return_sequences, eos_token_id, pad_token_id, ...
+        """
+        settings = SearchSettings.resolve(self.generation_config.update(**generation_kwargs))
+        hidden, frames = self.encode(input_values, attention_mask)  # (B, T, C), (B, T)
+        B = hidden.shape[0]
+        cache = dec.cross_attention_cache(self.params.decoder, hidden, self.config.decoder)
+        cross_bias = None if frames is None else padding_bias(frames, hidden.dtype)  # (B, 1, 1, T)
+        if settings.num_beams > 1:
+            # every input becomes K identical rows; the cross K/V are copied, not recomputed
+            rows = np.repeat(np.arange(B), settings.num_beams)  # (B*K,)
+            cache = dec.reorder_cache(cache, rows)
+            cross_bias = None if cross_bias is None else cross_bias[rows]
+
+        def step(last_ids, cache):
+            logits, cache = dec.decode(self.params.decoder, self.xp.asarray(last_ids), cache, cross_bias,
+                                       self.positions_table, self.config.decoder)
+            return logits[:, -1], cache  # (rows, V)
+
+        if settings.num_beams == 1:
+            return greedy_search(step, cache, B, settings)
+        return beam_search(step, cache, B, settings)
+
+    def translate(self, audio, sampling_rate: int = 16000, **generation_kwargs) -> str:
+        """An audio file path or one mono waveform -> the decoded text of the best hypothesis."""
+        target = self.processor.sampling_rate
+        if isinstance(audio, (str, Path)):
+            waveform = load_audio(audio, target)
+        else:
+            waveform = resample(check_waveform(audio).astype(np.float32), sampling_rate, target)
+        inputs = self.processor(waveform, sampling_rate=target)
+        ids = self.generate(inputs["input_values"], inputs.get("attention_mask"), **generation_kwargs)
+        return self.tokenizer.decode(ids[0], skip_special_tokens=True)
+
+
+def load(path: str | Path, dtype: str = "float32", device: str = "cpu") -> Model:
+    """Load a HF-layout model folder (config.json, preprocessor_config.json, vocab.json, weights, ...)."""
+    return Model.from_folder(path, dtype=dtype, device=device)

@@ -1,0 +1,173 @@
+"""Reading checkpoints: flat safetensors -> a weight tree with the checkpoint's own names.
+
+safetensors layout: 8 bytes little-endian header size n, n bytes of JSON
+``{name: {"dtype", "shape", "data_offsets": [begin, end]}, "__metadata__": {...}}``, then
+the raw little-endian tensor bytes. We parse the header ourselves so every way a file can
+be damaged gets a clear error, and map the data with ``np.memmap`` so nothing is read until
+a tensor is used.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+from .config import read_json
+
+SAFETENSORS_DTYPES = {
+    "F64": np.float64,
+    "F32": np.float32,
+    "F16": np.float16,
+    "BF16": np.uint16,  # bfloat16 has no NumPy type: read the bits, widen in to_float
+    "I64": np.int64,
+    "I32": np.int32,
+    "I16": np.int16,
+    "I8": np.int8,
+    "U8": np.uint8,
+    "BOOL": np.bool_,
+}
+
+
+class WeightsError(ValueError):
+    """A weight file that is damaged or does not fit the model's config."""
+
+
+def read_safetensors(path: str | Path) -> dict[str, tuple[np.ndarray, str]]:
+    """Map a .safetensors file: {name: (array view into the file, safetensors dtype)}."""
+    path = Path(path)
+    size = path.stat().st_size
+    if size < 8:
+        raise WeightsError(f"{path}: {size} bytes is too short to be a safetensors file")
+    with open(path, "rb") as f:
+        n = int.from_bytes(f.read(8), "little")
+        if n > size - 8:
+            raise WeightsError(f"{path}: header claims {n} bytes but the file holds {size - 8} after the length")
+        try:
+            header = json.loads(f.read(n))
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise WeightsError(f"{path}: corrupt safetensors header ({e})") from e
+    if not isinstance(header, dict):
+        raise WeightsError(f"{path}: corrupt safetensors header (not a JSON object)")
+    header.pop("__metadata__", None)
+    data_size = size - 8 - n
+    data = np.memmap(path, dtype=np.uint8, mode="r", offset=8 + n, shape=(data_size,)) if data_size else None
+    out = {}
+    for name, info in header.items():
+        try:
+            dtype_name, shape, (begin, end) = info["dtype"], list(info["shape"]), info["data_offsets"]
+        except (KeyError, TypeError, ValueError) as e:
+            raise WeightsError(f"{path}: tensor {name!r} has a malformed header entry {info!r}") from e
+        if dtype_name not in SAFETENSORS_DTYPES:
+            raise WeightsError(f"{path}: tensor {name!r} has unsupported dtype {dtype_name!r}")
+        dtype = np.dtype(SAFETENSORS_DTYPES[dtype_name])
+        expected = math.prod(shape) * dtype.itemsize
+        if not (0 <= begin <= end <= data_size) or end - begin != expected:
+            raise WeightsError(
+                f"{path}: tensor {name!r} {dtype_name}{shape} needs {expected} bytes but its offsets "
+                f"[{begin}, {end}) do not fit that within the {data_size} data bytes (truncated or corrupt file)"
+            )
+        view = data[begin:end] if expected else np.zeros(0, np.uint8)
+        out[name] = (view.view(dtype).reshape(shape), dtype_name)
+    return out
+
+
+def to_float(array: np.ndarray, dtype_name: str, dtype) -> np.ndarray:
+    """A stored tensor as the compute dtype (bfloat16 widened exactly by a 16-bit shift)."""
+    if dtype_name == "BF16":
+        array = (array.astype(np.uint32) << 16).view(np.float32)
+    return np.ascontiguousarray(array, dtype=dtype)
+
+
+def load_state_dict(folder: str | Path) -> dict[str, tuple[np.ndarray, str]]:
+    """All tensors of a HF model folder: model.safetensors, or shards listed in model.safetensors.index.json."""
+    folder = Path(folder)
+    single = folder / "model.safetensors"
+    index = folder / "model.safetensors.index.json"
+    if single.is_file():
+        return read_safetensors(single)
+    if index.is_file():
+        weight_map = read_json(index).get("weight_map")
+        if not isinstance(weight_map, dict):
+            raise WeightsError(f"{index}: no 'weight_map' object")
+        tensors = {}
+        for shard in sorted(set(weight_map.values())):
+            if not (folder / shard).is_file():
+                raise WeightsError(f"{index} lists shard {shard!r}, which is missing from {folder}")
+            tensors.update(read_safetensors(folder / shard))
+        missing = sorted(set(weight_map) - set(tensors))
+        if missing:
+            raise WeightsError(f"{index} lists tensors that no shard holds: {missing}")
+        return tensors
+    raise FileNotFoundError(f"{folder} holds no model.safetensors (nor model.safetensors.index.json)")
+
+
+# The positional conv is weight-normalised. torch's old nn.utils.weight_norm stored it as
+# weight_g / weight_v; the newer parametrizations API stores the same two tensors as
+# parametrizations.weight.original0 / original1. This is the one place names change: the
+# new spelling is read as the old, so the layer code sees weight_g and weight_v only.
+WEIGHT_NORM_ALIASES = {
+    "conv.parametrizations.weight.original0": "conv.weight_g",
+    "conv.parametrizations.weight.original1": "conv.weight_v",
+}
+
+
+def normalise_weight_norm_names(tensors: dict) -> dict:
+    out = {}
+    for name, value in tensors.items():
+        for new, old in WEIGHT_NORM_ALIASES.items():
+            if name.endswith("pos_conv_embed." + new):
+                name = name[: -len(new)] + old
+        out[name] = value
+    return out
+
+
+def check_shapes(tensors: dict, expected: dict[str, tuple], optional: frozenset = frozenset()) -> None:
+    """Strict loading: every expected key present with its shape, nothing else.
+
+    ``optional`` names keys that may be absent (a tied lm_head). One error lists every
+    missing, unexpected and mis-shaped key with its shape.
+    """
+    lines = []
+    for name in sorted(set(expected) - set(tensors) - optional):
+        lines.append(f"  missing    {name} {list(expected[name])}")
+    for name in sorted(set(tensors) - set(expected)):
+        lines.append(f"  unexpected {name} {list(tensors[name][0].shape)}")
+    for name in sorted(set(expected) & set(tensors)):
+        got = tuple(tensors[name][0].shape)
+        if got != tuple(expected[name]):
+            lines.append(f"  mis-shaped {name}: file {list(got)}, config expects {list(expected[name])}")
+    if lines:
+        raise WeightsError("checkpoint does not match config.json:\n" + "\n".join(lines))
+
+
+class Tree(dict):
+    """Nested weights with attribute access: ``p.layers[0].attention.q_proj.weight``."""
+
+    def __getattr__(self, name):
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
+def unflatten(flat: dict) -> Tree:
+    """{"a.0.b": x} -> Tree(a=[Tree(b=x)]): dots split names, integer parts become list indices."""
+    root = Tree()
+    for name, value in flat.items():
+        node = root
+        parts = name.split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, Tree())
+        node[parts[-1]] = value
+    return _lists(root)
+
+
+def _lists(node):
+    if not isinstance(node, Tree):
+        return node
+    if node and all(k.isdigit() for k in node):
+        return [_lists(node[str(i)]) for i in range(len(node))]
+    return Tree({k: _lists(v) for k, v in node.items()})

@@ -1,0 +1,162 @@
+"""The reference side: tiny random-init transformers models and their recorded activations.
+
+Used by tools/make_goldens.py (frozen goldens) and by the live differential tests. Imports
+torch and transformers, which the minis2t2 library itself never does.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import torch
+from transformers import (
+    GenerationConfig,
+    HubertConfig,
+    HubertModel,
+    Speech2Text2Config,
+    Speech2Text2ForCausalLM,
+    Speech2Text2Tokenizer,
+    SpeechEncoderDecoderConfig,
+    SpeechEncoderDecoderModel,
+    Wav2Vec2Config,
+    Wav2Vec2FeatureExtractor,
+    Wav2Vec2Model,
+)
+
+# A small fastBPE vocabulary: ids 0-3 are <s> <pad> </s> <unk>, as in the real checkpoints.
+WORDS = ["ein", "zwei", "drei", "vier", "fünf", "sechs", "sieben", "acht", "neun", "zehn", "und", "zig",
+         "hundert", "tausend", "zwanzig", "dreißig", "elf", "zwölf"]
+MERGES = ["e i", "ei n</w>", "z w", "zw ei</w>", "d r", "dr ei</w>", "u n", "un d</w>", "h u", "hu n",
+          "hun d", "hund e", "hunde r", "hunder t</w>", "z e", "ze h", "zeh n</w>", "z i", "zi g</w>"]
+
+
+def write_tokenizer(folder: Path) -> None:
+    """vocab.json + merges.txt, written through HF's own tokenizer so the files are HF's format."""
+    folder.mkdir(parents=True, exist_ok=True)
+    tokens = ["<s>", "<pad>", "</s>", "<unk>"]
+    pieces = set()
+    for merge in MERGES:
+        a, b = merge.split()
+        pieces.update([a.replace("</w>", ""), b.replace("</w>", ""), (a + b).replace("</w>", "")])
+    letters = sorted(set("".join(WORDS)))
+    for piece in sorted(pieces) + letters:
+        for token in (piece, piece + "@@"):
+            if token not in tokens:
+                tokens.append(token)
+    (folder / "vocab.tmp.json").write_text(json.dumps({t: i for i, t in enumerate(tokens)}, ensure_ascii=False))
+    (folder / "merges.tmp.txt").write_text("\n".join(MERGES) + "\n")
+    tok = Speech2Text2Tokenizer(vocab_file=str(folder / "vocab.tmp.json"), merges_file=str(folder / "merges.tmp.txt"))
+    tok.save_pretrained(str(folder))
+    (folder / "vocab.tmp.json").unlink()
+    (folder / "merges.tmp.txt").unlink()
+
+
+def vocab_size() -> int:
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        write_tokenizer(Path(d))
+        return len(json.loads((Path(d) / "vocab.json").read_text()))
+
+
+def build_model(encoder: dict, decoder: dict, seed: int = 0, weight_std: float = 0.2) -> SpeechEncoderDecoderModel:
+    """A SpeechEncoderDecoderModel with random weights of roughly unit-scale activations.
+
+    Weights are drawn N(0, weight_std) (LayerNorm/GroupNorm gains 1 + N(0, 0.1)) instead of HF's
+    std-0.02 init, so logits are peaked: near-ties between tokens would make id comparisons
+    depend on rounding rather than on correctness. The sinusoidal position table is left as is.
+    """
+    torch.manual_seed(seed)
+    enc_type = encoder.pop("model_type", "wav2vec2")
+    enc_cfg = (HubertConfig if enc_type == "hubert" else Wav2Vec2Config)(**encoder)
+    dec_cfg = Speech2Text2Config(**decoder)
+    cfg = SpeechEncoderDecoderConfig.from_encoder_decoder_configs(enc_cfg, dec_cfg)
+    cfg.decoder_start_token_id = dec_cfg.decoder_start_token_id
+    cfg.pad_token_id = dec_cfg.pad_token_id
+    cfg.eos_token_id = dec_cfg.eos_token_id
+    enc_model = (HubertModel if enc_type == "hubert" else Wav2Vec2Model)(cfg.encoder)
+    model = SpeechEncoderDecoderModel(config=cfg, encoder=enc_model, decoder=Speech2Text2ForCausalLM(cfg.decoder))
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("embed_positions.weights"):
+                continue
+            if re.search(r"norm\.weight$", name):
+                p.copy_(1 + 0.1 * torch.randn_like(p))
+            else:
+                p.copy_(weight_std * torch.randn_like(p))
+    model.generation_config = GenerationConfig(
+        decoder_start_token_id=dec_cfg.decoder_start_token_id, bos_token_id=dec_cfg.bos_token_id,
+        eos_token_id=dec_cfg.eos_token_id, pad_token_id=dec_cfg.pad_token_id, max_length=16,
+    )
+    return model.eval()
+
+
+def save_model(model: SpeechEncoderDecoderModel, folder: Path, return_attention_mask: bool) -> None:
+    """The full HF layout: config, generation config, preprocessor config, tokenizer files, model.safetensors."""
+    folder = Path(folder)
+    model.save_pretrained(str(folder), safe_serialization=True)
+    Wav2Vec2FeatureExtractor(
+        feature_size=1, sampling_rate=16000, padding_value=0.0, do_normalize=True,
+        return_attention_mask=return_attention_mask,
+    ).save_pretrained(str(folder))
+    write_tokenizer(folder)
+
+
+def feature_extractor(folder: Path) -> Wav2Vec2FeatureExtractor:
+    return Wav2Vec2FeatureExtractor.from_pretrained(str(folder))
+
+
+# Modules whose outputs minis2t2 records under the same names (first element of tuple outputs).
+RECORDED = re.compile(
+    r"^(encoder|enc_to_dec_proj|decoder\.lm_head"
+    r"|encoder\.feature_extractor\.conv_layers\.\d+|encoder\.feature_projection"
+    r"|encoder\.encoder\.(pos_conv_embed|layer_norm|layers\.\d+)"
+    r"|decoder\.model\.decoder\.(embed_tokens|embed_positions"
+    r"|layers\.\d+(\.self_attn|\.encoder_attn|\.fc2)?))$"
+)
+
+
+def record(model, input_values, attention_mask, decoder_input_ids=None, labels=None) -> tuple[dict, object]:
+    """Run a teacher-forced forward with hooks: ({module name: float32 numpy output}, HF output)."""
+    acts, hooks = {}, []
+    for name, module in model.named_modules():
+        if RECORDED.match(name):
+            def hook(mod, args, out, name=name):
+                out = out[0] if isinstance(out, (tuple, list)) else (out.last_hidden_state if hasattr(out, "last_hidden_state") else out)
+                acts[name] = out.detach().clone().numpy()
+            hooks.append(module.register_forward_hook(hook))
+    try:
+        with torch.no_grad():
+            out = model(
+                input_values=torch.from_numpy(np.asarray(input_values)),
+                attention_mask=None if attention_mask is None else torch.from_numpy(np.asarray(attention_mask)),
+                decoder_input_ids=None if decoder_input_ids is None else torch.from_numpy(np.asarray(decoder_input_ids)),
+                labels=None if labels is None else torch.from_numpy(np.asarray(labels)),
+            )
+    finally:
+        for h in hooks:
+            h.remove()
+    return acts, out
+
+
+def generate(model, input_values, attention_mask, **kwargs) -> np.ndarray:
+    with torch.no_grad():
+        ids = model.generate(
+            input_values=torch.from_numpy(np.asarray(input_values)),
+            attention_mask=None if attention_mask is None else torch.from_numpy(np.asarray(attention_mask)),
+            **kwargs,
+        )
+    return ids.numpy()
+
+
+def test_audio(n: int, seed: int) -> np.ndarray:
+    """A deterministic speech-like test signal: a few harmonics with a varying envelope, plus noise."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(n) / 16000
+    f0 = 120 + 60 * rng.random()
+    wave = sum(np.sin(2 * np.pi * f0 * h * t + rng.random() * 6) / h for h in range(1, 6))
+    envelope = 0.5 + 0.5 * np.sin(2 * np.pi * 3 * t + rng.random() * 6)
+    return (0.3 * wave * envelope + 0.01 * rng.standard_normal(n)).astype(np.float32)
