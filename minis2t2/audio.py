@@ -139,9 +139,13 @@ class FeatureExtractor:
             target = lengths[0]
         if padding != "do_not_pad" and pad_to_multiple_of and target % pad_to_multiple_of:
             target = (target // pad_to_multiple_of + 1) * pad_to_multiple_of
+        if len({max(n, target) for n in lengths}) > 1:  # HF leaves longer inputs as they are: a ragged batch
+            raise ValueError(f"inputs of {max(lengths)} samples exceed max_length={target} while others are "
+                             "padded to it; pass truncation=True")
+        target = max(target, max(lengths))
 
         B = len(items)
-        values = np.full((B, max(target, max(lengths))), self.padding_value, dtype=np.float32)  # (B, N)
+        values = np.full((B, target), self.padding_value, dtype=np.float32)  # (B, N)
         mask = np.zeros(values.shape, dtype=np.int32)  # (B, N)
         for i, a in enumerate(items):
             values[i, : len(a)] = a

@@ -1,0 +1,64 @@
+"""The ``minis2t2`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+# The model shipped in the repository's weights/ folder (found from an editable install, as
+# the README installs it, or from the current directory).
+DEFAULT_MODEL_NAME = "tiny-random"
+
+
+def default_model() -> Path:
+    for root in (Path(__file__).resolve().parents[1], Path.cwd()):
+        if (root / "weights" / DEFAULT_MODEL_NAME / "config.json").is_file():
+            return root / "weights" / DEFAULT_MODEL_NAME
+    raise FileNotFoundError(f"no --model given and weights/{DEFAULT_MODEL_NAME} was not found; pass --model DIR")
+
+
+def _translate(args) -> int:
+    from .model import load
+
+    model = load(args.model or default_model(), dtype=args.dtype)
+    overrides = {}
+    if args.num_beams is not None:
+        overrides["num_beams"] = args.num_beams
+    if args.max_new_tokens is not None:
+        overrides["max_new_tokens"] = args.max_new_tokens
+    for path in args.files:
+        text = model.translate(path, **overrides)
+        if args.json:
+            print(json.dumps({"file": str(path), "text": text}, ensure_ascii=False))
+        else:
+            print(text if len(args.files) == 1 else f"{path}\t{text}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="minis2t2",
+        description="Speech2Text2 speech translation in plain NumPy (transformers 4.40.2 semantics).",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    t = sub.add_parser("translate", help="translate audio files to text",
+                       description="Translate audio files (any format soundfile reads; resampled to 16 kHz).")
+    t.add_argument("files", nargs="+", type=Path, metavar="FILE", help="audio file(s)")
+    t.add_argument("--model", type=Path, help=f"model folder in HF layout (default: weights/{DEFAULT_MODEL_NAME})")
+    t.add_argument("--num-beams", type=int, help="beam width (default: the model's generation_config.json)")
+    t.add_argument("--max-new-tokens", type=int, help="generate at most this many tokens")
+    t.add_argument("--dtype", choices=["float32", "float64"], default="float32", help="compute dtype")
+    t.add_argument("--json", action="store_true", help="print one JSON object per file")
+    t.set_defaults(run=_translate)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except (OSError, ValueError) as e:  # our errors subclass ValueError; missing files are OSError
+        print(f"minis2t2: error: {e}", file=sys.stderr)
+        return 2

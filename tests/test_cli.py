@@ -1,0 +1,55 @@
+"""The command line, run as a user runs it."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import reference as R
+from conftest import GOLDEN
+
+import minis2t2
+from minis2t2.cli import main
+
+MODEL = GOLDEN / "large_layer_stable_proj" / "model"
+
+
+def test_translate_json_matches_transformers(tmp_path, capsys):
+    import soundfile
+
+    audio = R.test_audio(4000, seed=3)
+    soundfile.write(tmp_path / "a.wav", audio, 16000, subtype="FLOAT")
+    assert main(["translate", str(tmp_path / "a.wav"), "--model", str(MODEL), "--json", "--num-beams", "2"]) == 0
+    line = json.loads(capsys.readouterr().out)
+
+    from transformers import SpeechEncoderDecoderModel, Speech2Text2Tokenizer
+
+    hf = SpeechEncoderDecoderModel.from_pretrained(str(MODEL)).eval()
+    inputs = R.feature_extractor(MODEL)(audio, sampling_rate=16000, return_tensors="np")
+    ids = R.generate(hf, inputs["input_values"], inputs["attention_mask"], num_beams=2)
+    expected = Speech2Text2Tokenizer.from_pretrained(str(MODEL)).batch_decode(ids, skip_special_tokens=True)[0]
+    assert line == {"file": str(tmp_path / "a.wav"), "text": expected}
+
+
+def test_default_model_and_errors(capsys):
+    repo = Path(minis2t2.__file__).resolve().parents[1]
+    sample = repo / "weights" / "tiny-random" / "samples" / "example.wav"
+    assert main(["translate", str(sample)]) == 0
+    assert capsys.readouterr().out.strip()
+    assert main(["translate", "does-not-exist.wav"]) == 2
+    assert "no such file" in capsys.readouterr().err
+
+
+def test_console_script_help():
+    out = subprocess.run([sys.executable, "-m", "minis2t2", "translate", "--help"], capture_output=True, text=True)
+    assert out.returncode == 0 and "--num-beams" in out.stdout
+
+
+def test_array_and_file_at_8khz_translate_alike(tmp_path):
+    import soundfile
+
+    model = minis2t2.load(MODEL)
+    at_8k = R.test_audio(16000, seed=4)[::2]
+    soundfile.write(tmp_path / "a.wav", at_8k, 8000, subtype="FLOAT")
+    assert model.translate(at_8k.astype(np.float64), sampling_rate=8000) == model.translate(tmp_path / "a.wav")

@@ -1,0 +1,74 @@
+"""minis2t2 against frozen transformers 4.40.2 outputs (tests/golden, made by tools/make_goldens.py).
+
+Every intermediate minis2t2 records must exist in the golden file and agree within the
+manifest's tolerance (atol = rtol = 1e-4 in fp32; observed max errors are ~5e-6), the loss
+likewise, and every generated id exactly.
+"""
+
+import json
+
+import numpy as np
+import pytest
+from conftest import GOLDEN
+from safetensors.numpy import load_file
+
+import minis2t2
+from minis2t2.compare import compare_dicts, first_divergence, report
+
+MANIFEST = json.loads((GOLDEN / "manifest.json").read_text())
+VARIANTS = sorted(MANIFEST["variants"])
+CASES = [(v, c) for v in VARIANTS for c in MANIFEST["variants"][v]["generation_cases"]]
+
+
+@pytest.fixture(scope="module")
+def loaded():
+    return {v: (minis2t2.load(GOLDEN / v / "model"), load_file(str(GOLDEN / v / "golden.safetensors"))) for v in VARIANTS}
+
+
+def _inputs(model, golden, split):
+    audio = [golden["raw/0"]] if split == "single" else [golden["raw/0"], golden["raw/1"]]
+    return model.processor(audio, sampling_rate=16000)
+
+
+@pytest.mark.parametrize("split", ["single", "batch"])
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_processor(loaded, variant, split):
+    model, golden = loaded[variant]
+    inputs = _inputs(model, golden, split)
+    np.testing.assert_allclose(inputs["input_values"], golden[f"{split}/input_values"], atol=1e-6, rtol=0)
+    assert ("attention_mask" in inputs) == (f"{split}/attention_mask" in golden)
+    if "attention_mask" in inputs:
+        np.testing.assert_array_equal(inputs["attention_mask"], golden[f"{split}/attention_mask"])
+
+
+@pytest.mark.parametrize("split", ["single", "batch"])
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_every_intermediate(loaded, variant, split):
+    model, golden = loaded[variant]
+    labels = np.array(MANIFEST["variants"][variant]["labels"])[: 1 if split == "single" else 2]
+    record = {}
+    out = model(golden[f"{split}/input_values"], golden.get(f"{split}/attention_mask"), labels=labels, record=record)
+    prefix = f"{split}/"
+    reference = {k[len(prefix):]: v for k, v in golden.items() if k.startswith(prefix)}
+    for key in ("input_values", "attention_mask", "loss"):
+        reference.pop(key, None)
+    assert set(record) == set(reference), "minis2t2 and the reference record different module paths"
+    rows = compare_dicts(reference, record, atol=MANIFEST["atol"], rtol=MANIFEST["rtol"])
+    assert first_divergence(rows) is None, report(rows)
+    np.testing.assert_allclose(out.logits, reference["decoder.lm_head"], atol=MANIFEST["atol"], rtol=MANIFEST["rtol"])
+    np.testing.assert_allclose(out.loss, golden[f"{split}/loss"], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("variant,case", CASES)
+def test_generation(loaded, variant, case):
+    model, golden = loaded[variant]
+    kwargs = MANIFEST["variants"][variant]["generation_cases"][case]
+    ids = model.generate(golden["batch/input_values"], golden.get("batch/attention_mask"), **kwargs)
+    np.testing.assert_array_equal(ids, golden[f"generate/{case}"])
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_generation_single(loaded, variant):
+    model, golden = loaded[variant]
+    ids = model.generate(golden["single/input_values"], golden.get("single/attention_mask"))
+    np.testing.assert_array_equal(ids, golden["generate/single_greedy"])
