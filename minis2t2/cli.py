@@ -37,6 +37,20 @@ def _translate(args) -> int:
     return 0
 
 
+def _download(args) -> int:
+    from .checkpoint import from_hub
+
+    print(from_hub(args.repo_id, revision=args.revision))
+    return 0
+
+
+def _convert(args) -> int:
+    from .checkpoint import convert
+
+    print(convert(args.src, args.dst) / "model.safetensors")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="minis2t2",
@@ -52,6 +66,21 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--dtype", choices=["float32", "float64"], default="float32", help="compute dtype")
     t.add_argument("--json", action="store_true", help="print one JSON object per file")
     t.set_defaults(run=_translate)
+
+    d = sub.add_parser("download", help="fetch a model from the HuggingFace hub into the HF cache",
+                       description="Fetch a model repo (config, tokenizer, weights) into the standard HF cache and "
+                                   "print its folder. Needs `pip install minis2t2[hub]`; honours HF_HUB_OFFLINE.")
+    d.add_argument("repo_id", help="e.g. facebook/s2t-wav2vec2-large-en-de")
+    d.add_argument("--revision", help="branch, tag or commit (default: main)")
+    d.set_defaults(run=_download)
+
+    c = sub.add_parser("convert", help="rewrite a model folder's weights as model.safetensors",
+                       description="Read SRC's weights (pytorch_model.bin or safetensors, single or sharded; no torch "
+                                   "needed) and write DST/model.safetensors with the same tensor names and dtypes, "
+                                   "plus SRC's config and tokenizer files. Later loads are memory-mapped.")
+    c.add_argument("src", type=Path, help="model folder")
+    c.add_argument("dst", type=Path, help="output folder")
+    c.set_defaults(run=_convert)
     return parser
 
 

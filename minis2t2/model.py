@@ -21,7 +21,8 @@ from .config import ModelConfig
 from .generation import GenerationConfig, SearchSettings, beam_search, greedy_search
 from .layers import linear, log_softmax, padding_bias, record_to
 from .tokenizer import Tokenizer
-from .weights import Tree, check_shapes, load_state_dict, normalise_weight_norm_names, to_float, unflatten
+from .checkpoint import from_hub, load_state_dict
+from .weights import Tree, check_shapes, normalise_weight_norm_names, to_float, unflatten
 
 REQUIRED_FILES = ("config.json", "preprocessor_config.json", "vocab.json")
 DTYPES = {"float32": np.float32, "float64": np.float64}
@@ -227,6 +228,13 @@ class Model:
         return self.tokenizer.decode(ids[0], skip_special_tokens=True)
 
 
-def load(path: str | Path, dtype: str = "float32", device: str = "cpu") -> Model:
-    """Load a HF-layout model folder (config.json, preprocessor_config.json, vocab.json, weights, ...)."""
+def load(path: str | Path, dtype: str = "float32", device: str = "cpu", revision: str | None = None) -> Model:
+    """Load a model: a HF-layout folder, or a hub id such as "facebook/s2t-wav2vec2-large-en-de".
+
+    A folder holds config.json, preprocessor_config.json, vocab.json (+ merges.txt, ...) and the
+    weights as model.safetensors or pytorch_model.bin, single or sharded. ``dtype`` is the compute
+    dtype, "float32" (as HF) or "float64" (a more exact reference).
+    """
+    if not Path(path).exists() and isinstance(path, str) and path.count("/") == 1:
+        path = from_hub(path, revision=revision)
     return Model.from_folder(path, dtype=dtype, device=device)

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import read_json
 
 SAFETENSORS_DTYPES = {
     "F64": np.float64,
@@ -74,34 +73,29 @@ def read_safetensors(path: str | Path) -> dict[str, tuple[np.ndarray, str]]:
     return out
 
 
+def write_safetensors(path: str | Path, tensors: dict[str, tuple[np.ndarray, str]], metadata: dict | None = None) -> None:
+    """Write {name: (array, safetensors dtype name)} in the safetensors layout (see the module docstring)."""
+    header, offset = {}, 0
+    for name, (array, dtype_name) in tensors.items():
+        size = array.size * array.dtype.itemsize
+        header[name] = {"dtype": dtype_name, "shape": list(array.shape), "data_offsets": [offset, offset + size]}
+        offset += size
+    if metadata:
+        header["__metadata__"] = metadata
+    blob = json.dumps(header, separators=(",", ":")).encode()
+    blob += b" " * (-len(blob) % 8)  # pad the header so the data starts 8-byte aligned
+    with open(path, "wb") as f:
+        f.write(len(blob).to_bytes(8, "little"))
+        f.write(blob)
+        for array, _ in tensors.values():
+            f.write(np.ascontiguousarray(array).astype(array.dtype.newbyteorder("<"), copy=False).tobytes())
+
+
 def to_float(array: np.ndarray, dtype_name: str, dtype) -> np.ndarray:
     """A stored tensor as the compute dtype (bfloat16 widened exactly by a 16-bit shift)."""
     if dtype_name == "BF16":
         array = (array.astype(np.uint32) << 16).view(np.float32)
     return np.ascontiguousarray(array, dtype=dtype)
-
-
-def load_state_dict(folder: str | Path) -> dict[str, tuple[np.ndarray, str]]:
-    """All tensors of a HF model folder: model.safetensors, or shards listed in model.safetensors.index.json."""
-    folder = Path(folder)
-    single = folder / "model.safetensors"
-    index = folder / "model.safetensors.index.json"
-    if single.is_file():
-        return read_safetensors(single)
-    if index.is_file():
-        weight_map = read_json(index).get("weight_map")
-        if not isinstance(weight_map, dict):
-            raise WeightsError(f"{index}: no 'weight_map' object")
-        tensors = {}
-        for shard in sorted(set(weight_map.values())):
-            if not (folder / shard).is_file():
-                raise WeightsError(f"{index} lists shard {shard!r}, which is missing from {folder}")
-            tensors.update(read_safetensors(folder / shard))
-        missing = sorted(set(weight_map) - set(tensors))
-        if missing:
-            raise WeightsError(f"{index} lists tensors that no shard holds: {missing}")
-        return tensors
-    raise FileNotFoundError(f"{folder} holds no model.safetensors (nor model.safetensors.index.json)")
 
 
 # The positional conv is weight-normalised. torch's old nn.utils.weight_norm stored it as

@@ -62,12 +62,13 @@ def vocab_size() -> int:
         return len(json.loads((Path(d) / "vocab.json").read_text()))
 
 
-def build_model(encoder: dict, decoder: dict, seed: int = 0, weight_std: float = 0.2) -> SpeechEncoderDecoderModel:
+def build_model(encoder: dict, decoder: dict, seed: int = 0, weight_std: float | None = 0.2) -> SpeechEncoderDecoderModel:
     """A SpeechEncoderDecoderModel with random weights of roughly unit-scale activations.
 
-    Weights are drawn N(0, weight_std) (LayerNorm/GroupNorm gains 1 + N(0, 0.1)) instead of HF's
-    std-0.02 init, so logits are peaked: near-ties between tokens would make id comparisons
-    depend on rounding rather than on correctness. The sinusoidal position table is left as is.
+    Weights are drawn N(0, weight_std), or N(0, 1/fan_in) when weight_std is None (for wide
+    models), LayerNorm/GroupNorm gains 1 + N(0, 0.1), instead of HF's std-0.02 init, so logits
+    are peaked: near-ties between tokens would make id comparisons depend on rounding rather
+    than on correctness. The sinusoidal position table is left as is.
     """
     torch.manual_seed(seed)
     enc_type = encoder.pop("model_type", "wav2vec2")
@@ -85,6 +86,10 @@ def build_model(encoder: dict, decoder: dict, seed: int = 0, weight_std: float =
                 continue
             if re.search(r"norm\.weight$", name):
                 p.copy_(1 + 0.1 * torch.randn_like(p))
+            elif weight_std is None and p.dim() >= 2 and "embed_tokens" not in name:
+                p.copy_(torch.randn_like(p) / (p[0].numel() ** 0.5))  # fan-in scaling: unit-scale outputs
+            elif weight_std is None:
+                p.copy_((1.0 if "embed_tokens" in name else 0.1) * torch.randn_like(p))
             else:
                 p.copy_(weight_std * torch.randn_like(p))
     model.generation_config = GenerationConfig(

@@ -1,0 +1,116 @@
+"""Where weights come from: a model folder (safetensors or PyTorch .bin, single or sharded), the
+HuggingFace hub, and ``convert`` from .bin to memory-mappable safetensors."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from .config import read_json
+from .torch_bin import read_torch_bin
+from .weights import WeightsError, read_safetensors, write_safetensors
+
+# (single file, shard index, reader), in order of preference
+WEIGHT_FORMATS = (
+    ("model.safetensors", "model.safetensors.index.json", read_safetensors),
+    ("pytorch_model.bin", "pytorch_model.bin.index.json", read_torch_bin),
+)
+# Everything of a HF model folder besides the weights.
+MODEL_FILES = ("config.json", "generation_config.json", "preprocessor_config.json", "vocab.json", "merges.txt",
+               "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json")
+
+
+def load_state_dict(folder: str | Path) -> dict[str, tuple]:
+    """All tensors of a model folder as {name: (array, dtype name)}; safetensors preferred over .bin."""
+    folder = Path(folder)
+    for single, index, reader in WEIGHT_FORMATS:
+        if (folder / single).is_file():
+            return reader(folder / single)
+        if (folder / index).is_file():
+            return _read_shards(folder, folder / index, reader)
+    names = ", ".join(name for fmt in WEIGHT_FORMATS for name in fmt[:2])
+    raise FileNotFoundError(f"{folder} holds no weights (looked for {names})")
+
+
+def _read_shards(folder: Path, index: Path, reader) -> dict[str, tuple]:
+    weight_map = read_json(index).get("weight_map")
+    if not isinstance(weight_map, dict):
+        raise WeightsError(f"{index}: no 'weight_map' object")
+    tensors = {}
+    for shard in sorted(set(weight_map.values())):
+        if not (folder / shard).is_file():
+            raise WeightsError(f"{index} lists shard {shard!r}, which is missing from {folder}")
+        tensors.update(reader(folder / shard))
+    missing = sorted(set(weight_map) - set(tensors))
+    if missing:
+        raise WeightsError(f"{index} lists tensors that no shard holds: {missing}")
+    return tensors
+
+
+def convert(src: str | Path, dst: str | Path) -> Path:
+    """Write ``dst``/model.safetensors (tensor names and dtypes unchanged) plus the model's other files.
+
+    Everything is written into a temporary folder beside ``dst`` and moved into place at the end,
+    so a failure leaves nothing half-written.
+    """
+    src, dst = Path(src), Path(dst)
+    tensors = load_state_dict(src)
+    if not (src / "config.json").is_file():
+        raise FileNotFoundError(f"{src} has no config.json")
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.", dir=dst.parent))
+    try:
+        write_safetensors(tmp / "model.safetensors", tensors, metadata={"format": "pt"})
+        for name in MODEL_FILES:
+            if (src / name).is_file():
+                shutil.copy2(src / name, tmp / name)
+        dst.mkdir(exist_ok=True)
+        for item in tmp.iterdir():
+            os.replace(item, dst / item.name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return dst
+
+
+def from_hub(repo_id: str, revision: str | None = None) -> Path:
+    """Download (or find in the HF cache) a model repo's files; returns the local snapshot folder.
+
+    Uses huggingface_hub (``pip install minis2t2[hub]``), the standard cache (HF_HOME,
+    HF_HUB_CACHE) and its offline switch HF_HUB_OFFLINE=1. model.safetensors is fetched when the
+    repo has it, else pytorch_model.bin (the published s2t-wav2vec2 checkpoints have only that).
+    """
+    try:
+        import huggingface_hub
+        from huggingface_hub.utils import EntryNotFoundError, LocalEntryNotFoundError
+    except ImportError as e:
+        raise RuntimeError(f"loading {repo_id!r} from the hub needs huggingface_hub: pip install 'minis2t2[hub]'") from e
+
+    def fetch(filename: str) -> Path | None:
+        try:
+            return Path(huggingface_hub.hf_hub_download(repo_id, filename, revision=revision))
+        except LocalEntryNotFoundError as e:  # offline or unreachable, and not cached (a subclass: test first)
+            if filename in ("config.json", "preprocessor_config.json", "vocab.json"):
+                raise FileNotFoundError(
+                    f"{repo_id}/{filename} is not in the local HF cache and the hub cannot be reached "
+                    f"(HF_HUB_OFFLINE={os.environ.get('HF_HUB_OFFLINE', '0')}); download it once while online"
+                ) from e
+            return None
+        except EntryNotFoundError:  # the repo has no such file
+            return None
+
+    config = fetch("config.json")
+    for name in MODEL_FILES[1:]:
+        fetch(name)
+    for single, index, _ in WEIGHT_FORMATS:
+        if fetch(single) is not None:
+            break
+        index_path = fetch(index)
+        if index_path is not None:
+            for shard in sorted(set(read_json(index_path)["weight_map"].values())):
+                fetch(shard)
+            break
+    else:
+        raise FileNotFoundError(f"{repo_id} has neither model.safetensors nor pytorch_model.bin (nor their shards)")
+    return config.parent
