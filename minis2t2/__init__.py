@@ -5,9 +5,12 @@
 """
 
 from .audio import AudioError, load_audio
+from .compare import compare
 from .config import ConfigError
 from .model import Model, Seq2SeqOutput, load
+from .trace import load_trace, trace
 from .weights import WeightsError
 
 __version__ = "0.1.0"
-__all__ = ["AudioError", "ConfigError", "Model", "Seq2SeqOutput", "WeightsError", "load", "load_audio"]
+__all__ = ["AudioError", "ConfigError", "Model", "Seq2SeqOutput", "WeightsError", "compare", "load", "load_audio",
+           "load_trace", "trace"]

@@ -51,6 +51,23 @@ def _convert(args) -> int:
     return 0
 
 
+def _trace(args) -> int:
+    from .trace import trace
+
+    _, meta = trace(args.audio, model=args.model, out=args.out, num_beams=args.num_beams,
+                    max_new_tokens=args.max_new_tokens, dtype=args.dtype)
+    print(f"{args.out}: {len(json.loads(meta['order']))} tensors, text {meta['text']!r}")
+    return 0
+
+
+def _compare(args) -> int:
+    from .compare import compare
+
+    result = compare(args.a, args.b, atol=args.atol, rtol=args.rtol)
+    print(json.dumps(result.to_json(), indent=1) if args.json else result)
+    return 0 if result.ok else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="minis2t2",
@@ -81,6 +98,30 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("src", type=Path, help="model folder")
     c.add_argument("dst", type=Path, help="output folder")
     c.set_defaults(run=_convert)
+
+    tr = sub.add_parser("trace", help="write every named tensor of one translation to a safetensors file",
+                        description="Translate AUDIO, recording the input, every encoder module output, every "
+                                    "decoder sublayer output and the logits at each decoding step, the ids and the "
+                                    "text, into one safetensors file (format: docs/verify-your-implementation.md).")
+    tr.add_argument("audio", type=Path, help="audio file")
+    tr.add_argument("--model", type=Path, help="model folder (default: the shipped model)")
+    tr.add_argument("--out", type=Path, required=True, help="trace file to write (.safetensors)")
+    tr.add_argument("--num-beams", type=int, help="beam width (default: the model's generation config)")
+    tr.add_argument("--max-new-tokens", type=int, help="generate at most this many tokens")
+    tr.add_argument("--dtype", choices=["float32", "float64"], default="float32", help="compute dtype")
+    tr.set_defaults(run=_trace)
+
+    cp = sub.add_parser("compare", help="compare two trace files layer by layer",
+                        description="Compare trace B against reference trace A in model order: [OK], [DIFF], "
+                                    "[SHAPE] or [MISSING] per tensor with max abs, max rel and mean abs error. The "
+                                    "first divergence is marked. Exit status 1 when anything differs beyond "
+                                    "|b - a| <= atol + rtol * |a| (ids and text exactly).")
+    cp.add_argument("a", type=Path, help="reference trace")
+    cp.add_argument("b", type=Path, help="trace to check")
+    cp.add_argument("--atol", type=float, default=1e-4, help="absolute tolerance (default 1e-4)")
+    cp.add_argument("--rtol", type=float, default=1e-4, help="relative tolerance (default 1e-4)")
+    cp.add_argument("--json", action="store_true", help="print the report as JSON")
+    cp.set_defaults(run=_compare)
     return parser
 
 
@@ -88,6 +129,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
+    except BrokenPipeError:  # output piped into `head` and closed early
+        return 0
     except (OSError, ValueError) as e:  # our errors subclass ValueError; missing files are OSError
         print(f"minis2t2: error: {e}", file=sys.stderr)
         return 2

@@ -22,7 +22,7 @@ class Row:
     detail: str = ""
 
     def __str__(self) -> str:
-        if self.status in ("OK", "DIFF"):
+        if self.status in ("OK", "DIFF") and not self.detail:
             return (f"[{self.status}] {self.name}  max_abs={self.max_abs:.3e} max_rel={self.max_rel:.3e} "
                     f"mean_abs={self.mean_abs:.3e}")
         return f"[{self.status}] {self.name}  {self.detail}"
@@ -67,3 +67,47 @@ def report(rows: list[Row]) -> str:
     lines = [str(r) + ("   <-- first divergence" if r is first else "") for r in rows]
     lines.append("all OK" if first is None else f"first divergence: {first.name}")
     return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """The outcome of comparing two traces: rows in model order plus the metadata checks."""
+
+    rows: list
+    notes: list  # metadata differences worth knowing (model, dtype, beams, text)
+
+    @property
+    def ok(self) -> bool:
+        return first_divergence(self.rows) is None
+
+    @property
+    def first_divergence(self) -> Row | None:
+        return first_divergence(self.rows)
+
+    def __str__(self) -> str:
+        return "\n".join([*self.notes, report(self.rows)])
+
+    def to_json(self) -> dict:
+        first = self.first_divergence
+        return {"ok": self.ok, "first_divergence": None if first is None else first.name, "notes": self.notes,
+                "rows": [r.__dict__ for r in self.rows]}
+
+
+def compare(a, b, atol: float = 1e-4, rtol: float = 1e-4) -> Comparison:
+    """Compare trace ``b`` (candidate) with trace ``a`` (reference): paths or (tensors, metadata) pairs.
+
+    Rows follow a's model order; names only b has come last. Text and settings that differ are
+    reported as notes, and a differing decoded text is a DIFF row of its own.
+    """
+    from .trace import load_trace
+
+    (ta, ma), (tb, mb) = [load_trace(x) if not isinstance(x, tuple) else x for x in (a, b)]
+    ma, mb = ({k: str(v) for k, v in m.items()} for m in (ma, mb))  # as a file would hold them
+    notes = [f"note: {key} differs: {ma.get(key)!r} vs {mb.get(key)!r}"
+             for key in ("config_sha256", "dtype", "num_beams", "max_new_tokens") if ma.get(key) != mb.get(key)]
+    rows = compare_dicts(ta, tb, atol=atol, rtol=rtol, order=list(dict.fromkeys([*ta, *tb])))
+    if "text" in ma or "text" in mb:
+        same = ma.get("text") == mb.get("text")
+        rows.append(Row("output.text", "OK" if same else "DIFF", detail=f"{ma.get('text')!r}" if same else
+                        f"{ma.get('text')!r} vs {mb.get('text')!r}"))
+    return Comparison(rows, notes)

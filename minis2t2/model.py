@@ -189,15 +189,18 @@ class Model:
 
     # --- generation -------------------------------------------------------------------------
 
-    def generate(self, input_values, attention_mask=None, **generation_kwargs) -> np.ndarray:
+    def generate(self, input_values, attention_mask=None, record: dict | None = None,
+                 **generation_kwargs) -> np.ndarray:
         """Greedy or beam search -> ids (B * num_return_sequences, L), starting with the decoder start token.
 
         Defaults come from generation_config.json (or config.json); keyword arguments override
         them with HF's names: num_beams, max_length, max_new_tokens, min_length, length_penalty,
         early_stopping, num_return_sequences, eos_token_id, pad_token_id, ...
+        With ``record``, the encoder's activations are stored under their HF paths and each
+        decoding step's as "step.<t>.<HF path>" (rows = B * num_beams, in search order).
         """
         settings = SearchSettings.resolve(self.generation_config.update(**generation_kwargs))
-        hidden, frames = self.encode(input_values, attention_mask)  # (B, T, C), (B, T)
+        hidden, frames = self.encode(input_values, attention_mask, record)  # (B, T, C), (B, T)
         B = hidden.shape[0]
         cache = dec.cross_attention_cache(self.params.decoder, hidden, self.config.decoder)
         cross_bias = None if frames is None else padding_bias(frames, hidden.dtype)  # (B, 1, 1, T)
@@ -207,9 +210,16 @@ class Model:
             cache = dec.reorder_cache(cache, rows)
             cross_bias = None if cross_bias is None else cross_bias[rows]
 
+        steps = 0
+
         def step(last_ids, cache):
+            nonlocal steps
+            step_record = None if record is None else {}
             logits, cache = dec.decode(self.params.decoder, self.xp.asarray(last_ids), cache, cross_bias,
-                                       self.positions_table, self.config.decoder)
+                                       self.positions_table, self.config.decoder, step_record)
+            for name, value in (step_record or {}).items():
+                record[f"step.{steps}.{name}"] = value
+            steps += 1
             return logits[:, -1], cache  # (rows, V)
 
         if settings.num_beams == 1:

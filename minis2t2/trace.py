@@ -1,0 +1,106 @@
+"""Trace files: every named tensor of one translation, for checking another implementation.
+
+A trace is one safetensors file. Tensor names (all float32/float64 arrays unless noted):
+
+    input.raw                       (N,)        the waveform at 16 kHz, before the processor
+    input.values                    (1, N)      processor output (zero mean, unit variance)
+    input.attention_mask            (1, N) I64  when the model's processor returns one
+    <encoder HF module path>        HF layout   e.g. encoder.feature_extractor.conv_layers.0 (1, C, T),
+                                                encoder.feature_projection, encoder.encoder.pos_conv_embed,
+                                                encoder.encoder.layers.<i>, encoder.encoder.layer_norm,
+                                                encoder (last hidden state), enc_to_dec_proj (1, T, C)
+    step.<t>.<decoder HF path>      (R, 1, C)   decoding step t (0 = the start token), R = num_beams rows in
+                                                search order: decoder.model.decoder.embed_tokens (unscaled),
+                                                .embed_positions, .layers.<i>.self_attn / .encoder_attn / .fc2
+                                                (sublayer outputs before their residual add), .layers.<i>
+    step.<t>.decoder.lm_head        (R, 1, V)   the step's logits
+    output.ids                      (1, L) I64  generated ids, decoder start token first
+
+The safetensors ``__metadata__`` (all strings) holds: ``format`` = "minis2t2-trace/1",
+``producer`` (e.g. "minis2t2 0.1.0 numpy 2.4.6"), ``config_sha256`` (sha256 of config.json
+re-serialised with sorted keys and no spaces), ``dtype``, ``num_beams``, ``max_new_tokens``,
+``text`` (the decoded output) and ``order`` (a JSON list of the tensor names in model order).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+
+from .audio import check_waveform, load_audio, resample
+from .backend import to_numpy
+from .weights import read_safetensors, write_safetensors
+
+FORMAT = "minis2t2-trace/1"
+DTYPE_NAMES = {np.dtype(np.float32): "F32", np.dtype(np.float64): "F64", np.dtype(np.int64): "I64",
+               np.dtype(np.int32): "I32", np.dtype(np.float16): "F16"}
+
+
+def config_sha256(config: dict) -> str:
+    """The model's identity in a trace: sha256 of config.json re-serialised canonically."""
+    return hashlib.sha256(json.dumps(config, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def save_trace(path: str | Path, tensors: dict, metadata: dict) -> None:
+    """Write tensors (in the dict's order, which is recorded as ``order``) and string metadata."""
+    arrays = {name: np.ascontiguousarray(to_numpy(value)) for name, value in tensors.items()}
+    meta = {k: str(v) for k, v in metadata.items()} | {"format": FORMAT, "order": json.dumps(list(arrays))}
+    write_safetensors(path, {n: (a, DTYPE_NAMES[a.dtype]) for n, a in arrays.items()}, metadata=meta)
+
+
+def load_trace(path: str | Path) -> tuple[dict, dict]:
+    """A trace file -> ({name: array} in model order, metadata)."""
+    path = Path(path)
+    with open(path, "rb") as f:
+        n = int.from_bytes(f.read(8), "little")
+        metadata = json.loads(f.read(n)).get("__metadata__", {}) or {}
+    tensors = {name: np.asarray(array) for name, (array, _) in read_safetensors(path).items()}
+    order = json.loads(metadata.get("order", "[]"))
+    ordered = {name: tensors[name] for name in order if name in tensors}
+    ordered.update({name: tensors[name] for name in tensors if name not in ordered})
+    return ordered, metadata
+
+
+def trace(audio, model=None, out: str | Path | None = None, num_beams: int | None = None,
+          max_new_tokens: int | None = None, dtype: str = "float32", sampling_rate: int = 16000) -> tuple[dict, dict]:
+    """Translate one utterance recording every named tensor; optionally write the trace file.
+
+    ``audio``: a file path or a mono waveform at ``sampling_rate``. ``model``: a loaded Model or a
+    folder (default: the shipped model). Returns (tensors, metadata) as ``load_trace`` would.
+    """
+    from . import __version__
+    from .cli import default_model
+    from .model import Model, load
+
+    if not isinstance(model, Model):
+        model = load(model or default_model(), dtype=dtype)
+    rate = model.processor.sampling_rate
+    if isinstance(audio, (str, Path)):
+        raw = load_audio(audio, rate)
+    else:
+        raw = resample(check_waveform(audio).astype(np.float32), sampling_rate, rate)
+    inputs = model.processor(raw, sampling_rate=rate)
+    tensors = {"input.raw": raw, "input.values": inputs["input_values"]}
+    if "attention_mask" in inputs:
+        tensors["input.attention_mask"] = inputs["attention_mask"].astype(np.int64)
+    kwargs = {k: v for k, v in (("num_beams", num_beams), ("max_new_tokens", max_new_tokens)) if v is not None}
+    record = {}
+    ids = model.generate(inputs["input_values"], inputs.get("attention_mask"), record=record, **kwargs)
+    tensors.update(record)
+    tensors["output.ids"] = ids
+    metadata = {
+        "format": FORMAT,
+        "producer": f"minis2t2 {__version__} numpy {np.__version__}",
+        "config_sha256": config_sha256(model.config.raw),
+        "dtype": str(model.dtype),
+        "num_beams": kwargs.get("num_beams", model.generation_config.num_beams),
+        "max_new_tokens": kwargs.get("max_new_tokens", ""),
+        "text": model.tokenizer.decode(ids[0], skip_special_tokens=True),
+    }
+    if out is not None:
+        save_trace(out, tensors, metadata)
+    metadata["order"] = json.dumps(list(tensors))
+    return {k: to_numpy(v) for k, v in tensors.items()}, {k: str(v) for k, v in metadata.items()}

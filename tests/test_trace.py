@@ -1,0 +1,106 @@
+"""Traces and the layer-by-layer comparison: minis2t2 against transformers' own trace, and
+compare pinpointing an injected error."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import reference as R
+import soundfile
+from conftest import GOLDEN
+
+import minis2t2
+from minis2t2.cli import main
+from minis2t2.trace import load_trace
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+from trace_transformers import trace_transformers  # noqa: E402
+
+MODEL = GOLDEN / "large_layer_stable_proj" / "model"
+
+
+@pytest.fixture(scope="module")
+def audio_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("audio") / "a.wav"
+    soundfile.write(path, R.test_audio(6000, seed=21), 22050, subtype="PCM_16")  # resampled on the way in
+    return path
+
+
+@pytest.mark.parametrize("variant", ["large_layer_stable_proj", "base_group_postln"])
+@pytest.mark.parametrize("num_beams,dtype", [(1, "float32"), (3, "float32"), (2, "float64")])
+def test_minis2t2_trace_equals_transformers_trace(tmp_path, audio_file, variant, num_beams, dtype):
+    folder = GOLDEN / variant / "model"
+    ours = minis2t2.trace(audio_file, model=folder, num_beams=num_beams, max_new_tokens=6, dtype=dtype,
+                          out=tmp_path / "ours.safetensors")
+    hf = trace_transformers(audio_file, folder, num_beams=num_beams, max_new_tokens=6, dtype=dtype)
+    result = minis2t2.compare(hf, tmp_path / "ours.safetensors", atol=1e-4 if dtype == "float32" else 1e-10,
+                              rtol=1e-4 if dtype == "float32" else 1e-10)
+    assert result.ok, str(result)
+    assert result.notes == []
+    names = [r.name for r in result.rows]
+    assert {"input.raw", "encoder.feature_extractor.conv_layers.0", "encoder", "step.0.decoder.lm_head",
+            "step.5.decoder.model.decoder.layers.1.fc2", "output.ids", "output.text"} <= set(names)
+    assert all(r.status == "OK" for r in result.rows)
+    assert ours[1]["num_beams"] == str(num_beams) and ours[1]["dtype"] == dtype
+
+
+def test_trace_file_layout(tmp_path, audio_file):
+    assert main(["trace", str(audio_file), "--model", str(MODEL), "--out", str(tmp_path / "t.safetensors"),
+                 "--max-new-tokens", "4"]) == 0
+    tensors, meta = load_trace(tmp_path / "t.safetensors")
+    assert meta["format"] == "minis2t2-trace/1" and meta["producer"].startswith("minis2t2")
+    assert json.loads(meta["order"]) == list(tensors)
+    assert list(tensors)[:3] == ["input.raw", "input.values", "input.attention_mask"]
+    assert tensors["encoder.feature_extractor.conv_layers.0"].shape[:2] == (1, 16)  # HF layout (B, C, T)
+    assert tensors["step.0.decoder.lm_head"].shape == (1, 1, minis2t2.load(MODEL).config.decoder.vocab_size)
+    assert tensors["output.ids"].dtype == np.int64 and tensors["output.ids"][0, 0] == 2
+    assert len(meta["config_sha256"]) == 64
+
+
+def test_injected_error_is_the_first_divergence(tmp_path, audio_file):
+    tensors, meta = minis2t2.trace(audio_file, model=MODEL, max_new_tokens=4)
+    broken = dict(tensors)
+    broken["encoder.encoder.layers.1"] = tensors["encoder.encoder.layers.1"] + 1e-2
+    result = minis2t2.compare((tensors, meta), (broken, meta))
+    assert result.first_divergence.name == "encoder.encoder.layers.1"
+    assert [r.name for r in result.rows if r.status != "OK"] == ["encoder.encoder.layers.1"]
+    assert "<-- first divergence" in str(result)
+
+
+def test_perturbed_weight_diverges_at_its_layer(audio_file):
+    clean = minis2t2.trace(audio_file, model=MODEL, max_new_tokens=4)
+    model = minis2t2.load(MODEL)
+    dense = model.params.encoder.encoder.layers[1].feed_forward.output_dense
+    dense["weight"] = dense.weight.copy()  # loaded weights are read-only maps of the file
+    dense.weight[3, 5] += 0.05
+    perturbed = minis2t2.trace(audio_file, model=model, max_new_tokens=4)
+    result = minis2t2.compare(clean, perturbed)
+    assert result.first_divergence.name == "encoder.encoder.layers.1"
+    before = [r for r in result.rows if r.name.startswith(("input.", "encoder.feature", "encoder.encoder.pos_conv",
+                                                           "encoder.encoder.layers.0"))]
+    assert before and all(r.status == "OK" for r in before)
+
+
+def test_shape_missing_and_cli_exit_codes(tmp_path, audio_file, capsys):
+    tensors, meta = minis2t2.trace(audio_file, model=MODEL, max_new_tokens=4)
+    from minis2t2.trace import save_trace
+
+    save_trace(tmp_path / "a.safetensors", tensors, meta)
+    changed = dict(tensors)
+    del changed["encoder.encoder.pos_conv_embed"]
+    changed["encoder.encoder.layers.0"] = tensors["encoder.encoder.layers.0"][:, :-1]
+    save_trace(tmp_path / "b.safetensors", changed, meta)
+    assert main(["compare", str(tmp_path / "a.safetensors"), str(tmp_path / "a.safetensors")]) == 0
+    capsys.readouterr()
+    assert main(["compare", str(tmp_path / "a.safetensors"), str(tmp_path / "b.safetensors"), "--json"]) == 1
+    report = json.loads(capsys.readouterr().out)
+    statuses = {r["name"]: r["status"] for r in report["rows"]}
+    assert report["first_divergence"] == "encoder.encoder.pos_conv_embed"
+    assert statuses["encoder.encoder.pos_conv_embed"] == "MISSING"
+    assert statuses["encoder.encoder.layers.0"] == "SHAPE"
+    out = subprocess.run([sys.executable, "-m", "minis2t2", "compare", str(tmp_path / "a.safetensors"),
+                          str(tmp_path / "b.safetensors")], capture_output=True, text=True)
+    assert out.returncode == 1 and "[MISSING] encoder.encoder.pos_conv_embed" in out.stdout

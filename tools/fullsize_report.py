@@ -1,0 +1,66 @@
+"""Error table for the full-size s2t-wav2vec2-large-en-de architecture (random weights, 6 s audio).
+
+Runs transformers in float32 and float64 and minis2t2 in float32 and float64 on the same
+model and input, and prints the max abs error of the encoder output and the logits for each
+pair, plus wall times. Needs the test extra.   python tools/fullsize_report.py
+"""
+
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+import reference as R  # noqa: E402
+from test_fullsize import DECODER, ENCODER, _write_vocab  # noqa: E402
+
+import minis2t2  # noqa: E402
+
+IDS = np.array([[2, 5, 77, 1000, 9]])
+
+
+def hf_run(model, inputs, dtype):
+    torch.set_default_dtype(dtype)  # HF builds masks in the default dtype
+    try:
+        t = time.time()
+        acts, out = R.record(model, inputs["input_values"].astype(np.float64 if dtype == torch.float64 else np.float32),
+                             inputs["attention_mask"], decoder_input_ids=IDS)
+        return acts["enc_to_dec_proj"], out.logits.numpy(), time.time() - t
+    finally:
+        torch.set_default_dtype(torch.float32)
+
+
+def main():
+    torch.set_num_threads(2)
+    model = R.build_model(dict(ENCODER), dict(DECODER), seed=0, weight_std=None)
+    with tempfile.TemporaryDirectory() as d:
+        R.save_model(model, Path(d), return_attention_mask=True)
+        _write_vocab(Path(d))
+        inputs = R.feature_extractor(Path(d))(R.test_audio(96000, seed=11), sampling_rate=16000, return_tensors="np")
+        results = {"HF fp32": hf_run(model, inputs, torch.float32)}
+        results["HF fp64"] = hf_run(model.double(), inputs, torch.float64)
+        for dtype in ("float32", "float64"):
+            ours = minis2t2.load(d, dtype=dtype)
+            t = time.time()
+            out = ours(inputs["input_values"], inputs["attention_mask"], decoder_input_ids=IDS)
+            results[f"minis2t2 {dtype[-2:]}".replace("32", "fp32").replace("64", "fp64")] = (
+                out.encoder_last_hidden_state, out.logits, time.time() - t)
+    print("| compared | encoder output max abs err | logits max abs err |")
+    print("| --- | --- | --- |")
+    for a, b in [("minis2t2 fp32", "HF fp32"), ("minis2t2 fp64", "HF fp64"), ("minis2t2 fp32", "HF fp64"),
+                 ("HF fp32", "HF fp64"), ("minis2t2 fp64", "HF fp32")]:
+        enc = np.abs(results[a][0].astype(np.float64) - results[b][0]).max()
+        logits = np.abs(results[a][1].astype(np.float64) - results[b][1]).max()
+        print(f"| {a} vs {b} | {enc:.2e} | {logits:.2e} |")
+    print("\nscale: encoder output max |x| = %.2f, logits max |x| = %.2f" % (
+        np.abs(results["HF fp64"][0]).max(), np.abs(results["HF fp64"][1]).max()))
+    for name, (_, _, seconds) in results.items():
+        print(f"{name}: teacher-forced forward {seconds:.1f} s")
+
+
+if __name__ == "__main__":
+    main()

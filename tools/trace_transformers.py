@@ -1,0 +1,115 @@
+"""Write a minis2t2-format trace (docs/verify-your-implementation.md) from transformers itself.
+
+    python tools/trace_transformers.py AUDIO --model DIR --out hf.safetensors [--num-beams N]
+        [--max-new-tokens N] [--dtype float32|float64]
+    minis2t2 compare hf.safetensors mine.safetensors
+
+Forward hooks on the HF modules record each module's output under its module path; decoder
+modules fire once per decoding step and are numbered by step (the lm_head closes a step). The
+audio is read and resampled with minis2t2.load_audio so both sides start from the same
+samples; everything after that (processor, model, generate, tokenizer) is transformers 4.40.2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+import transformers
+from transformers import Speech2Text2Tokenizer, SpeechEncoderDecoderModel, Wav2Vec2FeatureExtractor
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from minis2t2.audio import load_audio  # noqa: E402
+from minis2t2.trace import FORMAT, config_sha256, save_trace  # noqa: E402
+
+ENCODER_PATHS = r"^(encoder|enc_to_dec_proj|encoder\.feature_extractor\.conv_layers\.\d+|encoder\.feature_projection" \
+                r"|encoder\.encoder\.(pos_conv_embed|layer_norm|layers\.\d+))$"
+DECODER_PATHS = r"^decoder\.(lm_head|model\.decoder\.(embed_tokens|embed_positions|layers\.\d+(\.self_attn" \
+                r"|\.encoder_attn|\.fc2)?))$"
+
+
+def trace_transformers(audio_path, model_dir, num_beams=None, max_new_tokens=None, dtype="float32"):
+    import re
+
+    torch_dtype = {"float32": torch.float32, "float64": torch.float64}[dtype]
+    torch.set_default_dtype(torch_dtype)  # HF builds its attention masks in the default dtype
+    model = SpeechEncoderDecoderModel.from_pretrained(str(model_dir)).to(torch_dtype).eval()
+    fe = Wav2Vec2FeatureExtractor.from_pretrained(str(model_dir))
+    tokenizer = Speech2Text2Tokenizer.from_pretrained(str(model_dir))
+    raw = load_audio(audio_path, fe.sampling_rate)
+    inputs = fe(raw, sampling_rate=fe.sampling_rate, return_tensors="np")
+    tensors = {"input.raw": raw, "input.values": inputs["input_values"]}
+    if "attention_mask" in inputs:
+        tensors["input.attention_mask"] = inputs["attention_mask"].astype(np.int64)
+
+    step = {"t": 0}
+    hooks = []
+
+    def first(out):
+        out = out[0] if isinstance(out, (tuple, list)) else getattr(out, "last_hidden_state", out)
+        return out.detach().clone().numpy()
+
+    beams = num_beams or model.generation_config.num_beams
+
+    def encoder_hook(m, a, out, name):
+        # HF applies enc_to_dec_proj inside every decoding step to the beam-expanded encoder
+        # output (each input repeated num_beams times); the trace keeps one projection per input.
+        if name == "enc_to_dec_proj":
+            if name in tensors:
+                return
+            tensors[name] = first(out)[::beams]
+        else:
+            tensors[name] = first(out)
+
+    for name, module in model.named_modules():
+        if re.match(ENCODER_PATHS, name):
+            hooks.append(module.register_forward_hook(lambda m, a, out, name=name: encoder_hook(m, a, out, name)))
+        elif re.match(DECODER_PATHS, name):
+            def hook(m, a, out, name=name):
+                tensors[f"step.{step['t']}.{name}"] = first(out)
+                if name == "decoder.lm_head":
+                    step["t"] += 1
+            hooks.append(module.register_forward_hook(hook))
+    kwargs = {k: v for k, v in (("num_beams", num_beams), ("max_new_tokens", max_new_tokens)) if v is not None}
+    with torch.no_grad():
+        ids = model.generate(input_values=torch.from_numpy(inputs["input_values"]).to(torch_dtype),
+                             attention_mask=None if "attention_mask" not in inputs else
+                             torch.from_numpy(inputs["attention_mask"]), **kwargs).numpy()
+    for h in hooks:
+        h.remove()
+    tensors["output.ids"] = ids.astype(np.int64)
+    config = json.loads((Path(model_dir) / "config.json").read_text())
+    metadata = {
+        "format": FORMAT,
+        "producer": f"transformers {transformers.__version__} torch {torch.__version__}",
+        "config_sha256": config_sha256(config),
+        "dtype": dtype,
+        "num_beams": kwargs.get("num_beams", model.generation_config.num_beams),
+        "max_new_tokens": kwargs.get("max_new_tokens", ""),
+        "text": tokenizer.batch_decode(ids, skip_special_tokens=True)[0],
+    }
+    torch.set_default_dtype(torch.float32)
+    return tensors, metadata
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("audio", type=Path)
+    p.add_argument("--model", type=Path, required=True)
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--num-beams", type=int)
+    p.add_argument("--max-new-tokens", type=int)
+    p.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    args = p.parse_args()
+    tensors, metadata = trace_transformers(args.audio, args.model, args.num_beams, args.max_new_tokens, args.dtype)
+    save_trace(args.out, tensors, metadata)
+    print(f"{args.out}: {len(tensors)} tensors, text {metadata['text']!r}")
+
+
+if __name__ == "__main__":
+    main()
