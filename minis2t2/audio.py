@@ -60,6 +60,13 @@ def check_waveform(audio, where: str = "audio") -> np.ndarray:
     return audio
 
 
+def waveform(audio, sampling_rate: int, target_rate: int) -> np.ndarray:
+    """A file path, or a mono waveform sampled at ``sampling_rate`` -> float32 samples at ``target_rate``."""
+    if isinstance(audio, (str, Path)):
+        return load_audio(audio, target_rate)
+    return resample(check_waveform(audio).astype(np.float32), sampling_rate, target_rate)
+
+
 PREPROCESSOR_FIELDS = frozenset(
     "feature_extractor_type feature_size sampling_rate padding_value do_normalize "
     "return_attention_mask padding_side processor_class".split()
@@ -88,7 +95,8 @@ class FeatureExtractor:
             raise ConfigError(f"{path}: only padding_side 'right' is supported")
         if d.get("feature_size", 1) != 1:
             raise ConfigError(f"{path}: feature_size must be 1 (raw mono waveform)")
-        return cls(**{k: d[k] for k in ("sampling_rate", "padding_value", "do_normalize", "return_attention_mask") if k in d})
+        fields = ("sampling_rate", "padding_value", "do_normalize", "return_attention_mask")
+        return cls(**{k: d[k] for k in fields if k in d})
 
     def __call__(
         self,

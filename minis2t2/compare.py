@@ -39,7 +39,11 @@ def compare_arrays(name: str, reference, candidate, atol: float, rtol: float) ->
     err = np.abs(b64 - a64)
     rel = err / np.maximum(np.abs(a64), np.finfo(np.float64).tiny)
     exact = a.dtype.kind in "iub" and b.dtype.kind in "iub"
-    ok = bool((err == 0).all()) if exact else bool((err <= atol + rtol * np.abs(a64)).all()) and np.isfinite(b64).all() == np.isfinite(a64).all()
+    if exact:
+        ok = bool((err == 0).all())
+    else:
+        same_finite = bool((np.isfinite(a64) == np.isfinite(b64)).all())
+        ok = same_finite and bool((err <= atol + rtol * np.abs(a64)).all())
     return Row(name, "OK" if ok else "DIFF", float(err.max()), float(rel.max()), float(err.mean()))
 
 

@@ -204,7 +204,8 @@ class ModelConfig:
 
     @property
     def has_enc_to_dec_proj(self) -> bool:
-        """HF SpeechEncoderDecoderModel adds enc_to_dec_proj iff the widths differ (and no cross_attention_hidden_size)."""
+        """HF SpeechEncoderDecoderModel adds enc_to_dec_proj iff the widths differ (and no
+        cross_attention_hidden_size is set)."""
         return self.encoder.hidden_size != self.decoder.d_model and self.decoder.cross_attention_hidden_size is None
 
 

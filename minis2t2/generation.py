@@ -148,7 +148,8 @@ class SearchSettings:
         if g.num_beams < 1:
             raise ValueError("num_beams must be >= 1")
         if g.num_beams == 1 and g.num_return_sequences != 1:
-            raise ValueError("greedy search returns one sequence: num_return_sequences must be 1 (or use num_beams > 1)")
+            raise ValueError("greedy search returns one sequence: "
+                             "num_return_sequences must be 1 (or use num_beams > 1)")
         if g.num_return_sequences > g.num_beams:
             raise ValueError("num_return_sequences must be <= num_beams")
         return cls(

@@ -15,7 +15,7 @@ import numpy as np
 
 from . import decoder as dec
 from . import encoder as enc
-from .audio import FeatureExtractor, check_waveform, load_audio, resample
+from .audio import FeatureExtractor, waveform
 from .backend import device_module, to_numpy
 from .config import ModelConfig
 from .generation import GenerationConfig, SearchSettings, beam_search, greedy_search
@@ -105,14 +105,17 @@ class Model:
         embed = "decoder.model.decoder.embed_tokens.weight"
         if config.decoder.tie_word_embeddings:
             # HF ties lm_head to embed_tokens; a file may still carry the (identical) copy.
-            if "decoder.lm_head.weight" in flat and not bool(xp.array_equal(flat["decoder.lm_head.weight"], flat[embed])):
-                raise ValueError("config ties lm_head to embed_tokens but the checkpoint stores a different lm_head.weight")
+            stored = flat.get("decoder.lm_head.weight")
+            if stored is not None and not bool(xp.array_equal(stored, flat[embed])):
+                raise ValueError("config ties lm_head to embed_tokens but the checkpoint stores a different "
+                                 "lm_head.weight")
             flat["decoder.lm_head.weight"] = flat[embed]
         table_key = "decoder.model.decoder.embed_positions.weights"
         table = flat.pop(table_key, None)
         if table is None:
             d = config.decoder
-            table = xp.asarray(dec.sinusoidal_table(d.max_target_positions + dec.POSITION_OFFSET, d.d_model, d.pad_token_id).astype(np_dtype))
+            table = dec.sinusoidal_table(d.max_target_positions + dec.POSITION_OFFSET, d.d_model, d.pad_token_id)
+            table = xp.asarray(table.astype(np_dtype))
         return cls(
             config=config,
             params=unflatten(flat),
@@ -164,7 +167,8 @@ class Model:
                 raise ValueError("pass decoder_input_ids or labels")
             pad, start = self.config.pad_token_id, self.config.decoder_start_token_id
             if pad is None or start is None:
-                raise ValueError("config.json needs pad_token_id and decoder_start_token_id to build inputs from labels")
+                raise ValueError("config.json needs pad_token_id and decoder_start_token_id "
+                                 "to build decoder inputs from labels")
             decoder_input_ids = shift_tokens_right(np.asarray(labels, dtype=np.int64), pad, start)
         ids = self._token_ids(decoder_input_ids)
         hidden, frames = self.encode(input_values, attention_mask, record)
@@ -229,11 +233,7 @@ class Model:
     def translate(self, audio, sampling_rate: int = 16000, **generation_kwargs) -> str:
         """An audio file path or one mono waveform -> the decoded text of the best hypothesis."""
         target = self.processor.sampling_rate
-        if isinstance(audio, (str, Path)):
-            waveform = load_audio(audio, target)
-        else:
-            waveform = resample(check_waveform(audio).astype(np.float32), sampling_rate, target)
-        inputs = self.processor(waveform, sampling_rate=target)
+        inputs = self.processor(waveform(audio, sampling_rate, target), sampling_rate=target)
         ids = self.generate(inputs["input_values"], inputs.get("attention_mask"), **generation_kwargs)
         return self.tokenizer.decode(ids[0], skip_special_tokens=True)
 

@@ -63,7 +63,8 @@ class Tokenizer:
         settings = {}
         if (folder / "tokenizer_config.json").is_file():
             cfg = read_json(folder / "tokenizer_config.json")
-            for key in ("bos_token", "pad_token", "eos_token", "unk_token", "do_lower_case", "clean_up_tokenization_spaces"):
+            keys = ("bos_token", "pad_token", "eos_token", "unk_token", "do_lower_case", "clean_up_tokenization_spaces")
+            for key in keys:
                 if key in cfg:
                     value = cfg[key]
                     settings[key] = value["content"] if isinstance(value, dict) else value

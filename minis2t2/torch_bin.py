@@ -123,7 +123,8 @@ class _Unpickler(pickle.Unpickler):
                 raise WeightsError(f"{self.path}: storage {key} holds {info.file_size} bytes, needs "
                                    f"{numel * dtype.itemsize} (truncated or corrupt file)")
             if info.compress_type == zipfile.ZIP_STORED and numel:
-                data = np.memmap(self.path, dtype=dtype, mode="r", offset=_member_offset(self.path, info), shape=(numel,))
+                offset = _member_offset(self.path, info)
+                data = np.memmap(self.path, dtype=dtype, mode="r", offset=offset, shape=(numel,))
             else:
                 data = np.frombuffer(self.archive.read(info), dtype=dtype, count=numel)
             if self.byteorder != "little":

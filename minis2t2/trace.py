@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .audio import check_waveform, load_audio, resample
+from .audio import waveform
 from .backend import to_numpy
 from .weights import read_safetensors, write_safetensors
 
@@ -78,10 +78,7 @@ def trace(audio, model=None, out: str | Path | None = None, num_beams: int | Non
     if not isinstance(model, Model):
         model = load(model or default_model(), dtype=dtype)
     rate = model.processor.sampling_rate
-    if isinstance(audio, (str, Path)):
-        raw = load_audio(audio, rate)
-    else:
-        raw = resample(check_waveform(audio).astype(np.float32), sampling_rate, rate)
+    raw = waveform(audio, sampling_rate, rate)
     inputs = model.processor(raw, sampling_rate=rate)
     tensors = {"input.raw": raw, "input.values": inputs["input_values"]}
     if "attention_mask" in inputs:

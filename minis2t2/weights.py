@@ -73,7 +73,8 @@ def read_safetensors(path: str | Path) -> dict[str, tuple[np.ndarray, str]]:
     return out
 
 
-def write_safetensors(path: str | Path, tensors: dict[str, tuple[np.ndarray, str]], metadata: dict | None = None) -> None:
+def write_safetensors(path: str | Path, tensors: dict[str, tuple[np.ndarray, str]],
+                      metadata: dict | None = None) -> None:
     """Write {name: (array, safetensors dtype name)} in the safetensors layout (see the module docstring)."""
     header, offset = {}, 0
     for name, (array, dtype_name) in tensors.items():

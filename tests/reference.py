@@ -62,7 +62,8 @@ def vocab_size() -> int:
         return len(json.loads((Path(d) / "vocab.json").read_text()))
 
 
-def build_model(encoder: dict, decoder: dict, seed: int = 0, weight_std: float | None = 0.2) -> SpeechEncoderDecoderModel:
+def build_model(encoder: dict, decoder: dict, seed: int = 0,
+                weight_std: float | None = 0.2) -> SpeechEncoderDecoderModel:
     """A SpeechEncoderDecoderModel with random weights of roughly unit-scale activations.
 
     Weights are drawn N(0, weight_std), or N(0, 1/fan_in) when weight_std is None (for wide
@@ -130,7 +131,10 @@ def record(model, input_values, attention_mask, decoder_input_ids=None, labels=N
     for name, module in model.named_modules():
         if RECORDED.match(name):
             def hook(mod, args, out, name=name):
-                out = out[0] if isinstance(out, (tuple, list)) else (out.last_hidden_state if hasattr(out, "last_hidden_state") else out)
+                if isinstance(out, (tuple, list)):
+                    out = out[0]
+                elif hasattr(out, "last_hidden_state"):
+                    out = out.last_hidden_state
                 acts[name] = out.detach().clone().numpy()
             hooks.append(module.register_forward_hook(hook))
     try:
@@ -138,7 +142,8 @@ def record(model, input_values, attention_mask, decoder_input_ids=None, labels=N
             out = model(
                 input_values=torch.from_numpy(np.asarray(input_values)),
                 attention_mask=None if attention_mask is None else torch.from_numpy(np.asarray(attention_mask)),
-                decoder_input_ids=None if decoder_input_ids is None else torch.from_numpy(np.asarray(decoder_input_ids)),
+                decoder_input_ids=(None if decoder_input_ids is None
+                                   else torch.from_numpy(np.asarray(decoder_input_ids))),
                 labels=None if labels is None else torch.from_numpy(np.asarray(labels)),
             )
     finally:

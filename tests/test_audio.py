@@ -34,11 +34,14 @@ def test_processor_matches_hf(lengths, padding, max_length, truncation, multiple
                   pad_to_multiple_of=multiple)
     hf = Wav2Vec2FeatureExtractor(return_attention_mask=mask, do_normalize=normalize)
     ours = FeatureExtractor(return_attention_mask=mask, do_normalize=normalize)
-    expected = hf(audio, return_tensors="np", **kwargs)
-    if expected["input_values"].dtype == object:  # HF gives a ragged batch when an input exceeds max_length
+    target = max_length if multiple is None else -(-max_length // multiple) * multiple
+    if padding == "max_length" and not truncation and len({max(n, target) for n in lengths}) > 1:
+        # Some inputs exceed max_length, the others are padded to it: HF builds a ragged batch
+        # (an object array, or a ValueError inside its normalisation); minis2t2 refuses clearly.
         with pytest.raises(ValueError, match="truncation=True"):
             ours(audio, **kwargs)
         return
+    expected = hf(audio, return_tensors="np", **kwargs)
     got = ours(audio, **kwargs)
     assert got["input_values"].dtype == np.float32
     np.testing.assert_allclose(got["input_values"], expected["input_values"], atol=1e-6, rtol=0)

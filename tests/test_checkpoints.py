@@ -80,8 +80,8 @@ def _legacy_bin_folder(hf_model, folder):
     (folder / "model.safetensors").unlink()
     state = {}
     for name, value in hf_model.state_dict().items():
-        name = name.replace("parametrizations.weight.original0", "weight_g").replace("parametrizations.weight.original1",
-                                                                                    "weight_v")
+        name = name.replace("parametrizations.weight.original0", "weight_g")
+        name = name.replace("parametrizations.weight.original1", "weight_v")
         state[name] = value
     torch.save(state, folder / "pytorch_model.bin")
     return folder
@@ -95,7 +95,8 @@ def test_legacy_weight_norm_names(tmp_path, hf_model, inputs):
 
 def test_tensor_layouts_in_bin(tmp_path):
     base = torch.arange(24, dtype=torch.float32).reshape(4, 6)
-    state = {"a": base, "transposed": base.t(), "slice": base[1:, 2:4], "row": base[2], "half": torch.randn(3, 5).half(),
+    state = {"a": base, "transposed": base.t(), "slice": base[1:, 2:4], "row": base[2],
+             "half": torch.randn(3, 5).half(),
              "bf16": torch.randn(7).bfloat16(), "double": torch.randn(2, 2).double(), "long": torch.arange(5),
              "param": torch.nn.Parameter(torch.ones(3)), "empty": torch.zeros(0, 4)}
     torch.save(state, tmp_path / "x.bin")

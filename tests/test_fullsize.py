@@ -53,7 +53,8 @@ def fullsize(tmp_path_factory):
     del state
     audio = R.test_audio(96000, seed=11)  # 6 s
     inputs = R.feature_extractor(st)(audio, sampling_rate=16000, return_tensors="np")
-    acts, _ = R.record(model, inputs["input_values"], inputs["attention_mask"], decoder_input_ids=np.array([[2, 5, 77, 1000, 9]]))
+    prefix = np.array([[2, 5, 77, 1000, 9]])
+    acts, _ = R.record(model, inputs["input_values"], inputs["attention_mask"], decoder_input_ids=prefix)
     greedy = R.generate(model, inputs["input_values"], inputs["attention_mask"], max_new_tokens=12)
     beam = R.generate(model, inputs["input_values"], inputs["attention_mask"], max_new_tokens=12, num_beams=5)
     return {"folders": {"safetensors": st, "legacy_bin": legacy}, "inputs": inputs, "acts": acts,

@@ -22,7 +22,8 @@ CASES = [(v, c) for v in VARIANTS for c in MANIFEST["variants"][v]["generation_c
 
 @pytest.fixture(scope="module")
 def loaded():
-    return {v: (minis2t2.load(GOLDEN / v / "model"), load_file(str(GOLDEN / v / "golden.safetensors"))) for v in VARIANTS}
+    return {v: (minis2t2.load(GOLDEN / v / "model"), load_file(str(GOLDEN / v / "golden.safetensors")))
+            for v in VARIANTS}
 
 
 def _inputs(model, golden, split):

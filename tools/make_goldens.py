@@ -34,7 +34,8 @@ TINY_ENCODER = dict(
     conv_dim=(16, 16, 16), conv_kernel=(10, 3, 3), conv_stride=(5, 2, 2),
     num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4,
 )
-TINY_DECODER = dict(d_model=32, decoder_layers=2, decoder_attention_heads=4, decoder_ffn_dim=48, max_target_positions=64)
+TINY_DECODER = dict(d_model=32, decoder_layers=2, decoder_attention_heads=4, decoder_ffn_dim=48,
+                    max_target_positions=64)
 
 VARIANTS = {
     "base_group_postln": dict(
@@ -95,7 +96,8 @@ def main() -> None:
         "numpy": np.__version__,
         "atol": ATOL,
         "rtol": RTOL,
-        "note": "every value produced by transformers; compare with |minis2t2 - golden| <= atol + rtol*|golden|, ids exactly",
+        "note": "every value produced by transformers; "
+                "compare with |minis2t2 - golden| <= atol + rtol*|golden|, ids exactly",
         "variants": {},
     }
     audio = [R.test_audio(3200, seed=0), R.test_audio(2400, seed=1)]
@@ -123,7 +125,8 @@ def main() -> None:
         cases = generation_cases(frequent)
         for case, kwargs in cases.items():
             golden[f"generate/{case}"] = R.generate(model, inputs["input_values"], mask, **kwargs)
-        golden["generate/single_greedy"] = R.generate(model, golden["single/input_values"], golden.get("single/attention_mask"))
+        golden["generate/single_greedy"] = R.generate(model, golden["single/input_values"],
+                                                      golden.get("single/attention_mask"))
         save_file({k: np.ascontiguousarray(val) for k, val in golden.items()}, str(folder / "golden.safetensors"))
         manifest["variants"][name] = {
             "description": v["description"],

@@ -1,10 +1,10 @@
 """Learn BPE merges in the fastBPE / subword-nmt format that Speech2Text2Tokenizer reads.
 
 Learning: every word is split into characters, the last one marked with "</w>"; the most
-frequent adjacent pair is merged, again and again (here within morphemes only, see below). merges.txt lists the merges in the order
-learned (its line order is the merge rank). vocab.json holds <s>=0 <pad>=1 </s>=2 <unk>=3 and
-every piece the segmented corpus uses: a piece inside a word ends in "@@", a word-final piece
-has no marker.
+frequent adjacent pair is merged, again and again (here within morphemes only, see below).
+merges.txt lists the merges in the order learned (its line order is the merge rank).
+vocab.json holds <s>=0 <pad>=1 </s>=2 <unk>=3 and every piece the segmented corpus uses: a
+piece inside a word ends in "@@", a word-final piece has no marker.
 """
 
 from __future__ import annotations

@@ -96,6 +96,16 @@ def dataset(work: Path, name: str, items: list[dict]) -> tuple[list[dict], list[
     return items, audio
 
 
+def datasets(work: Path, copies: int, eval_size: int, rng: random.Random):
+    """(train items, audio), (eval items, audio), eval variants; synthesized once and cached in ``work``."""
+    work.mkdir(parents=True, exist_ok=True)
+    train_variants, eval_variants = variants()
+    train = dataset(work, "train", make_items(range(1000), TRAIN_ACCENTS, train_variants, copies, rng))
+    eval_numbers = [rng.randrange(1000) for _ in range(eval_size)]
+    held_out = dataset(work, "eval", make_items(eval_numbers, EVAL_ACCENTS, eval_variants, 1, rng))
+    return train, held_out, eval_variants
+
+
 def build_model(vocab_size: int):
     from transformers import (GenerationConfig, Speech2Text2Config, Speech2Text2ForCausalLM,
                               SpeechEncoderDecoderConfig, SpeechEncoderDecoderModel, Wav2Vec2Config, Wav2Vec2Model)
@@ -150,19 +160,15 @@ def main() -> None:
     p.add_argument("--eval-size", type=int, default=600)
     p.add_argument("--steps", type=int, default=4000)
     p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--lr", type=float, default=1.5e-3)
+    p.add_argument("--lr", type=float, default=5e-4)
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
 
     torch.manual_seed(args.seed)
     torch.set_num_threads(2)
     rng = random.Random(args.seed)
-    args.work.mkdir(parents=True, exist_ok=True)
-    train_variants, eval_variants = variants()
-    train_items, train_audio = dataset(args.work, "train", make_items(range(1000), TRAIN_ACCENTS, train_variants,
-                                                                      args.copies, rng))
-    eval_numbers = [rng.randrange(1000) for _ in range(args.eval_size)]
-    eval_items, eval_audio = dataset(args.work, "eval", make_items(eval_numbers, EVAL_ACCENTS, eval_variants, 1, rng))
+    (train_items, train_audio), (eval_items, eval_audio), eval_variants = datasets(args.work, args.copies,
+                                                                                   args.eval_size, rng)
 
     from transformers import Speech2Text2Tokenizer, Wav2Vec2FeatureExtractor
 
@@ -182,7 +188,8 @@ def main() -> None:
         ids = tokenizer(w)["input_ids"]
         assert tokenizer.unk_token_id not in ids and tokenizer.decode(ids) == w, w
         assert [t.rstrip("@") for t in tokenizer.tokenize(w)] == german_parts(n), (w, tokenizer.tokenize(w))
-    print(f"vocabulary: {len(tokenizer)} tokens, {max(len(tokenizer(w)['input_ids']) for w in words)} at most per number")
+    longest = max(len(tokenizer(w)["input_ids"]) for w in words)
+    print(f"vocabulary: {len(tokenizer)} tokens, {longest} at most per number")
 
     fe = Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=SAMPLE_RATE, padding_value=0.0, do_normalize=True,
                                   return_attention_mask=True)
@@ -196,7 +203,7 @@ def main() -> None:
         optimizer, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / args.steps))))
     nrng = np.random.default_rng(args.seed)
     lengths = [len(a) for a in train_audio]
-    step, start, queue = 0, time.time(), []
+    step, start, queue, losses = 0, time.time(), [], []
     model.train()
     while step < args.steps:
         if not queue:
@@ -214,8 +221,9 @@ def main() -> None:
         optimizer.step()
         schedule.step()
         step += 1
+        losses.append(loss.item())
         if step % 100 == 0:
-            print(f"step {step} loss {loss.item():.4f} lr {schedule.get_last_lr()[0]:.2e} "
+            print(f"step {step} loss {np.mean(losses[-100:]):.4f} (mean of 100) lr {schedule.get_last_lr()[0]:.2e} "
                   f"{time.time() - start:.0f} s", flush=True)
         if step % 1000 == 0 or step == args.steps:
             model.eval()
