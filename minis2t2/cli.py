@@ -77,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("translate", help="translate audio files to text",
                        description="Translate audio files (any format soundfile reads; resampled to 16 kHz).")
     t.add_argument("files", nargs="+", type=Path, metavar="FILE", help="audio file(s)")
-    t.add_argument("--model", type=Path, help=f"model folder in HF layout (default: weights/{DEFAULT_MODEL_NAME})")
+    t.add_argument("--model", help=f"model folder in HF layout, or a hub id (default: weights/{DEFAULT_MODEL_NAME})")
     t.add_argument("--num-beams", type=int, help="beam width (default: the model's generation_config.json)")
     t.add_argument("--max-new-tokens", type=int, help="generate at most this many tokens")
     t.add_argument("--dtype", choices=["float32", "float64"], default="float32", help="compute dtype")
@@ -104,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
                                     "decoder sublayer output and the logits at each decoding step, the ids and the "
                                     "text, into one safetensors file (format: docs/verify-your-implementation.md).")
     tr.add_argument("audio", type=Path, help="audio file")
-    tr.add_argument("--model", type=Path, help="model folder (default: the shipped model)")
+    tr.add_argument("--model", help="model folder or hub id (default: the shipped model)")
     tr.add_argument("--out", type=Path, required=True, help="trace file to write (.safetensors)")
     tr.add_argument("--num-beams", type=int, help="beam width (default: the model's generation config)")
     tr.add_argument("--max-new-tokens", type=int, help="generate at most this many tokens")

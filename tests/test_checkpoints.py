@@ -13,6 +13,7 @@ import zipfile
 import numpy as np
 import pytest
 import reference as R
+import soundfile
 import torch
 from conftest import GOLDEN
 
@@ -228,5 +229,8 @@ def test_hub_id_resolves_from_offline_cache(tmp_path, monkeypatch, capsys):
     assert model.translate(audio) == reference.translate(audio)
     assert main(["download", "someone/tiny-s2t"]) == 0
     assert "models--someone--tiny-s2t/snapshots" in capsys.readouterr().out
+    soundfile.write(tmp_path / "a.wav", audio, 16000, subtype="FLOAT")
+    assert main(["translate", "--model", "someone/tiny-s2t", "--json", str(tmp_path / "a.wav")]) == 0
+    assert json.loads(capsys.readouterr().out)["text"] == reference.translate(tmp_path / "a.wav")
     with pytest.raises(FileNotFoundError, match="not in the local HF cache"):
         minis2t2.load("someone/not-cached")

@@ -1,8 +1,11 @@
-"""Error table for the full-size s2t-wav2vec2-large-en-de architecture (random weights, 6 s audio).
+"""Measurements on the full-size s2t-wav2vec2-large-en-de architecture (random weights).
 
-Runs transformers in float32 and float64 and minis2t2 in float32 and float64 on the same
-model and input, and prints the max abs error of the encoder output and the logits for each
-pair, plus wall times. Needs the test extra.   python tools/fullsize_report.py
+1. Error table: transformers in float32 and float64 and minis2t2 in float32 and float64 on the
+   same model and 6 s of audio; max abs error of the encoder output and the logits per pair.
+2. Loading: seconds for minis2t2.load of the memory-mapped model.safetensors.
+3. Trace: size and time of `minis2t2 trace` for 10 s of audio, greedy, 20 new tokens.
+
+Needs the test extra.   python tools/fullsize_report.py
 """
 
 import sys
@@ -29,7 +32,7 @@ def hf_run(model, inputs, dtype):
         t = time.time()
         acts, out = R.record(model, inputs["input_values"].astype(np.float64 if dtype == torch.float64 else np.float32),
                              inputs["attention_mask"], decoder_input_ids=IDS)
-        return acts["enc_to_dec_proj"], out.logits.numpy(), time.time() - t
+        return acts["encoder"], out.logits.numpy(), time.time() - t
     finally:
         torch.set_default_dtype(torch.float32)
 
@@ -43,6 +46,14 @@ def main():
         inputs = R.feature_extractor(Path(d))(R.test_audio(96000, seed=11), sampling_rate=16000, return_tensors="np")
         results = {"HF fp32": hf_run(model, inputs, torch.float32)}
         results["HF fp64"] = hf_run(model.double(), inputs, torch.float64)
+        t = time.time()
+        minis2t2.load(d)
+        load_seconds = time.time() - t
+        size_gb = (Path(d) / "model.safetensors").stat().st_size / 1e9
+        t = time.time()
+        minis2t2.trace(R.test_audio(160000, seed=12), model=d, out=Path(d) / "trace.safetensors", num_beams=1,
+                       max_new_tokens=20)
+        trace_seconds, trace_mb = time.time() - t, (Path(d) / "trace.safetensors").stat().st_size / 1e6
         for dtype in ("float32", "float64"):
             ours = minis2t2.load(d, dtype=dtype)
             t = time.time()
@@ -60,6 +71,8 @@ def main():
         np.abs(results["HF fp64"][0]).max(), np.abs(results["HF fp64"][1]).max()))
     for name, (_, _, seconds) in results.items():
         print(f"{name}: teacher-forced forward {seconds:.1f} s")
+    print(f"minis2t2.load of the {size_gb:.2f} GB model.safetensors: {load_seconds:.2f} s")
+    print(f"trace of 10 s of audio (greedy, 20 new tokens): {trace_mb:.0f} MB in {trace_seconds:.1f} s")
 
 
 if __name__ == "__main__":
