@@ -9,7 +9,7 @@ from pathlib import Path
 
 # The model shipped in the repository's weights/ folder (found from an editable install, as
 # the README installs it, or from the current directory).
-DEFAULT_MODEL_NAME = "tiny-random"
+DEFAULT_MODEL_NAME = "numbers-en-de"
 
 
 def default_model() -> Path:
