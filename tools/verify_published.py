@@ -33,7 +33,7 @@ SOURCE_TEXT = "A MAN SAID TO THE UNIVERSE SIR I EXIST"
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", default="facebook/s2t-wav2vec2-large-en-de")
+    p.add_argument("--model", default="facebook/s2t-wav2vec2-large-en-de", help="hub id or downloaded folder")
     p.add_argument("--revision")
     args = p.parse_args()
 
@@ -50,7 +50,7 @@ def main() -> int:
     if item["text"] != SOURCE_TEXT:
         print(f"unexpected sample text, wanted {SOURCE_TEXT!r}")
         return 1
-    folder = from_hub(args.model, revision=args.revision)
+    folder = Path(args.model) if Path(args.model).is_dir() else from_hub(args.model, revision=args.revision)
     model = minis2t2.load(folder)
     print(f"model: {folder}\ngeneration: {model.generation_config}")
 
