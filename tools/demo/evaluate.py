@@ -1,17 +1,19 @@
-"""Evaluate the demo model on held-out voices with minis2t2, check transformers agrees, write samples.
+"""Evaluate the demo model per speech source with minis2t2, check transformers agrees, write samples.
 
     python tools/demo/evaluate.py        # after tools/demo/train.py; same --work and --out defaults
 
-Writes <out>/eval.json (exact-match accuracy of minis2t2's NumPy inference on the held-out set,
-and how many outputs transformers reproduces token for token) and <out>/samples/: a few
-held-out recordings saved at various sample rates and formats, with expected.json.
+Every evaluation set (tools/demo/data.py) has its own numbers and its own seeded generator,
+independent of the training data. Writes <out>/eval.json: per source, the exact-match accuracy
+of minis2t2's NumPy inference and how many outputs transformers reproduces token for token,
+with every error; and <out>/samples/: correctly translated held-out recordings from several
+synthesizers, at several sample rates and formats, with expected.json.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
-import random
 import sys
 import time
 from pathlib import Path
@@ -24,82 +26,123 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(ROOT))
-from spell import english, german  # noqa: E402
-from train import SAMPLE_RATE, datasets  # noqa: E402
+from augment import SR, non_speech  # noqa: E402
+from data import EVAL_SETS, evaluation_set, spoken  # noqa: E402
+from spell import german  # noqa: E402
 
 import minis2t2  # noqa: E402
 from minis2t2.audio import resample  # noqa: E402
 
 # (sample rate, format, subtype) for the shipped samples: most not at 16 kHz on purpose
 SAMPLE_FORMATS = [(8000, "WAV", "PCM_16"), (11025, "FLAC", "PCM_16"), (22050, "FLAC", "PCM_16"),
-                  (44100, "OGG", "VORBIS"), (16000, "WAV", "PCM_16"), (32000, "FLAC", "PCM_24")]
+                  (44100, "OGG", "VORBIS"), (16000, "WAV", "PCM_16"), (32000, "FLAC", "PCM_24"),
+                  (8000, "FLAC", "PCM_16"), (24000, "WAV", "PCM_16")]
+SAMPLES_PER_SET = 2
+
+
+def telephone_rate(wave: np.ndarray) -> np.ndarray:
+    """The same clip as an 8 kHz recording (what a telephone line delivers), back at 16 kHz."""
+    return resample(resample(wave, SR, 8000), 8000, SR)
+
+
+def translate_all(model, hf, waves: list[np.ndarray], batch_size: int):
+    """minis2t2 ids, transformers ids (pad removed) and minis2t2's seconds of generate()."""
+    ours, theirs, seconds = [], [], 0.0
+    pad = model.config.decoder.pad_token_id
+    for start in range(0, len(waves), batch_size):
+        inputs = model.processor(waves[start : start + batch_size], sampling_rate=SR)
+        t = time.time()
+        ids = model.generate(inputs["input_values"], inputs["attention_mask"])
+        seconds += time.time() - t
+        ours += [row[row != pad].tolist() for row in ids]
+        with torch.no_grad():
+            hf_ids = hf.generate(input_values=torch.from_numpy(inputs["input_values"]),
+                                 attention_mask=torch.from_numpy(inputs["attention_mask"])).numpy()
+        theirs += [row[row != pad].tolist() for row in hf_ids]
+    return ours, theirs, seconds
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=Path, default=ROOT / "weights" / "numbers-en-de")
-    p.add_argument("--work", type=Path, default=Path("/tmp/minis2t2-demo"))
-    p.add_argument("--copies", type=int, default=12)
-    p.add_argument("--eval-size", type=int, default=600)
+    p.add_argument("--work", type=Path, default=Path("/tmp/minis2t2-demo2"))
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--non-speech", type=int, default=60, help="clips without speech (expected output: empty)")
     args = p.parse_args()
     torch.set_num_threads(2)
-    _, (items, audio), _ = datasets(args.work, args.copies, args.eval_size, random.Random(args.seed))
 
     model = minis2t2.load(args.out)
     from transformers import SpeechEncoderDecoderModel
 
     hf = SpeechEncoderDecoderModel.from_pretrained(str(args.out)).eval()
-    waves = [a.astype(np.float32) / 32768 for a in audio]
-    ours, theirs, seconds = [], [], 0.0
-    for start in range(0, len(waves), args.batch_size):
-        inputs = model.processor(waves[start : start + args.batch_size], sampling_rate=SAMPLE_RATE)
-        t = time.time()
-        ids = model.generate(inputs["input_values"], inputs["attention_mask"])
-        seconds += time.time() - t
-        ours += [row[row != model.config.decoder.pad_token_id].tolist() for row in ids]
-        with torch.no_grad():
-            hf_ids = hf.generate(input_values=torch.from_numpy(inputs["input_values"]),
-                                 attention_mask=torch.from_numpy(inputs["attention_mask"])).numpy()
-        theirs += [row[row != model.config.decoder.pad_token_id].tolist() for row in hf_ids]
-    texts = [model.tokenizer.decode(ids, skip_special_tokens=True) for ids in ours]
-    correct = [t == german(item["number"]) for t, item in zip(texts, items)]
-    identical = sum(a == b for a, b in zip(ours, theirs))
-    errors = [{"number": it["number"], "voice": it["voice"], "got": t} for t, it, ok in zip(texts, items, correct)
-              if not ok]
-    report = {
-        "held_out_utterances": len(items),
-        "exact_match": round(float(np.mean(correct)), 4),
-        "transformers_token_identical": f"{identical}/{len(items)}",
-        "minis2t2_generate_seconds": round(seconds, 1),
-        "voices": "accents " + ", ".join(sorted({it['voice'].split('+')[0] for it in items})) + " with variants "
-                  + ", ".join(sorted({it['voice'].split('+')[1] for it in items})),
-        "errors": errors,
-    }
-    (args.out / "eval.json").write_text(json.dumps(report, indent=1, ensure_ascii=False) + "\n")
-    print(json.dumps({k: v for k, v in report.items() if k != "errors"}, indent=1), f"{len(errors)} errors")
+    sets = {}  # name -> (description, items with "expected", waves at 16 kHz)
+    for name in EVAL_SETS:
+        items, clips = evaluation_set(args.work, name, args.seed)
+        waves = [c.astype(np.float32) / 32768 for c in clips]
+        for it in items:
+            it["expected"] = german(it["number"])
+        sets[name] = (EVAL_SETS[name][3] + ", 16 kHz", items, waves)
+        if name == "piper_joe":
+            sets["piper_joe_8k"] = (EVAL_SETS[name][3] + ", 8 kHz", items, [telephone_rate(w) for w in waves])
+    rng = np.random.default_rng(args.seed)
+    babble_source = sets["espeak_unseen_variants"][2][:20]
+    sets["non_speech"] = ("silence, hiss, hum, coloured noise and far babble; expected output: empty",
+                          [{"expected": ""} for _ in range(args.non_speech)],
+                          [non_speech(rng, [babble_source[i] for i in rng.choice(20, 4)])
+                           for _ in range(args.non_speech)])
 
-    samples = args.out / "samples"
+    report, seconds, clips = {}, 0.0, 0
+    for name, (description, items, waves) in sets.items():
+        ours, theirs, took = translate_all(model, hf, waves, args.batch_size)
+        seconds, clips = seconds + took, clips + len(waves)
+        texts = [model.tokenizer.decode(ids, skip_special_tokens=True) for ids in ours]
+        correct = [t == it["expected"] for t, it in zip(texts, items)]
+        for it, ok in zip(items, correct):
+            it["correct"] = ok
+        report[name] = {
+            "description": description,
+            "clips": len(items),
+            "exact_match": round(float(np.mean(correct)), 4),
+            "transformers_token_identical": f"{sum(a == b for a, b in zip(ours, theirs))}/{len(items)}",
+            "errors": [{"said": spoken(it) if "number" in it else "", "voice": it.get("voice", {}).get("name", ""),
+                        "got": t} for t, it, ok in zip(texts, items, correct) if not ok],
+        }
+        print(f"{name}: {report[name]['exact_match']:.3f} ({sum(correct)}/{len(items)}), transformers identical "
+              f"{report[name]['transformers_token_identical']}", flush=True)
+    report["minis2t2_generate_seconds_per_clip"] = round(seconds / clips, 4)
+    (args.out / "eval.json").write_text(json.dumps(report, indent=1, ensure_ascii=False) + "\n")
+    write_samples(model, args.out / "samples", sets)
+
+
+def write_samples(model, samples: Path, sets) -> None:
+    """Correctly translated held-out clips, two per speech source, numbers whose units and tens swap
+    places in German first; kept only if the file, resampled and encoded, still translates correctly."""
     samples.mkdir(exist_ok=True)
-    expected, used = {}, set()
-    # Correctly translated held-out recordings, each from a different voice: first numbers whose
-    # units and tens swap places in German, then hundreds; kept only if the resampled file still
-    # translates correctly.
-    wanted = [i for i, it in enumerate(items) if correct[i] and it["number"] % 10 and it["number"] % 100 > 20]
-    wanted += [i for i, it in enumerate(items) if correct[i] and it["number"] >= 100 and it["number"] % 100 < 20]
-    for i in wanted:
-        if len(expected) == len(SAMPLE_FORMATS) or items[i]["voice"] in used:
-            continue
-        rate, fmt, subtype = SAMPLE_FORMATS[len(expected)]
-        name = f"{items[i]['number']:03d}_{items[i]['voice'].replace('+', '_')}_{rate}.{fmt.lower()}"
-        soundfile.write(samples / name, resample(waves[i], SAMPLE_RATE, rate), rate, format=fmt, subtype=subtype)
-        if model.translate(samples / name) != german(items[i]["number"]):  # the resampled file must still work
-            (samples / name).unlink()
-            continue
-        used.add(items[i]["voice"])
-        expected[name] = {"english": english(items[i]["number"], items[i]["british_and"]),
-                          "german": german(items[i]["number"])}
+    for old in samples.iterdir():
+        old.unlink()
+    expected = {}
+    formats = itertools.cycle(SAMPLE_FORMATS)
+    for name in ("espeak_unseen_variants", "flite_festival_unseen_utterances", "flite_awb_held_out_voice",
+                 "piper_joe"):
+        _, items, waves = sets[name]
+        order = sorted(range(len(items)), key=lambda i: (items[i]["number"] % 10 == 0 or items[i]["number"] % 100 < 20,
+                                                         i))
+        wrote = 0
+        for i in order:
+            if wrote == SAMPLES_PER_SET or not items[i]["correct"] or len(waves[i]) > 3 * SR:
+                continue
+            rate, fmt, subtype = next(formats)
+            voice = items[i]["voice"]
+            label = f"{voice['source']}-{voice['name'].replace('+', '-')}"
+            file = samples / f"{items[i]['number']:03d}_{label}_{rate}.{fmt.lower()}"
+            soundfile.write(file, resample(waves[i], SR, rate), rate, format=fmt, subtype=subtype)
+            if model.translate(file) != items[i]["expected"]:
+                file.unlink()
+                continue
+            expected[file.name] = {"english": spoken(items[i]), "german": items[i]["expected"],
+                                   "source": voice["source"], "voice": voice["name"]}
+            wrote += 1
     (samples / "expected.json").write_text(json.dumps(expected, indent=1, ensure_ascii=False) + "\n")
     print(f"wrote {len(expected)} samples to {samples}")
 

@@ -1,118 +1,49 @@
 """Train the demo model: spoken English numbers (0-999) -> written German, from scratch.
 
-    python tools/demo/train.py                       # synthesize, train, save weights/numbers-en-de
-    python tools/demo/evaluate.py                    # held-out accuracy with minis2t2 vs transformers
+    apt-get install espeak-ng flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts sox
+    pip install -e ".[test,demo]"
+    python tools/demo/train.py       # synthesize (cached in --work), train, save weights/numbers-en-de
+    python tools/demo/evaluate.py    # per-source held-out accuracy, minis2t2 vs transformers, samples
 
-Speech comes from espeak-ng (Debian package ``espeak-ng``): its 8 English accents x 79 voice
-variants for training, with random speed, pitch and "and" ("four hundred (and) twelve"); 20
-further voice variants are never trained on and make the evaluation set (in all 8 accents).
-A first design also held out two whole accents (Caribbean, West Midlands); at half-way it got
-65% of them right, mostly failing on accent-specific vowels ("three" heard as "two"), which
-six training accents cannot teach. Those accents are now trained on.
-Training adds random gain and white noise. The model is transformers' own
-SpeechEncoderDecoderModel (Wav2Vec2 encoder with layer-norm convs, stable layer norm and
-attention masks; Speech2Text2 decoder), trained with torch on the CPU. Needs the test extra
-(torch, transformers) and espeak-ng.
+Data (tools/demo/data.py): every English voice Debian ships (espeak-ng, flite, festival), one
+flite voice (awb) held out entirely, numbers also composed word by word from a word bank, and
+clips with no number in them (target: the empty string). Augmentation on the fly
+(tools/demo/augment.py): speed perturbation (tempo, pitch and vocal-tract length together),
+leading/trailing silence, random EQ and tilt, room reverb, babble and coloured noise, telephone
+band with mu-law or GSM, 8-48 kHz source rates, gain; SpecAugment time and channel masking in
+the encoder (the Wav2Vec2 config's mask_time_prob / mask_feature_prob).
 
-Loss: the decoder's cross-entropy plus, as in joint CTC-attention training, a CTC loss of the
-English words on the encoder output through a linear head used only in training (not saved).
-Without it, a run of this recipe learned only the German prior: loss ~1.4 per token and 0%
-held-out accuracy from step 500 to 1200, when it was stopped. The CTC loss makes the encoder
-spell out the English words early, which the decoder can then attend to and reorder.
+The model is transformers' own SpeechEncoderDecoderModel (Wav2Vec2 encoder with layer-norm
+convs, stable layer norm and attention masks; Speech2Text2 decoder), trained with torch on the
+CPU. Loss: the decoder's cross-entropy plus, as in joint CTC-attention training, a CTC loss of
+the English words on the encoder output through a linear head used only in training (not
+saved). Without it a run learned only the German prior (0% held out after 1200 steps).
 """
 
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import math
 import random
-import subprocess
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
-import soundfile
 import torch
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(ROOT))
+from augment import SR, augment, noise_bank, non_speech, pad_silence  # noqa: E402
 from bpe import SPECIALS, learn_merges  # noqa: E402
+from data import WORDS, evaluation_set, training_set, word_bank  # noqa: E402
 from spell import english, german, german_parts  # noqa: E402
 
-from minis2t2.audio import resample  # noqa: E402
-
-ACCENTS = ["en-us", "en-gb", "en-gb-scotland", "en-gb-x-gbclan", "en-gb-x-rp", "en-us-nyc", "en-029",
-           "en-gb-x-gbcwmd"]
-EXCLUDED_VARIANTS = {"whisper", "whisperf"}  # unvoiced: outside what a number reader sounds like
-SAMPLE_RATE = 16000
-
-
-def variants() -> tuple[list[str], list[str]]:
-    """espeak-ng's voice variants, split: every 5th (sorted) held out for evaluation."""
-    out = subprocess.run(["espeak-ng", "--voices=variant"], capture_output=True, text=True, check=True).stdout
-    names = sorted({line.split()[4].split("/")[-1] for line in out.splitlines()[1:]} - EXCLUDED_VARIANTS)
-    held = names[::5]
-    return [v for v in names if v not in held], held
-
-
-def synthesize(text: str, voice: str, speed: int, pitch: int) -> np.ndarray:
-    """espeak-ng speaks ``text`` -> int16 samples at 16 kHz."""
-    wav = subprocess.run(["espeak-ng", "-v", voice, "-s", str(speed), "-p", str(pitch), "--stdout", text],
-                         capture_output=True, check=True).stdout
-    audio, rate = soundfile.read(io.BytesIO(wav), dtype="float32")
-    return (resample(audio, rate, SAMPLE_RATE) * 32767).clip(-32768, 32767).astype(np.int16)
-
-
-def make_items(numbers, accents, variant_names, copies: int, rng: random.Random) -> list[dict]:
-    items = []
-    for n in numbers:
-        for _ in range(copies):
-            items.append({
-                "number": n,
-                "voice": f"{rng.choice(accents)}+{rng.choice(variant_names)}",
-                "speed": rng.randint(130, 210),
-                "pitch": rng.randint(25, 75),
-                "british_and": rng.random() < 0.3,
-            })
-    return items
-
-
-def synthesize_all(items: list[dict], workers: int = 2) -> list[np.ndarray]:
-    def one(item):
-        return synthesize(english(item["number"], item["british_and"]), item["voice"], item["speed"], item["pitch"])
-
-    with ThreadPoolExecutor(workers) as pool:
-        return list(pool.map(one, items))
-
-
-def dataset(work: Path, name: str, items: list[dict]) -> tuple[list[dict], list[np.ndarray]]:
-    """Synthesize once, cache in ``work``."""
-    path = work / f"{name}.npz"
-    if path.is_file():
-        data = np.load(path, allow_pickle=False)
-        meta = json.loads(str(data["meta"]))
-        return meta, [data[f"a{i}"] for i in range(len(meta))]
-    t = time.time()
-    audio = synthesize_all(items)
-    np.savez(path, meta=json.dumps(items), **{f"a{i}": a for i, a in enumerate(audio)})
-    print(f"synthesized {len(items)} {name} utterances in {time.time() - t:.0f} s", flush=True)
-    return items, audio
-
-
-def datasets(work: Path, copies: int, eval_size: int, rng: random.Random):
-    """(train items, audio), (eval items, audio), eval variants; synthesized once and cached in ``work``."""
-    work.mkdir(parents=True, exist_ok=True)
-    train_variants, eval_variants = variants()
-    train = dataset(work, "train", make_items(range(1000), ACCENTS, train_variants, copies, rng))
-    eval_numbers = [rng.randrange(1000) for _ in range(eval_size)]
-    held_out = dataset(work, "eval", make_items(eval_numbers, ACCENTS, eval_variants, 1, rng))
-    return train, held_out, eval_variants
+P_WORD_BANK = 0.15  # share of a batch composed word by word from the word bank
+P_NON_SPEECH = 0.04  # share of a batch with no number in it
 
 
 def build_model(vocab_size: int):
@@ -120,12 +51,13 @@ def build_model(vocab_size: int):
                               SpeechEncoderDecoderConfig, SpeechEncoderDecoderModel, Wav2Vec2Config, Wav2Vec2Model)
 
     encoder = Wav2Vec2Config(
-        hidden_size=128, num_hidden_layers=4, num_attention_heads=4, intermediate_size=256,
-        conv_dim=(32, 64, 96, 128), conv_kernel=(10, 8, 4, 4), conv_stride=(5, 4, 4, 4),  # 320 samples = 20 ms a frame
+        hidden_size=144, num_hidden_layers=4, num_attention_heads=4, intermediate_size=576,
+        conv_dim=(32, 64, 96, 144), conv_kernel=(10, 8, 4, 4), conv_stride=(5, 4, 4, 4),  # 320 samples = 20 ms a frame
         feat_extract_norm="layer", do_stable_layer_norm=True, conv_bias=True,
         num_conv_pos_embeddings=32, num_conv_pos_embedding_groups=8,
-        hidden_dropout=0.1, attention_dropout=0.1, activation_dropout=0.0, feat_proj_dropout=0.0,
-        layerdrop=0.0, mask_time_prob=0.05, mask_time_length=4, vocab_size=vocab_size,
+        hidden_dropout=0.1, attention_dropout=0.0, activation_dropout=0.0, feat_proj_dropout=0.0,
+        layerdrop=0.0, mask_time_prob=0.1, mask_time_length=5, mask_feature_prob=0.1, mask_feature_length=12,
+        vocab_size=vocab_size,
     )
     decoder = Speech2Text2Config(
         vocab_size=vocab_size, d_model=96, decoder_layers=2, decoder_attention_heads=4, decoder_ffn_dim=384,
@@ -143,121 +75,167 @@ def build_model(vocab_size: int):
     return model
 
 
-def augment(audio: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Random gain (-10..+3 dB) and white noise at 10-40 dB SNR."""
-    x = audio.astype(np.float32) / 32768
-    x = x * 10 ** (rng.uniform(-10, 3) / 20)
-    power = np.mean(x**2) + 1e-10
-    snr = rng.uniform(10, 40)
-    x = x + rng.standard_normal(len(x)).astype(np.float32) * np.sqrt(power / 10 ** (snr / 10))
-    return x.clip(-1, 1)
+def trim(x: np.ndarray, threshold: float = 0.02) -> np.ndarray:
+    """Cut leading and trailing silence (below ``threshold`` of the peak)."""
+    loud = np.flatnonzero(np.abs(x) > threshold * (np.max(np.abs(x)) + 1e-9))
+    return x[loud[0] : loud[-1] + 1] if len(loud) else x
 
 
-def batches(lengths: list[int], batch_size: int, rng: random.Random) -> list[list[int]]:
-    """Length-bucketed batches (less padding), in random order."""
-    order = sorted(range(len(lengths)), key=lambda i: lengths[i] + rng.random() * 2000)
-    groups = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
-    rng.shuffle(groups)
-    return groups
+class Batches(torch.utils.data.Dataset):
+    """Batch ``k`` of the run: augmented audio, padded and normalised, with labels and CTC targets.
+
+    A batch is either synthesized clips of similar length (length-bucketed: little padding) with
+    a few equally long clips without speech, or numbers composed word by word from the word
+    bank with 0.05-0.35 s pauses. Its random draws depend only on (seed, k), so any worker makes
+    the same batch.
+    """
+
+    def __init__(self, clips, items, bank, bank_items, labels_of, word_id, fe, batch_size, steps, seed):
+        self.clips, self.items, self.labels_of, self.word_id = clips, items, labels_of, word_id
+        self.fe, self.batch_size, self.steps, self.seed = fe, batch_size, steps, seed
+        self.bank: dict[tuple[str, str], np.ndarray] = {}  # (voice key, word) -> trimmed float clip
+        for it, clip in zip(bank_items, bank):
+            self.bank[(json.dumps(it["voice"], sort_keys=True), it["word"])] = trim(clip.astype(np.float32) / 32768)
+        self.bank_voices = sorted({v for v, _ in self.bank})
+        self.order = sorted(range(len(clips)), key=lambda i: len(clips[i]))
+        self.noises = noise_bank(np.random.default_rng(seed))
+
+    def __len__(self) -> int:
+        return self.steps
+
+    def composed(self, rng: np.random.Generator) -> tuple[np.ndarray, int, list[str]]:
+        """A number said one word at a time by one word-bank voice."""
+        n = int(rng.integers(1000)) if rng.random() < 0.6 else int(rng.integers(100))
+        words = english(n, rng.random() < 0.3).split()
+        voice = self.bank_voices[rng.integers(len(self.bank_voices))]
+        pieces = []
+        for w in words:
+            pieces += [self.bank[(voice, w)], np.zeros(int(rng.uniform(0.05, 0.35) * SR), np.float32)]
+        return np.concatenate(pieces[:-1]), n, words
+
+    def __getitem__(self, k: int):
+        rng = np.random.default_rng([self.seed, k])
+        others = [self.clips[i].astype(np.float32) / 32768 for i in rng.choice(len(self.clips), 4)]
+        start = int(rng.integers(0, len(self.order) - 2 * self.batch_size))
+        window = self.order[start : start + 2 * self.batch_size]  # neighbours by length
+        from_bank = rng.random() < P_WORD_BANK
+        waves, numbers, word_lists = [], [], []
+        for _ in range(self.batch_size):
+            i = window[int(rng.integers(len(window)))]
+            if rng.random() < P_NON_SPEECH:
+                waves.append(non_speech(len(self.clips[i]), rng, others, self.noises))
+                numbers.append(None)
+                word_lists.append([])
+                continue
+            if from_bank:
+                x, n, words = self.composed(rng)
+            else:
+                it = self.items[i]
+                x, n, words = self.clips[i].astype(np.float32) / 32768, it["number"], english(
+                    it["number"], it["british_and"]).split()
+            waves.append(augment(x, rng, others, self.noises))
+            numbers.append(n)
+            word_lists.append(words)
+        inputs = self.fe(waves, sampling_rate=SR, padding=True, return_tensors="pt")
+        label_lists = [self.labels_of[n] for n in numbers]
+        width = max(map(len, label_lists))
+        labels = torch.tensor([ls + [-100] * (width - len(ls)) for ls in label_lists])
+        ctc = [[self.word_id[w] for w in ws] for ws in word_lists]
+        return (inputs["input_values"], inputs["attention_mask"], labels,
+                torch.tensor([w for ws in ctc for w in ws], dtype=torch.long), torch.tensor([len(ws) for ws in ctc]))
+
+
+def make_tokenizer(out: Path):
+    """Merges learned on the 1000 German targets; the vocabulary is every piece HF's tokenizer cuts
+    the targets into with those merges (segmented with a specials-only vocab)."""
+    from transformers import Speech2Text2Tokenizer
+
+    words = [german(n) for n in range(1000)]
+    merges = learn_merges([german_parts(n) for n in range(1000)], num_merges=1000)  # until every morpheme is one piece
+    (out / "merges.txt").write_text("".join(f"{a} {b}\n" for a, b in merges), encoding="utf-8")
+    (out / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(SPECIALS)}))
+    probe = Speech2Text2Tokenizer(str(out / "vocab.json"), merges_file=str(out / "merges.txt"))
+    pieces = sorted({piece for w in words for piece in probe.tokenize(w)})
+    (out / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(SPECIALS + pieces)},
+                                               ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+    tokenizer = Speech2Text2Tokenizer(str(out / "vocab.json"), merges_file=str(out / "merges.txt"))
+    for n, w in enumerate(words):
+        ids = tokenizer(w)["input_ids"]
+        assert tokenizer.unk_token_id not in ids and tokenizer.decode(ids) == w, w
+        assert [t.rstrip("@") for t in tokenizer.tokenize(w)] == german_parts(n), (w, tokenizer.tokenize(w))
+    return tokenizer
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=Path, default=ROOT / "weights" / "numbers-en-de")
-    p.add_argument("--work", type=Path, default=Path("/tmp/minis2t2-demo"), help="synthesized audio cache")
-    p.add_argument("--copies", type=int, default=12, help="training utterances per number")
-    p.add_argument("--eval-size", type=int, default=600)
-    p.add_argument("--steps", type=int, default=6000)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--lr", type=float, default=5e-4)
+    p.add_argument("--work", type=Path, default=Path("/tmp/minis2t2-demo2"), help="synthesized audio cache")
+    p.add_argument("--steps", type=int, default=3600)
+    p.add_argument("--batch-size", type=int, default=20)
+    p.add_argument("--lr", type=float, default=8e-4)
     p.add_argument("--ctc-weight", type=float, default=0.5, help="weight of the auxiliary CTC loss")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
 
     torch.manual_seed(args.seed)
     torch.set_num_threads(2)
-    rng = random.Random(args.seed)
-    (train_items, train_audio), (eval_items, eval_audio), eval_variants = datasets(args.work, args.copies,
-                                                                                   args.eval_size, rng)
+    items, clips = training_set(args.work, args.seed)
+    bank_items, bank = word_bank(args.work, args.seed)
+    dev_items, dev_clips = evaluation_set(args.work, "flite_festival_unseen_utterances", args.seed)
+    dev = list(range(0, len(dev_items), 3))  # 100 clips of training voices, new utterances: progress only
 
-    from transformers import Speech2Text2Tokenizer, Wav2Vec2FeatureExtractor
+    from transformers import Wav2Vec2FeatureExtractor
 
-    # Tokenizer: merges learned on the 1000 German targets; the vocabulary is every piece HF's
-    # tokenizer cuts the targets into with those merges (segmented with a specials-only vocab).
     args.out.mkdir(parents=True, exist_ok=True)
-    words = [german(n) for n in range(1000)]
-    merges = learn_merges([german_parts(n) for n in range(1000)], num_merges=1000)  # until every morpheme is one piece
-    (args.out / "merges.txt").write_text("".join(f"{a} {b}\n" for a, b in merges), encoding="utf-8")
-    (args.out / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(SPECIALS)}))
-    probe = Speech2Text2Tokenizer(str(args.out / "vocab.json"), merges_file=str(args.out / "merges.txt"))
-    pieces = sorted({piece for w in words for piece in probe.tokenize(w)})
-    (args.out / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(SPECIALS + pieces)},
-                                                    ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
-    tokenizer = Speech2Text2Tokenizer(str(args.out / "vocab.json"), merges_file=str(args.out / "merges.txt"))
-    for n, w in enumerate(words):
-        ids = tokenizer(w)["input_ids"]
-        assert tokenizer.unk_token_id not in ids and tokenizer.decode(ids) == w, w
-        assert [t.rstrip("@") for t in tokenizer.tokenize(w)] == german_parts(n), (w, tokenizer.tokenize(w))
-    longest = max(len(tokenizer(w)["input_ids"]) for w in words)
-    print(f"vocabulary: {len(tokenizer)} tokens, {longest} at most per number")
-
-    fe = Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=SAMPLE_RATE, padding_value=0.0, do_normalize=True,
+    tokenizer = make_tokenizer(args.out)
+    fe = Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=SR, padding_value=0.0, do_normalize=True,
                                   return_attention_mask=True)
     model = build_model(len(tokenizer))
-    print(f"parameters: {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M", flush=True)
+    print(f"vocabulary: {len(tokenizer)} tokens; parameters: {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M"
+          f"; {len(clips)} clips, {len(bank)} word clips", flush=True)
     labels_of = {n: tokenizer(german(n))["input_ids"] + [tokenizer.eos_token_id] for n in range(1000)}
-    english_words = sorted({w for n in range(1000) for w in english(n, british_and=True).split()})
-    word_id = {w: i + 1 for i, w in enumerate(english_words)}  # 0 is the CTC blank
+    labels_of[None] = [tokenizer.eos_token_id]  # no number: the empty string
+    word_id = {w: i + 1 for i, w in enumerate(WORDS)}  # 0 is the CTC blank
     ctc_head = torch.nn.Linear(model.config.encoder.hidden_size, len(word_id) + 1)
 
     optimizer = torch.optim.AdamW([*model.parameters(), *ctc_head.parameters()], lr=args.lr, weight_decay=0.01)
-    warmup = 400
+    warmup = 500
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / args.steps))))
-    nrng = np.random.default_rng(args.seed)
-    lengths = [len(a) for a in train_audio]
-    step, start, queue, losses = 0, time.time(), [], []
+    data = Batches(clips, items, bank, bank_items, labels_of, word_id, fe, args.batch_size, args.steps, args.seed)
+    loader = torch.utils.data.DataLoader(data, batch_size=None, shuffle=False, num_workers=1, prefetch_factor=4)
+    start, losses, history = time.time(), [], []
     model.train()
-    while step < args.steps:
-        if not queue:
-            queue = batches(lengths, args.batch_size, rng)
-        idx = queue.pop()
-        inputs = fe([augment(train_audio[i], nrng) for i in idx], sampling_rate=SAMPLE_RATE, padding=True,
-                    return_tensors="pt")
-        label_lists = [labels_of[train_items[i]["number"]] for i in idx]
-        width = max(map(len, label_lists))
-        labels = torch.tensor([ls + [-100] * (width - len(ls)) for ls in label_lists])
-        encoded = model.encoder(inputs["input_values"], attention_mask=inputs["attention_mask"])
-        attention_loss = model(encoder_outputs=encoded, attention_mask=inputs["attention_mask"], labels=labels).loss
-        frames = model.encoder._get_feat_extract_output_lengths(inputs["attention_mask"].sum(-1))
-        words = [[word_id[w] for w in english(train_items[i]["number"], train_items[i]["british_and"]).split()]
-                 for i in idx]
+    for step, (values, mask, labels, targets, target_lengths) in enumerate(loader, start=1):
+        encoded = model.encoder(values, attention_mask=mask)
+        attention_loss = model(encoder_outputs=encoded, attention_mask=mask, labels=labels).loss
+        frames = model.encoder._get_feat_extract_output_lengths(mask.sum(-1))
         ctc_loss = torch.nn.functional.ctc_loss(
             ctc_head(encoded.last_hidden_state).log_softmax(-1).transpose(0, 1),  # (T, B, words + 1)
-            torch.tensor([w for ws in words for w in ws]), frames, torch.tensor([len(ws) for ws in words]),
-            zero_infinity=True)
+            targets, frames, target_lengths, zero_infinity=True)
         loss = attention_loss + args.ctc_weight * ctc_loss
         optimizer.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         schedule.step()
-        step += 1
         losses.append((attention_loss.item(), ctc_loss.item()))
         if step % 100 == 0:
             att, ctc = np.mean(losses[-100:], axis=0)
-            print(f"step {step} loss: decoder {att:.4f} ctc {ctc:.4f} (means of 100) "
-                  f"lr {schedule.get_last_lr()[0]:.2e} {time.time() - start:.0f} s", flush=True)
+            row = {"step": step, "decoder_loss": round(float(att), 4), "ctc_loss": round(float(ctc), 4),
+                   "lr": schedule.get_last_lr()[0], "seconds": round(time.time() - start)}
+            print(json.dumps(row), flush=True)
+            history.append(row)
         if step % 1000 == 0 or step == args.steps:
             model.eval()
-            subset = list(range(0, len(eval_items), max(1, len(eval_items) // 100)))
-            inputs = fe([eval_audio[i].astype(np.float32) / 32768 for i in subset], sampling_rate=SAMPLE_RATE,
-                        padding=True, return_tensors="pt")
+            inputs = fe([pad_silence(dev_clips[i].astype(np.float32) / 32768, np.random.default_rng(i), 0.3)
+                         for i in dev], sampling_rate=SR, padding=True, return_tensors="pt")
             with torch.no_grad():
                 ids = model.generate(input_values=inputs["input_values"], attention_mask=inputs["attention_mask"])
             texts = tokenizer.batch_decode(ids, skip_special_tokens=True)
-            acc = np.mean([t == german(eval_items[i]["number"]) for t, i in zip(texts, subset)])
-            print(f"step {step} held-out exact match on {len(subset)}: {acc:.3f}", flush=True)
+            acc = float(np.mean([t == german(dev_items[i]["number"]) for t, i in zip(texts, dev)]))
+            print(json.dumps({"step": step, "dev_exact_match": acc}), flush=True)
+            history.append({"step": step, "dev_exact_match": acc})
             model.save_pretrained(str(args.out), safe_serialization=True)  # a usable model at every checkpoint
             model.train()
 
@@ -267,10 +245,9 @@ def main() -> None:
     tokenizer.save_pretrained(str(args.out))
     (args.out / "training.json").write_text(json.dumps({
         "steps": args.steps, "batch_size": args.batch_size, "lr": args.lr, "ctc_weight": args.ctc_weight,
-        "seed": args.seed,
-        "copies": args.copies, "train_utterances": len(train_items), "wall_time_s": round(time.time() - start),
-        "accents": ACCENTS, "eval_variants": eval_variants,
-        "excluded_variants": sorted(EXCLUDED_VARIANTS), "torch": torch.__version__,
+        "seed": args.seed, "train_clips": len(clips), "word_bank_clips": len(bank),
+        "p_word_bank": P_WORD_BANK, "p_non_speech": P_NON_SPEECH,
+        "wall_time_s": round(time.time() - start), "torch": torch.__version__, "history": history,
     }, indent=1) + "\n")
     print(f"saved {args.out}", flush=True)
 

