@@ -94,7 +94,10 @@ def decoder_layer(p, x, cache: dict, self_bias, cross_bias, cfg: DecoderConfig):
     x = LN(x + self_attn(x))          causal, keys = cached steps + these steps
     x = LN(x + cross_attn(x, enc))    keys/values precomputed in the cache
     x = LN(x + fc2(act(fc1(x))))
-    Returns the layer output, the new cache and the three sublayer outputs for recording.
+    Returns the layer output, the new cache and, for recording, a dict of the sublayer outputs
+    (before their residual add) and attention weights under their names relative to the layer:
+    "self_attn", "self_attn.attn_weights" (B, H, S, S_past + S), "encoder_attn",
+    "encoder_attn.attn_weights" (B, H, S, T), "fc2".
     """
     H = cfg.decoder_attention_heads
     D = cfg.d_model // H
@@ -103,18 +106,22 @@ def decoder_layer(p, x, cache: dict, self_bias, cross_bias, cfg: DecoderConfig):
     q = split_heads(linear(a.q_proj, x) * D**-0.5, H)  # (B, H, S, D)  scaled after the bias
     k = xp.concatenate([cache["self_k"], split_heads(linear(a.k_proj, x), H)], axis=2)  # (B, H, S_past + S, D)
     v = xp.concatenate([cache["self_v"], split_heads(linear(a.v_proj, x), H)], axis=2)  # (B, H, S_past + S, D)
-    self_out = linear(a.out_proj, merge_heads(attend(q, k, v, self_bias)))  # (B, S, C)
+    heads, self_weights = attend(q, k, v, self_bias)  # (B, H, S, D), (B, H, S, S_past + S)
+    self_out = linear(a.out_proj, merge_heads(heads))  # (B, S, C)
     x = layer_norm(p.self_attn_layer_norm, x + self_out, LAYER_NORM_EPS)  # (B, S, C)
 
     c = p.encoder_attn
     q = split_heads(linear(c.q_proj, x) * D**-0.5, H)  # (B, H, S, D)
-    cross_out = linear(c.out_proj, merge_heads(attend(q, cache["cross_k"], cache["cross_v"], cross_bias)))  # (B, S, C)
+    heads, cross_weights = attend(q, cache["cross_k"], cache["cross_v"], cross_bias)  # (B, H, S, D), (B, H, S, T)
+    cross_out = linear(c.out_proj, merge_heads(heads))  # (B, S, C)
     x = layer_norm(p.encoder_attn_layer_norm, x + cross_out, LAYER_NORM_EPS)  # (B, S, C)
 
     ffn_out = linear(p.fc2, ACTIVATIONS[cfg.activation_function](linear(p.fc1, x)))  # (B, S, C)
     x = layer_norm(p.final_layer_norm, x + ffn_out, LAYER_NORM_EPS)  # (B, S, C)
     new_cache = dict(cache, self_k=k, self_v=v)
-    return x, new_cache, (self_out, cross_out, ffn_out)
+    parts = {"self_attn.attn_weights": self_weights, "self_attn": self_out, "encoder_attn.attn_weights": cross_weights,
+             "encoder_attn": cross_out, "fc2": ffn_out}  # in the order HF computes them
+    return x, new_cache, parts
 
 
 def decode(p, ids, cache: list[dict], cross_bias, positions_table, cfg: DecoderConfig, record=None):
@@ -135,12 +142,11 @@ def decode(p, ids, cache: list[dict], cross_bias, positions_table, cfg: DecoderC
     self_bias = causal_bias(S, past, x.dtype, xp)  # (1, 1, S, past + S)
     new_cache = []
     for i, layer in enumerate(p.model.decoder.layers):
-        x, layer_cache, (self_out, cross_out, ffn_out) = decoder_layer(layer, x, cache[i], self_bias, cross_bias, cfg)
+        x, layer_cache, parts = decoder_layer(layer, x, cache[i], self_bias, cross_bias, cfg)
         new_cache.append(layer_cache)
         name = f"decoder.model.decoder.layers.{i}"
-        record_to(record, name + ".self_attn", self_out)
-        record_to(record, name + ".encoder_attn", cross_out)
-        record_to(record, name + ".fc2", ffn_out)
+        for part, value in parts.items():
+            record_to(record, f"{name}.{part}", value)
         record_to(record, name, x)
     logits = x @ p.lm_head.weight.T  # (B, S, V)  lm_head has no bias; tied models share embed_tokens
     record_to(record, "decoder.lm_head", logits)

@@ -107,7 +107,7 @@ def positional_conv_embedding(p, x, cfg: EncoderConfig):
 
 
 def self_attention(p, x, bias, num_heads: int):
-    """Wav2Vec2Attention (BART-style) without cache: (B, T, C) -> (B, T, C).
+    """Wav2Vec2Attention (BART-style) without cache: (B, T, C) -> (B, T, C), weights (B, H, T, T).
 
     q is scaled by D**-0.5 after its bias is added, as HF does.
     """
@@ -115,7 +115,8 @@ def self_attention(p, x, bias, num_heads: int):
     q = split_heads(linear(p.q_proj, x) * D**-0.5, num_heads)  # (B, H, T, D)
     k = split_heads(linear(p.k_proj, x), num_heads)  # (B, H, T, D)
     v = split_heads(linear(p.v_proj, x), num_heads)  # (B, H, T, D)
-    return linear(p.out_proj, merge_heads(attend(q, k, v, bias)))  # (B, T, C)
+    heads, weights = attend(q, k, v, bias)  # (B, H, T, D), (B, H, T, T)
+    return linear(p.out_proj, merge_heads(heads)), weights  # (B, T, C), (B, H, T, T)
 
 
 def feed_forward(p, x, act):
@@ -124,18 +125,26 @@ def feed_forward(p, x, act):
 
 
 def encoder_layer(p, x, bias, cfg: EncoderConfig):
-    """Wav2Vec2EncoderLayer, post-LN: x = LN(x + attn(x)); x = LN(x + ffn(x)).   (B, T, C) -> (B, T, C)"""
-    x = layer_norm(p.layer_norm, x + self_attention(p.attention, x, bias, cfg.num_attention_heads), cfg.layer_norm_eps)
+    """Wav2Vec2EncoderLayer, post-LN: x = LN(x + attn(x)); x = LN(x + ffn(x)).
+
+    (B, T, C) -> (B, T, C), attention weights (B, H, T, T)
+    """
+    attn, weights = self_attention(p.attention, x, bias, cfg.num_attention_heads)  # (B, T, C), (B, H, T, T)
+    x = layer_norm(p.layer_norm, x + attn, cfg.layer_norm_eps)  # (B, T, C)
     act = ACTIVATIONS[cfg.hidden_act]
-    return layer_norm(p.final_layer_norm, x + feed_forward(p.feed_forward, x, act), cfg.layer_norm_eps)
+    return layer_norm(p.final_layer_norm, x + feed_forward(p.feed_forward, x, act), cfg.layer_norm_eps), weights
 
 
 def encoder_layer_stable(p, x, bias, cfg: EncoderConfig):
-    """Wav2Vec2EncoderLayerStableLayerNorm, pre-LN: x += attn(LN(x)); x += ffn(LN(x)).   (B, T, C) -> (B, T, C)"""
+    """Wav2Vec2EncoderLayerStableLayerNorm, pre-LN: x += attn(LN(x)); x += ffn(LN(x)).
+
+    (B, T, C) -> (B, T, C), attention weights (B, H, T, T)
+    """
     eps = cfg.layer_norm_eps
-    x = x + self_attention(p.attention, layer_norm(p.layer_norm, x, eps), bias, cfg.num_attention_heads)
+    attn, weights = self_attention(p.attention, layer_norm(p.layer_norm, x, eps), bias, cfg.num_attention_heads)
+    x = x + attn  # (B, T, C)
     act = ACTIVATIONS[cfg.hidden_act]
-    return x + feed_forward(p.feed_forward, layer_norm(p.final_layer_norm, x, eps), act)
+    return x + feed_forward(p.feed_forward, layer_norm(p.final_layer_norm, x, eps), act), weights
 
 
 def transformer_encoder(p, x, mask, cfg: EncoderConfig, record=None):
@@ -156,7 +165,8 @@ def transformer_encoder(p, x, mask, cfg: EncoderConfig, record=None):
         record_to(record, "encoder.encoder.layer_norm", x)
     layer_fn = encoder_layer_stable if cfg.do_stable_layer_norm else encoder_layer
     for i, layer in enumerate(p.layers):
-        x = layer_fn(layer, x, bias, cfg)  # (B, T, C)
+        x, weights = layer_fn(layer, x, bias, cfg)  # (B, T, C), (B, H, T, T)
+        record_to(record, f"encoder.encoder.layers.{i}.attention.attn_weights", weights)  # HF encoder_attentions[i]
         record_to(record, f"encoder.encoder.layers.{i}", x)
     if cfg.do_stable_layer_norm:
         x = layer_norm(p.layer_norm, x, cfg.layer_norm_eps)  # (B, T, C)

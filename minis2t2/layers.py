@@ -137,12 +137,15 @@ def attend(q, k, v, bias=None):
 
     q (B, H, Lq, D), k and v (B, H, Lk, D), bias broadcastable to (B, H, Lq, Lk) holding
     0 where attending is allowed and the dtype's most negative finite value where not
-    (as HF, never -inf, so a fully masked row stays finite). -> (B, H, Lq, D)
+    (as HF, never -inf, so a fully masked row stays finite).
+    -> output (B, H, Lq, D) and the attention probabilities (B, H, Lq, Lk), each row summing
+    to 1: what HF returns with ``output_attentions=True``.
     """
     scores = q @ k.transpose(0, 1, 3, 2)  # (B, H, Lq, Lk)
     if bias is not None:
         scores = scores + bias
-    return softmax(scores, axis=-1) @ v  # (B, H, Lq, D)
+    weights = softmax(scores, axis=-1)  # (B, H, Lq, Lk)
+    return weights @ v, weights  # (B, H, Lq, D), (B, H, Lq, Lk)
 
 
 def padding_bias(mask, dtype):

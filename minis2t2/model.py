@@ -33,6 +33,10 @@ class Seq2SeqOutput:
     logits: np.ndarray  # (B, S, V)
     encoder_last_hidden_state: np.ndarray  # (B, T, C_dec), after enc_to_dec_proj as in HF
     loss: float | None = None
+    # With output_attentions=True, one array of attention probabilities per layer, as HF returns them:
+    encoder_attentions: tuple | None = None  # (B, H, T, T) per encoder layer
+    decoder_attentions: tuple | None = None  # (B, H, S, S) per decoder layer, causal self-attention
+    cross_attentions: tuple | None = None  # (B, H, S, T) per decoder layer, over the encoder frames
 
 
 def expected_weight_shapes(cfg: ModelConfig) -> dict[str, tuple]:
@@ -159,9 +163,16 @@ class Model:
         return hidden, frames
 
     def __call__(self, input_values, attention_mask=None, decoder_input_ids=None, labels=None,
-                 record: dict | None = None) -> Seq2SeqOutput:
+                 record: dict | None = None, output_attentions: bool = False) -> Seq2SeqOutput:
         """Teacher-forced forward. With ``labels`` (B, S) and no decoder_input_ids, the inputs are
-        the labels shifted right behind the start token, and ``loss`` is HF's cross-entropy."""
+        the labels shifted right behind the start token, and ``loss`` is HF's cross-entropy.
+
+        ``labels`` are what the decoder should output: the target ids followed by ``</s>``, with no
+        start token, padded with -100 (ignored by the loss): [[5, 6, 2], [7, 2, -100]].
+        ``output_attentions=True`` adds every layer's attention probabilities, as HF's
+        ``encoder_attentions``, ``decoder_attentions`` and ``cross_attentions``. ``record`` (a dict)
+        receives every named activation and attention map under its HF module path.
+        """
         if decoder_input_ids is None:
             if labels is None:
                 raise ValueError("pass decoder_input_ids or labels")
@@ -171,6 +182,8 @@ class Model:
                                  "to build decoder inputs from labels")
             decoder_input_ids = shift_tokens_right(np.asarray(labels, dtype=np.int64), pad, start)
         ids = self._token_ids(decoder_input_ids)
+        if output_attentions and record is None:
+            record = {}
         hidden, frames = self.encode(input_values, attention_mask, record)
         cache = dec.cross_attention_cache(self.params.decoder, hidden, self.config.decoder)
         cross_bias = None if frames is None else padding_bias(frames, hidden.dtype)  # (B, 1, 1, T)
@@ -178,7 +191,18 @@ class Model:
                                self.config.decoder, record)
         logits = to_numpy(logits)
         loss = None if labels is None else cross_entropy(logits, np.asarray(labels, dtype=np.int64))
-        return Seq2SeqOutput(logits=logits, encoder_last_hidden_state=to_numpy(hidden), loss=loss)
+        out = Seq2SeqOutput(logits=logits, encoder_last_hidden_state=to_numpy(hidden), loss=loss)
+        if output_attentions:
+            def per_layer(template: str, count: int) -> tuple:
+                return tuple(to_numpy(record[template.format(i)]) for i in range(count))
+
+            out.encoder_attentions = per_layer("encoder.encoder.layers.{}.attention.attn_weights",
+                                               self.config.encoder.num_hidden_layers)
+            out.decoder_attentions = per_layer("decoder.model.decoder.layers.{}.self_attn.attn_weights",
+                                               self.config.decoder.decoder_layers)
+            out.cross_attentions = per_layer("decoder.model.decoder.layers.{}.encoder_attn.attn_weights",
+                                             self.config.decoder.decoder_layers)
+        return out
 
     def _token_ids(self, ids) -> np.ndarray:
         ids = np.asarray(ids)

@@ -9,10 +9,16 @@ A trace is one safetensors file. Tensor names (all float32/float64 arrays unless
                                                 encoder.feature_projection, encoder.encoder.pos_conv_embed,
                                                 encoder.encoder.layers.<i>, encoder.encoder.layer_norm,
                                                 encoder (last hidden state), enc_to_dec_proj (1, T, C)
+    encoder.encoder.layers.<i>.attention.attn_weights
+                                    (1, H, T, T) self-attention probabilities (HF encoder_attentions[i])
     step.<t>.<decoder HF path>      (R, 1, C)   decoding step t (0 = the start token), R = num_beams rows in
                                                 search order: decoder.model.decoder.embed_tokens (unscaled),
                                                 .embed_positions, .layers.<i>.self_attn / .encoder_attn / .fc2
                                                 (sublayer outputs before their residual add), .layers.<i>
+    step.<t>.decoder.model.decoder.layers.<i>.self_attn.attn_weights
+                                    (R, H, 1, t + 1) causal self-attention probabilities
+    step.<t>.decoder.model.decoder.layers.<i>.encoder_attn.attn_weights
+                                    (R, H, 1, T) cross-attention probabilities over the encoder frames
     step.<t>.decoder.lm_head        (R, 1, V)   the step's logits
     output.ids                      (1, L) I64  generated ids, decoder start token first
 

@@ -125,8 +125,20 @@ RECORDED = re.compile(
 )
 
 
+def attention_names(out) -> dict:
+    """HF's output_attentions tuples under the names minis2t2 records them by: {name: numpy (B, H, Lq, Lk)}."""
+    names = {}
+    for i, a in enumerate(out.encoder_attentions):
+        names[f"encoder.encoder.layers.{i}.attention.attn_weights"] = a.detach().clone().numpy()
+    for i, (self_attn, cross) in enumerate(zip(out.decoder_attentions, out.cross_attentions)):
+        names[f"decoder.model.decoder.layers.{i}.self_attn.attn_weights"] = self_attn.detach().clone().numpy()
+        names[f"decoder.model.decoder.layers.{i}.encoder_attn.attn_weights"] = cross.detach().clone().numpy()
+    return names
+
+
 def record(model, input_values, attention_mask, decoder_input_ids=None, labels=None) -> tuple[dict, object]:
-    """Run a teacher-forced forward with hooks: ({module name: float32 numpy output}, HF output)."""
+    """Run a teacher-forced forward with hooks and output_attentions=True:
+    ({module name or attention name: float32 numpy array}, HF output)."""
     acts, hooks = {}, []
     for name, module in model.named_modules():
         if RECORDED.match(name):
@@ -145,11 +157,12 @@ def record(model, input_values, attention_mask, decoder_input_ids=None, labels=N
                 decoder_input_ids=(None if decoder_input_ids is None
                                    else torch.from_numpy(np.asarray(decoder_input_ids))),
                 labels=None if labels is None else torch.from_numpy(np.asarray(labels)),
+                output_attentions=True,
             )
     finally:
         for h in hooks:
             h.remove()
-    return acts, out
+    return acts | attention_names(out), out
 
 
 def generate(model, input_values, attention_mask, **kwargs) -> np.ndarray:

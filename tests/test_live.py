@@ -1,20 +1,28 @@
 """Live differential tests: hypothesis draws a small config and inputs, transformers builds the
 model inside the test, minis2t2 loads what HF saved, and both must agree.
 
-Logits: atol = rtol = 1e-4 (fp32, unit-scale activations). Generated ids: exactly. Weights are
+Logits and attention probabilities (HF's output_attentions, in [0, 1]): atol = rtol = 1e-4
+(fp32, unit-scale activations). Generated ids: exactly. Weights are
 drawn with std 0.2 (tests/reference.py) so the logits are peaked and ids do not hinge on
 float rounding between near-tied tokens.
 """
 
+import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
+import pytest
 import reference as R
+import torch
+from conftest import GOLDEN
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import minis2t2
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+from trace_transformers import attention_tensors  # noqa: E402
 
 VOCAB = R.vocab_size()
 
@@ -82,10 +90,39 @@ def test_random_models_match_transformers(case):
     labels = rng.integers(3, VOCAB, size=(len(audio), 6))
     labels[:, -1] = -100
     _, out_hf = R.record(model_hf, inputs["input_values"], mask, labels=labels)
-    out = model(inputs["input_values"], mask, labels=labels)
+    out = model(inputs["input_values"], mask, labels=labels, output_attentions=True)
     np.testing.assert_allclose(out.logits, out_hf.logits.numpy(), atol=1e-4, rtol=1e-4)
     np.testing.assert_allclose(out.loss, out_hf.loss.item(), atol=1e-4, rtol=1e-4)
+    for name in ("encoder_attentions", "decoder_attentions", "cross_attentions"):
+        ours, theirs = getattr(out, name), getattr(out_hf, name)
+        assert len(ours) == len(theirs), name
+        for a, b in zip(ours, theirs):
+            np.testing.assert_allclose(a, b.numpy(), atol=1e-4, rtol=1e-4, err_msg=name)
 
     for kwargs in ({"max_new_tokens": 8}, {"num_beams": 3, "max_new_tokens": 8, "num_return_sequences": 2}):
         expected = R.generate(model_hf, inputs["input_values"], mask, **kwargs)
         np.testing.assert_array_equal(model.generate(inputs["input_values"], mask, **kwargs), expected)
+
+
+@pytest.mark.parametrize("kwargs", [{"max_new_tokens": 5}, {"num_beams": 3, "max_new_tokens": 5}])
+@pytest.mark.parametrize("variant", ["large_layer_stable_proj", "base_group_postln"])
+def test_generation_attentions_match_transformers(variant, kwargs):
+    """Every decoding step's self- and cross-attention maps (rows in search order) and the encoder's,
+    as generate(output_attentions=True, return_dict_in_generate=True) returns them."""
+    from transformers import SpeechEncoderDecoderModel
+
+    folder = GOLDEN / variant / "model"
+    model, hf = minis2t2.load(folder), SpeechEncoderDecoderModel.from_pretrained(str(folder)).eval()
+    inputs = model.processor([R.test_audio(3000, 5), R.test_audio(2000, 6)], sampling_rate=16000)
+    record = {}
+    ids = model.generate(inputs["input_values"], inputs.get("attention_mask"), record=record, **kwargs)
+    mask = inputs.get("attention_mask")
+    with torch.no_grad():
+        out = hf.generate(input_values=torch.from_numpy(inputs["input_values"]),
+                          attention_mask=None if mask is None else torch.from_numpy(mask),
+                          output_attentions=True, return_dict_in_generate=True, **kwargs)
+    np.testing.assert_array_equal(ids, out.sequences.numpy())
+    expected = attention_tensors(out)
+    assert len(expected) == model.config.encoder.num_hidden_layers + 2 * 2 * (ids.shape[1] - 1)
+    for name, value in expected.items():
+        np.testing.assert_allclose(record[name], value, atol=1e-4, rtol=1e-4, err_msg=name)

@@ -42,7 +42,10 @@ def test_minis2t2_trace_equals_transformers_trace(tmp_path, audio_file, variant,
     assert result.notes == []
     names = [r.name for r in result.rows]
     assert {"input.raw", "encoder.feature_extractor.conv_layers.0", "encoder", "step.0.decoder.lm_head",
-            "step.5.decoder.model.decoder.layers.1.fc2", "output.ids", "output.text"} <= set(names)
+            "step.5.decoder.model.decoder.layers.1.fc2", "output.ids", "output.text",
+            "encoder.encoder.layers.1.attention.attn_weights",
+            "step.2.decoder.model.decoder.layers.1.self_attn.attn_weights",
+            "step.2.decoder.model.decoder.layers.0.encoder_attn.attn_weights"} <= set(names)
     assert all(r.status == "OK" for r in result.rows)
     assert ours[1]["num_beams"] == str(num_beams) and ours[1]["dtype"] == dtype
 

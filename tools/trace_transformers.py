@@ -5,7 +5,9 @@
     minis2t2 compare hf.safetensors mine.safetensors
 
 Forward hooks on the HF modules record each module's output under its module path; decoder
-modules fire once per decoding step and are numbered by step (the lm_head closes a step). The
+modules fire once per decoding step and are numbered by step (the lm_head closes a step).
+Attention probabilities come from generate(output_attentions=True) and are placed in model
+order, each before the output of the module that computed it. The
 audio is read and resampled with minis2t2.load_audio so both sides start from the same
 samples; everything after that (processor, model, generate, tokenizer) is transformers 4.40.2.
 """
@@ -31,6 +33,32 @@ ENCODER_PATHS = r"^(encoder|enc_to_dec_proj|encoder\.feature_extractor\.conv_lay
                 r"|encoder\.encoder\.(pos_conv_embed|layer_norm|layers\.\d+))$"
 DECODER_PATHS = r"^decoder\.(lm_head|model\.decoder\.(embed_tokens|embed_positions|layers\.\d+(\.self_attn" \
                 r"|\.encoder_attn|\.fc2)?))$"
+
+
+def attention_tensors(out) -> dict:
+    """generate()'s attentions under minis2t2's trace names: encoder layer i ->
+    encoder.encoder.layers.<i>.attention.attn_weights (B*... , H, T, T); decoding step t, layer i ->
+    step.<t>.decoder.model.decoder.layers.<i>.self_attn.attn_weights (R, H, 1, t + 1) and
+    .encoder_attn.attn_weights (R, H, 1, T)."""
+    tensors = {}
+    for i, a in enumerate(out.encoder_attentions):
+        tensors[f"encoder.encoder.layers.{i}.attention.attn_weights"] = a.numpy()
+    for t, (self_layers, cross_layers) in enumerate(zip(out.decoder_attentions, out.cross_attentions)):
+        for i, (a, c) in enumerate(zip(self_layers, cross_layers)):
+            tensors[f"step.{t}.decoder.model.decoder.layers.{i}.self_attn.attn_weights"] = a.numpy()
+            tensors[f"step.{t}.decoder.model.decoder.layers.{i}.encoder_attn.attn_weights"] = c.numpy()
+    return tensors
+
+
+def in_model_order(tensors: dict, attentions: dict) -> dict:
+    """Each attention map just before the output of the module it belongs to (as minis2t2 records)."""
+    owner = {name.replace(".attention.attn_weights", "").replace(".attn_weights", ""): name for name in attentions}
+    ordered = {}
+    for name, value in tensors.items():
+        if name in owner:
+            ordered[owner[name]] = attentions[owner[name]]
+        ordered[name] = value
+    return ordered
 
 
 def trace_transformers(audio_path, model_dir, num_beams=None, max_new_tokens=None, dtype="float32"):
@@ -77,11 +105,14 @@ def trace_transformers(audio_path, model_dir, num_beams=None, max_new_tokens=Non
             hooks.append(module.register_forward_hook(hook))
     kwargs = {k: v for k, v in (("num_beams", num_beams), ("max_new_tokens", max_new_tokens)) if v is not None}
     with torch.no_grad():
-        ids = model.generate(input_values=torch.from_numpy(inputs["input_values"]).to(torch_dtype),
+        out = model.generate(input_values=torch.from_numpy(inputs["input_values"]).to(torch_dtype),
                              attention_mask=None if "attention_mask" not in inputs else
-                             torch.from_numpy(inputs["attention_mask"]), **kwargs).numpy()
+                             torch.from_numpy(inputs["attention_mask"]), output_attentions=True,
+                             return_dict_in_generate=True, **kwargs)
     for h in hooks:
         h.remove()
+    ids = out.sequences.numpy()
+    tensors = in_model_order(tensors, attention_tensors(out))
     tensors["output.ids"] = ids.astype(np.int64)
     config = json.loads((Path(model_dir) / "config.json").read_text())
     metadata = {
