@@ -60,6 +60,42 @@ def _trace(args) -> int:
     return 0
 
 
+def _inspect(args) -> int:
+    """Every named activation of one translation in model order, then the decoding steps."""
+    import numpy as np
+
+    from .audio import waveform
+    from .layers import softmax
+    from .model import load
+
+    model = load(args.model or default_model(), dtype=args.dtype)
+    rate = model.processor.sampling_rate
+    raw = waveform(args.audio, rate, rate)
+    inputs = model.processor(raw, sampling_rate=rate)
+    record = {"input.raw": raw, "input.values": inputs["input_values"]}
+    overrides = {"num_beams": args.num_beams} if args.num_beams else {}
+    ids = model.generate(inputs["input_values"], inputs.get("attention_mask"), record=record, **overrides)
+    print(f"{args.audio}: {len(raw)} samples = {len(raw) / rate:.2f} s at {rate} Hz")
+    print(f"{'name':<62} {'shape':<18} {'min':>10} {'max':>10} {'mean':>10} {'std':>10}")
+    for name, value in record.items():
+        v = np.asarray(value, dtype=np.float64)
+        print(f"{name:<62} {str(tuple(v.shape)):<18} {v.min():>10.4g} {v.max():>10.4g} {v.mean():>10.4g} "
+              f"{v.std():>10.4g}")
+    tok = model.tokenizer
+    print("\ndecoding (row 0 of each step: the chosen token and the top 3 by probability)")
+    t = 0
+    while f"step.{t}.decoder.lm_head" in record:
+        probs = softmax(np.asarray(record[f"step.{t}.decoder.lm_head"], dtype=np.float64)[0, -1])  # (V,)
+        top = np.argsort(-probs)[:3]
+        chosen = int(ids[0, t + 1]) if t + 1 < ids.shape[1] else None
+        alternatives = "  ".join(f"{tok.decoder.get(int(i), tok.unk_token)!r} {probs[i]:.3f}" for i in top)
+        picked = "" if chosen is None else f"{tok.decoder.get(chosen, tok.unk_token)!r:<14}"
+        print(f"step {t:>2}: {picked} {alternatives}")
+        t += 1
+    print(f"\nids {ids[0].tolist()}\ntext {tok.decode(ids[0], skip_special_tokens=True)!r}")
+    return 0
+
+
 def _compare(args) -> int:
     from .compare import compare
 
@@ -110,6 +146,17 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--max-new-tokens", type=int, help="generate at most this many tokens")
     tr.add_argument("--dtype", choices=["float32", "float64"], default="float32", help="compute dtype")
     tr.set_defaults(run=_trace)
+
+    ins = sub.add_parser("inspect", help="print every named activation of one translation, with statistics",
+                         description="Translate AUDIO and print, in model order, every named activation (HF module "
+                                     "path) and attention map with its shape and min / max / mean / std, then each "
+                                     "decoding step's chosen token and top-3 alternatives: what to look at first "
+                                     "when an output looks wrong.")
+    ins.add_argument("audio", type=Path, help="audio file")
+    ins.add_argument("--model", help="model folder or hub id (default: the shipped model)")
+    ins.add_argument("--num-beams", type=int, help="beam width (default: the model's generation config)")
+    ins.add_argument("--dtype", choices=["float32", "float64"], default="float32", help="compute dtype")
+    ins.set_defaults(run=_inspect)
 
     cp = sub.add_parser("compare", help="compare two trace files layer by layer",
                         description="Compare trace B against reference trace A in model order: [OK], [DIFF], "

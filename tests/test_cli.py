@@ -48,3 +48,21 @@ def test_array_and_file_at_8khz_translate_alike(tmp_path):
     at_8k = R.test_audio(16000, seed=4)[::2]
     soundfile.write(tmp_path / "a.wav", at_8k, 8000, subtype="FLOAT")
     assert model.translate(at_8k.astype(np.float64), sampling_rate=8000) == model.translate(tmp_path / "a.wav")
+
+
+def test_inspect_prints_every_activation_and_the_steps(tmp_path, capsys):
+    import soundfile
+
+    soundfile.write(tmp_path / "a.wav", R.test_audio(4000, seed=4), 16000, subtype="FLOAT")
+    assert main(["inspect", str(tmp_path / "a.wav"), "--model", str(MODEL)]) == 0
+    out = capsys.readouterr().out
+    model = minis2t2.load(MODEL)
+    inputs = model.processor(R.test_audio(4000, seed=4), sampling_rate=16000)
+    record = {}
+    ids = model.generate(inputs["input_values"], inputs["attention_mask"], record=record)
+    names = [line.split()[0] for line in out.splitlines() if line.split() and line.split()[0] in record]
+    assert names == list(record), "every recorded activation, in model order"
+    conv0 = next(line for line in out.splitlines() if line.startswith("encoder.feature_extractor.conv_layers.0 "))
+    assert f"{record['encoder.feature_extractor.conv_layers.0'].max():.4g}" in conv0
+    assert f"ids {ids[0].tolist()}" in out
+    assert sum(line.startswith("step ") for line in out.splitlines()) == ids.shape[1] - 1
