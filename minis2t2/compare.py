@@ -47,6 +47,19 @@ def compare_arrays(name: str, reference, candidate, atol: float, rtol: float) ->
     return Row(name, "OK" if ok else "DIFF", float(err.max()), float(rel.max()), float(err.mean()))
 
 
+def check(name: str, mine, reference, atol: float = 1e-5, rtol: float = 0.0) -> float:
+    """Print how close a hand-built tensor is to the reference and assert it is within tolerance.
+
+    For notebooks: one line "[OK] name  max_abs=..." (as nn-zero-to-hero's ``cmp``), then an
+    AssertionError naming the tensor if |mine - reference| > atol + rtol * |reference| anywhere.
+    -> the max abs difference.
+    """
+    row = compare_arrays(name, reference, mine, atol=atol, rtol=rtol)
+    print(row)
+    assert row.status == "OK", f"{name}: {row}"
+    return row.max_abs
+
+
 def compare_dicts(reference: dict, candidate: dict, atol: float = 1e-4, rtol: float = 1e-4,
                   order: list[str] | None = None) -> list[Row]:
     """One Row per name, in ``order`` (default: the candidate's insertion order, then the reference's)."""

@@ -1,8 +1,9 @@
 """The shipped demo model (weights/numbers-en-de): its samples translate correctly, and exactly
 as transformers translates them.
 
-The samples are held-out recordings (voices never trained on) written at several sample rates
-and formats by tools/demo/evaluate.py; expected.json holds the German text spelled by rule
+The samples are held-out recordings (unseen utterances; the flite awb and Piper voices were
+never trained on), from several synthesizers, written at several sample rates and formats by
+tools/demo/evaluate.py; expected.json holds the German text spelled by rule
 (tools/demo/spell.py), not anything a model produced. Both sides read and resample the file with
 minis2t2.load_audio (transformers has no audio reader of its own); from the 16 kHz waveform on,
 the reference side is transformers' feature extractor, generate and tokenizer.
@@ -39,6 +40,8 @@ def test_shipped_folder_is_small_and_complete():
                  "tokenizer_config.json", "special_tokens_map.json", "model.safetensors", "README.md"):
         assert (DEMO / name).is_file(), name
     assert len(EXPECTED) >= 5
+    assert len({e["source"] for e in EXPECTED.values()}) >= 3, "samples from at least three synthesizers"
+    assert "dreiundsiebzig" in {e["german"] for e in EXPECTED.values()}, "the notebooks' 'seventy three'"
     rates = {soundfile.info(DEMO / "samples" / name).samplerate for name in EXPECTED}
     assert len(rates) >= 4 and rates != {16000}
     assert all((DEMO / "samples" / name).stat().st_size < 100_000 for name in EXPECTED)

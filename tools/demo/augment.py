@@ -52,14 +52,14 @@ def reverb(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return signal.fftconvolve(x, ir)[: len(x) + int(0.05 * SR)].astype(np.float32)
 
 
-def telephone(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """A telephone line: band-pass 300-3400 Hz, 8 kHz, then G.711 mu-law or the GSM 06.10 codec."""
+def telephone(x: np.ndarray, rng: np.random.Generator, codec: str | None = None) -> np.ndarray:
+    """A telephone line: band-pass 300-3400 Hz, 8 kHz, then G.711 "mulaw" or the "gsm" 06.10 codec
+    (drawn at random when ``codec`` is None)."""
     sos = signal.butter(4, [rng.uniform(200, 400), rng.uniform(3000, 3600)], btype="bandpass", fs=SR, output="sos")
     y = signal.resample_poly(signal.sosfilt(sos, x), 1, 2)  # 8 kHz
-    if rng.random() < 0.5:
-        y = mulaw(y)
-    else:
-        y = gsm(y)
+    if codec is None:
+        codec = "mulaw" if rng.random() < 0.5 else "gsm"
+    y = mulaw(y) if codec == "mulaw" else gsm(y)
     return signal.resample_poly(y, 2, 1).astype(np.float32)
 
 
