@@ -126,3 +126,18 @@ def test_generation_attentions_match_transformers(variant, kwargs):
     assert len(expected) == model.config.encoder.num_hidden_layers + 2 * 2 * (ids.shape[1] - 1)
     for name, value in expected.items():
         np.testing.assert_allclose(record[name], value, atol=1e-4, rtol=1e-4, err_msg=name)
+
+
+@pytest.mark.parametrize("num_positions,dim,padding_idx", [(34, 96, 1), (1026, 256, 1), (20, 7, 1), (12, 10, 0)])
+def test_sinusoidal_table_matches_transformers(num_positions, dim, padding_idx):
+    """The table minis2t2 computes when a checkpoint does not store embed_positions.weights
+    (every test checkpoint stores it, so only this test checks the computation)."""
+    from minis2t2.decoder import sinusoidal_table
+    from transformers.models.speech_to_text_2.modeling_speech_to_text_2 import (
+        Speech2Text2SinusoidalPositionalEmbedding as HFTable,
+    )
+
+    expected = HFTable.get_embedding(num_positions, dim, padding_idx).numpy()
+    # float32 angles reach ~1000 rad at position 1025, where one ulp is 6e-5: torch's and NumPy's
+    # float32 sin round differently by up to that much. A wrong frequency step is off by ~0.25.
+    np.testing.assert_allclose(sinusoidal_table(num_positions, dim, padding_idx), expected, atol=1e-4, rtol=0)
