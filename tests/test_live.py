@@ -141,3 +141,45 @@ def test_sinusoidal_table_matches_transformers(num_positions, dim, padding_idx):
     # float32 angles reach ~1000 rad at position 1025, where one ulp is 6e-5: torch's and NumPy's
     # float32 sin round differently by up to that much. A wrong frequency step is off by ~0.25.
     np.testing.assert_allclose(sinusoidal_table(num_positions, dim, padding_idx), expected, atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("variant", ["large_layer_stable_proj", "base_group_postln"])
+def test_beam_scoring_matches_transformers(variant):
+    """Beam searches whose hypotheses finish at different lengths, so the length penalty's exponent
+    and the rule that an EOS counts only from the top K candidates decide the ranking (neither was
+    exercised by the goldens, where every hypothesis ends at the same length). EOS is set to tokens
+    the model's greedy output contains, so hypotheses do finish early; all returned sequences are
+    compared."""
+    from transformers import SpeechEncoderDecoderModel
+
+    folder = GOLDEN / variant / "model"
+    model, hf = minis2t2.load(folder), SpeechEncoderDecoderModel.from_pretrained(str(folder)).eval()
+    inputs = model.processor([R.test_audio(n, seed) for seed, n in enumerate((3000, 2200, 2600))], sampling_rate=16000)
+    mask = inputs.get("attention_mask")
+    greedy = R.generate(hf, inputs["input_values"], mask, max_new_tokens=9)
+    frequent = [int(t) for t, _ in sorted(zip(*np.unique(greedy[:, 1:], return_counts=True)), key=lambda tc: -tc[1])]
+    finished = 0
+    for eos in frequent[:4]:
+        for kwargs in ({"num_beams": 4, "num_return_sequences": 4, "length_penalty": 2.0},
+                       {"num_beams": 5, "num_return_sequences": 3, "length_penalty": 0.3},
+                       {"num_beams": 3, "num_return_sequences": 3, "length_penalty": -0.7}):
+            kwargs = dict(kwargs, eos_token_id=eos, max_new_tokens=9)
+            expected = R.generate(hf, inputs["input_values"], mask, **kwargs)
+            np.testing.assert_array_equal(model.generate(inputs["input_values"], mask, **kwargs), expected,
+                                          err_msg=str(kwargs))
+            finished += int((expected[:, 1:] == eos).any(axis=1).sum())
+    assert finished > 20, "too few hypotheses finished with EOS to test their scoring"
+
+
+def test_eos_at_rank_k_is_not_a_hypothesis():
+    """HF keeps an EOS candidate only when it ranks among the top K (rank < K) of the 2K candidates.
+    This input and EOS choice put an EOS at rank exactly K (found by searching the golden models
+    for a case where accepting rank K changes the output); the expected ids come from transformers."""
+    from transformers import SpeechEncoderDecoderModel
+
+    folder = GOLDEN / "large_layer_stable_proj" / "model"
+    model, hf = minis2t2.load(folder), SpeechEncoderDecoderModel.from_pretrained(str(folder)).eval()
+    inputs = model.processor([R.test_audio(n, seed) for seed, n in enumerate((3000, 2200, 2600))], sampling_rate=16000)
+    kwargs = {"num_beams": 4, "num_return_sequences": 4, "eos_token_id": 14, "max_new_tokens": 9}
+    expected = R.generate(hf, inputs["input_values"], inputs["attention_mask"], **kwargs)
+    np.testing.assert_array_equal(model.generate(inputs["input_values"], inputs["attention_mask"], **kwargs), expected)
