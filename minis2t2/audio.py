@@ -34,6 +34,8 @@ def load_audio(path: str | Path, sampling_rate: int = 16000) -> np.ndarray:
     Channels are averaged to mono, then resampled to ``sampling_rate``.   -> (N,) float32 in [-1, 1]
     """
     path = Path(path)
+    if path.is_dir():
+        raise AudioError(f"{path}: is a directory, not an audio file")
     if not path.is_file():
         raise AudioError(f"{path}: no such file")
     try:

@@ -85,8 +85,8 @@ def from_hub(repo_id: str, revision: str | None = None) -> Path:
         import huggingface_hub
         from huggingface_hub.utils import EntryNotFoundError, LocalEntryNotFoundError
     except ImportError as e:
-        raise RuntimeError(f"loading {repo_id!r} from the hub needs huggingface_hub: "
-                           "pip install 'minis2t2[hub]'") from e
+        raise FileNotFoundError(f"{repo_id!r} is not a local folder, and loading it from the hub needs "
+                                "huggingface_hub: pip install 'minis2t2[hub]'") from e
 
     def fetch(filename: str) -> Path | None:
         try:

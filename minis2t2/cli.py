@@ -20,6 +20,8 @@ def default_model() -> Path:
 
 
 def _translate(args) -> int:
+    """Translate every file; a bad file is reported on stderr (or as a JSON error entry) and the
+    others still run. Exit status 2 if any file failed."""
     from .model import load
 
     model = load(args.model or default_model(), dtype=args.dtype)
@@ -28,13 +30,22 @@ def _translate(args) -> int:
         overrides["num_beams"] = args.num_beams
     if args.max_new_tokens is not None:
         overrides["max_new_tokens"] = args.max_new_tokens
+    failed = 0
     for path in args.files:
-        text = model.translate(path, **overrides)
+        try:
+            text = model.translate(path, **overrides)
+        except (OSError, ValueError) as e:  # this file's fault: say so and go on with the next
+            failed += 1
+            message = str(e) if str(path) in str(e) else f"{path}: {e}"
+            if args.json:
+                print(json.dumps({"file": str(path), "error": message}, ensure_ascii=False))
+            print(f"minis2t2: error: {message}", file=sys.stderr)
+            continue
         if args.json:
             print(json.dumps({"file": str(path), "text": text}, ensure_ascii=False))
         else:
-            print(text if len(args.files) == 1 else f"{path}\t{text}")
-    return 0
+            print(f"{path}\t{text}")
+    return 2 if failed else 0
 
 
 def _download(args) -> int:
@@ -105,13 +116,22 @@ def _compare(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
     parser = argparse.ArgumentParser(
         prog="minis2t2",
         description="Speech2Text2 speech translation in plain NumPy (transformers 4.40.2 semantics).",
+        epilog="exit status: 0 success, 1 compare found differences, 2 bad input or usage, "
+               "3 internal error (a bug: please report it, with the output of --debug)",
     )
+    parser.add_argument("--version", action="version", version=f"minis2t2 {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     sub = parser.add_subparsers(dest="command", required=True)
     t = sub.add_parser("translate", help="translate audio files to text",
-                       description="Translate audio files (any format soundfile reads; resampled to 16 kHz).")
+                       description="Translate audio files (any format soundfile reads; resampled to 16 kHz). "
+                                   "Prints one line per file, 'FILE<TAB>TEXT' (with --json one JSON object per "
+                                   "file). A file that cannot be read is reported on stderr and the others are "
+                                   "still translated; the exit status is then 2.")
     t.add_argument("files", nargs="+", type=Path, metavar="FILE", help="audio file(s)")
     t.add_argument("--model", help=f"model folder in HF layout, or a hub id (default: weights/{DEFAULT_MODEL_NAME})")
     t.add_argument("--num-beams", type=int, help="beam width (default: the model's generation_config.json)")
@@ -179,5 +199,13 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # output piped into `head` and closed early
         return 0
     except (OSError, ValueError) as e:  # our errors subclass ValueError; missing files are OSError
+        if args.debug:
+            raise
         print(f"minis2t2: error: {e}", file=sys.stderr)
         return 2
+    except Exception as e:  # anything else is a bug in minis2t2
+        if args.debug:
+            raise
+        print(f"minis2t2: internal error: {type(e).__name__}: {e} (a bug: please report it, with the output of "
+              "--debug)", file=sys.stderr)
+        return 3

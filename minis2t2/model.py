@@ -269,6 +269,15 @@ def load(path: str | Path, dtype: str = "float32", device: str = "cpu", revision
     weights as model.safetensors or pytorch_model.bin, single or sharded. ``dtype`` is the compute
     dtype, "float32" (as HF) or "float64" (a more exact reference).
     """
-    if not Path(path).exists() and isinstance(path, str) and path.count("/") == 1:
+    if isinstance(path, str) and not Path(path).exists() and not looks_like_a_path(path):
         path = from_hub(path, revision=revision)
+    if not Path(path).exists():
+        raise FileNotFoundError(f"{path}: no such model folder")
     return Model.from_folder(path, dtype=dtype, device=device)
+
+
+def looks_like_a_path(name: str) -> bool:
+    """A local path rather than a hub id "org/name": it starts with "." or "~", has more or fewer
+    than one "/" (or a backslash), or its first part is an existing folder ("weights/typo")."""
+    first = name.split("/")[0]
+    return name.startswith((".", "~", "/")) or name.count("/") != 1 or "\\" in name or Path(first).is_dir()

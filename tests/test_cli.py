@@ -66,3 +66,31 @@ def test_inspect_prints_every_activation_and_the_steps(tmp_path, capsys):
     assert f"{record['encoder.feature_extractor.conv_layers.0'].max():.4g}" in conv0
     assert f"ids {ids[0].tolist()}" in out
     assert sum(line.startswith("step ") for line in out.splitlines()) == ids.shape[1] - 1
+
+
+def test_a_bad_file_does_not_stop_the_batch(tmp_path, capsys):
+    import soundfile
+
+    soundfile.write(tmp_path / "a.wav", R.test_audio(4000, seed=3), 16000, subtype="FLOAT")
+    (tmp_path / "bad.wav").write_bytes(b"RIFF not really a wav")
+    (tmp_path / "adir").mkdir()
+    files = [tmp_path / "a.wav", tmp_path / "bad.wav", tmp_path / "adir", tmp_path / "a.wav"]
+    assert main(["translate", *map(str, files), "--model", str(MODEL)]) == 2
+    captured = capsys.readouterr()
+    good = [line for line in captured.out.splitlines() if line.startswith(str(tmp_path / "a.wav"))]
+    assert len(good) == 2 and len(captured.out.splitlines()) == 2, "both good files translated"
+    errors = captured.err.splitlines()
+    assert len(errors) == 2 and str(tmp_path / "bad.wav") in errors[0] and "is a directory" in errors[1]
+    assert main(["translate", *map(str, files), "--model", str(MODEL), "--json"]) == 2
+    entries = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [("text" in e, "error" in e) for e in entries] == [(True, False), (False, True), (False, True), (True, False)]
+
+
+def test_version_typo_paths_and_exit_codes(tmp_path, capsys):
+    with_version = subprocess.run([sys.executable, "-m", "minis2t2", "--version"], capture_output=True, text=True)
+    assert with_version.returncode == 0 and with_version.stdout.strip() == f"minis2t2 {minis2t2.__version__}"
+    usage = subprocess.run([sys.executable, "-m", "minis2t2", "--help"], capture_output=True, text=True).stdout
+    assert "2 bad input or usage, 3 internal error" in " ".join(usage.split())
+    typo = str(MODEL.parent / "modell")  # looks like a path: never a hub lookup
+    assert main(["translate", "x.wav", "--model", typo]) == 2
+    assert capsys.readouterr().err.strip() == f"minis2t2: error: {typo}: no such model folder"
