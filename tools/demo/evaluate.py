@@ -26,7 +26,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(ROOT))
-from augment import SR, non_speech  # noqa: E402
+from augment import SR, noise_bank, non_speech  # noqa: E402
 from data import EVAL_SETS, evaluation_set, spoken  # noqa: E402
 from spell import german  # noqa: E402
 from voices import synthesize  # noqa: E402
@@ -87,11 +87,11 @@ def main() -> None:
         if name == "piper_joe":
             sets["piper_joe_8k"] = (EVAL_SETS[name][3] + ", 8 kHz", items, [telephone_rate(w) for w in waves])
     rng = np.random.default_rng(args.seed)
-    babble_source = sets["espeak_unseen_variants"][2][:20]
-    sets["non_speech"] = ("silence, hiss, hum, coloured noise and far babble; expected output: empty",
+    babble_source, noises = sets["espeak_unseen_variants"][2][:20], noise_bank(rng, seconds=5)
+    sets["non_speech"] = ("silence, hiss, hum, coloured noise and far babble, 0.3-2.5 s; expected output: empty",
                           [{"expected": ""} for _ in range(args.non_speech)],
-                          [non_speech(rng, [babble_source[i] for i in rng.choice(20, 4)])
-                           for _ in range(args.non_speech)])
+                          [non_speech(int(rng.uniform(0.3, 2.5) * SR), rng, [babble_source[i] for i in rng.choice(20, 4)],
+                                      noises) for _ in range(args.non_speech)])
 
     report, seconds, clips = {}, 0.0, 0
     for name, (description, items, waves) in sets.items():

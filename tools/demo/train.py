@@ -2,8 +2,12 @@
 
     apt-get install espeak-ng flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts sox
     pip install -e ".[test,demo]"
-    python tools/demo/train.py       # synthesize (cached in --work), train, save weights/numbers-en-de
+    python tools/demo/train.py       # stage 1: synthesize (cached in --work), 3600 steps, save weights/numbers-en-de
+    python tools/demo/train.py --init weights/numbers-en-de --steps 1000 --lr 3e-4 --warmup 100 --seed 1  # stage 2
     python tools/demo/evaluate.py    # per-source held-out accuracy, minis2t2 vs transformers, samples
+
+Stage 2 restarts the learning rate from stage 1's weights: at the end of stage 1 the loss was
+still falling when the cosine schedule reached 0.
 
 Data (tools/demo/data.py): every English voice Debian ships (espeak-ng, flite, festival), one
 flite voice (awb) held out entirely, numbers also composed word by word from a word bank, and
@@ -173,8 +177,11 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=3600)
     p.add_argument("--batch-size", type=int, default=20)
     p.add_argument("--lr", type=float, default=8e-4)
+    p.add_argument("--warmup", type=int, default=500, help="linear warm-up steps before the cosine decay")
     p.add_argument("--ctc-weight", type=float, default=0.5, help="weight of the auxiliary CTC loss")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--init", type=Path, help="continue from this saved model (its training.json is kept as "
+                                             "'previous') instead of random weights; use another --seed")
     args = p.parse_args()
 
     torch.manual_seed(args.seed)
@@ -190,7 +197,14 @@ def main() -> None:
     tokenizer = make_tokenizer(args.out)
     fe = Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=SR, padding_value=0.0, do_normalize=True,
                                   return_attention_mask=True)
-    model = build_model(len(tokenizer))
+    if args.init:
+        from transformers import SpeechEncoderDecoderModel
+
+        previous = json.loads((args.init / "training.json").read_text())
+        model = SpeechEncoderDecoderModel.from_pretrained(str(args.init))
+    else:
+        previous = None
+        model = build_model(len(tokenizer))
     print(f"vocabulary: {len(tokenizer)} tokens; parameters: {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M"
           f"; {len(clips)} clips, {len(bank)} word clips", flush=True)
     labels_of = {n: tokenizer(german(n))["input_ids"] + [tokenizer.eos_token_id] for n in range(1000)}
@@ -199,7 +213,7 @@ def main() -> None:
     ctc_head = torch.nn.Linear(model.config.encoder.hidden_size, len(word_id) + 1)
 
     optimizer = torch.optim.AdamW([*model.parameters(), *ctc_head.parameters()], lr=args.lr, weight_decay=0.01)
-    warmup = 500
+    warmup = args.warmup
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / args.steps))))
     data = Batches(clips, items, bank, bank_items, labels_of, word_id, fe, args.batch_size, args.steps, args.seed)
@@ -244,10 +258,12 @@ def main() -> None:
     fe.save_pretrained(str(args.out))
     tokenizer.save_pretrained(str(args.out))
     (args.out / "training.json").write_text(json.dumps({
-        "steps": args.steps, "batch_size": args.batch_size, "lr": args.lr, "ctc_weight": args.ctc_weight,
+        "steps": args.steps, "batch_size": args.batch_size, "lr": args.lr, "warmup": args.warmup,
+        "ctc_weight": args.ctc_weight,
         "seed": args.seed, "train_clips": len(clips), "word_bank_clips": len(bank),
         "p_word_bank": P_WORD_BANK, "p_non_speech": P_NON_SPEECH,
         "wall_time_s": round(time.time() - start), "torch": torch.__version__, "history": history,
+        "init": str(args.init) if args.init else None, "previous": previous,
     }, indent=1) + "\n")
     print(f"saved {args.out}", flush=True)
 
