@@ -115,6 +115,15 @@ def _compare(args) -> int:
     return 0 if result.ok else 1
 
 
+def add_model_arguments(parser: argparse.ArgumentParser, max_new_tokens: bool) -> None:
+    """The options of every command that runs a model: which model, search width, length, dtype."""
+    parser.add_argument("--model", help=f"model folder (HF layout) or hub id (default: weights/{DEFAULT_MODEL_NAME})")
+    parser.add_argument("--num-beams", type=int, help="beam width (default: the model's generation_config.json)")
+    if max_new_tokens:
+        parser.add_argument("--max-new-tokens", type=int, help="generate at most this many tokens")
+    parser.add_argument("--dtype", choices=["float32", "float64"], default="float32", help="compute dtype")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
@@ -133,10 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "file). A file that cannot be read is reported on stderr and the others are "
                                    "still translated; the exit status is then 2.")
     t.add_argument("files", nargs="+", type=Path, metavar="FILE", help="audio file(s)")
-    t.add_argument("--model", help=f"model folder in HF layout, or a hub id (default: weights/{DEFAULT_MODEL_NAME})")
-    t.add_argument("--num-beams", type=int, help="beam width (default: the model's generation_config.json)")
-    t.add_argument("--max-new-tokens", type=int, help="generate at most this many tokens")
-    t.add_argument("--dtype", choices=["float32", "float64"], default="float32", help="compute dtype")
+    add_model_arguments(t, max_new_tokens=True)
     t.add_argument("--json", action="store_true", help="print one JSON object per file")
     t.set_defaults(run=_translate)
 
@@ -160,11 +166,8 @@ def build_parser() -> argparse.ArgumentParser:
                                     "decoder sublayer output and the logits at each decoding step, the ids and the "
                                     "text, into one safetensors file (format: docs/verify-your-implementation.md).")
     tr.add_argument("audio", type=Path, help="audio file")
-    tr.add_argument("--model", help="model folder or hub id (default: the shipped model)")
     tr.add_argument("--out", type=Path, required=True, help="trace file to write (.safetensors)")
-    tr.add_argument("--num-beams", type=int, help="beam width (default: the model's generation config)")
-    tr.add_argument("--max-new-tokens", type=int, help="generate at most this many tokens")
-    tr.add_argument("--dtype", choices=["float32", "float64"], default="float32", help="compute dtype")
+    add_model_arguments(tr, max_new_tokens=True)
     tr.set_defaults(run=_trace)
 
     ins = sub.add_parser("inspect", help="print every named activation of one translation, with statistics",
@@ -173,9 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      "decoding step's chosen token and top-3 alternatives: what to look at first "
                                      "when an output looks wrong.")
     ins.add_argument("audio", type=Path, help="audio file")
-    ins.add_argument("--model", help="model folder or hub id (default: the shipped model)")
-    ins.add_argument("--num-beams", type=int, help="beam width (default: the model's generation config)")
-    ins.add_argument("--dtype", choices=["float32", "float64"], default="float32", help="compute dtype")
+    add_model_arguments(ins, max_new_tokens=False)
     ins.set_defaults(run=_inspect)
 
     cp = sub.add_parser("compare", help="compare two trace files layer by layer",

@@ -31,24 +31,26 @@ def boxes(cfg: ModelConfig) -> list[tuple[str, str, str, str]]:
     T = conv_output_length(N, e)
     conv = "→".join(f"{c}" for c in e.conv_dim)
     layer_kind = "pre-LN (stable)" if e.do_stable_layer_norm else "post-LN"
+    conv_text = (f"{len(e.conv_dim)} conv1d layers, channels {conv}\nkernels {e.conv_kernel}, "
+                 f"strides {e.conv_stride}\n{e.feat_extract_norm} norm, GELU")
+    pos_text = (f"grouped conv, K={e.num_conv_pos_embeddings}, G={e.num_conv_pos_embedding_groups},"
+                "\nweight norm, GELU; added")
+    enc_text = f"{layer_kind}: self-attention, {e.num_attention_heads} heads\n+ feed-forward {e.intermediate_size}"
     rows = [
         ("audio", "waveform", "any file → mono, 16 kHz\nnormalise over valid samples", f"(1, N={N})"),
-        ("conv", "conv feature encoder", f"{len(e.conv_dim)} conv1d layers, channels {conv}\nkernels {e.conv_kernel}, "
-                                         f"strides {e.conv_stride}\n{e.feat_extract_norm} norm, GELU", f"(1, T={T}, {e.conv_dim[-1]})"),
+        ("conv", "conv feature encoder", conv_text, f"(1, T={T}, {e.conv_dim[-1]})"),
         ("encoder", "feature projection", "LayerNorm + Linear", f"(1, T, C={e.hidden_size})"),
-        ("encoder", "positional conv", f"grouped conv, K={e.num_conv_pos_embeddings}, G={e.num_conv_pos_embedding_groups},"
-                                       "\nweight norm, GELU; added", f"(1, T, {e.hidden_size})"),
-        ("encoder", f"{e.num_hidden_layers} encoder layers", f"{layer_kind}: self-attention, {e.num_attention_heads} heads"
-                                                             f"\n+ feed-forward {e.intermediate_size}", f"(1, T, {e.hidden_size})"),
+        ("encoder", "positional conv", pos_text, f"(1, T, {e.hidden_size})"),
+        ("encoder", f"{e.num_hidden_layers} encoder layers", enc_text, f"(1, T, {e.hidden_size})"),
     ]
     if cfg.has_enc_to_dec_proj:
         rows.append(("encoder", "enc_to_dec_proj", "Linear to the decoder width", f"(1, T, {d.d_model})"))
+    dec_text = (f"post-LN: causal self-attention (KV cache)\n+ cross-attention over T frames, "
+                f"{d.decoder_attention_heads} heads\n+ feed-forward {d.decoder_ffn_dim}")
     rows += [
         ("decoder", "embeddings", f"tokens × √{d.d_model} + sinusoidal positions\n(start token </s>, offset 2)",
          f"(1, S, {d.d_model})"),
-        ("decoder", f"{d.decoder_layers} decoder layers", f"post-LN: causal self-attention (KV cache)\n+ cross-attention "
-                                                          f"over T frames, {d.decoder_attention_heads} heads\n+ feed-forward "
-                                                          f"{d.decoder_ffn_dim}", f"(1, S, {d.d_model})"),
+        ("decoder", f"{d.decoder_layers} decoder layers", dec_text, f"(1, S, {d.d_model})"),
         ("decoder", "lm_head", "Linear, no bias", f"(1, S, V={d.vocab_size})"),
         ("text", "search + BPE", "greedy / beam search\njoin \"@@ \" pieces", "'dreiundsiebzig'"),
     ]

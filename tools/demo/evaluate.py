@@ -90,8 +90,9 @@ def main() -> None:
     babble_source, noises = sets["espeak_unseen_variants"][2][:20], noise_bank(rng, seconds=5)
     sets["non_speech"] = ("silence, hiss, hum, coloured noise and far babble, 0.3-2.5 s; expected output: empty",
                           [{"expected": ""} for _ in range(args.non_speech)],
-                          [non_speech(int(rng.uniform(0.3, 2.5) * SR), rng, [babble_source[i] for i in rng.choice(20, 4)],
-                                      noises) for _ in range(args.non_speech)])
+                          [non_speech(int(rng.uniform(0.3, 2.5) * SR), rng,
+                                      [babble_source[i] for i in rng.choice(20, 4)], noises)
+                           for _ in range(args.non_speech)])
 
     report, seconds, clips = {}, 0.0, 0
     for name, (description, items, waves) in sets.items():
