@@ -72,38 +72,34 @@ def _trace(args) -> int:
 
 
 def _inspect(args) -> int:
-    """Every named activation of one translation in model order, then the decoding steps."""
+    """Every named tensor of one translation (its trace) in model order, then the decoding steps."""
     import numpy as np
 
-    from .audio import waveform
     from .layers import softmax
     from .model import load
+    from .trace import trace
 
     model = load(args.model or default_model(), dtype=args.dtype)
-    rate = model.processor.sampling_rate
-    raw = waveform(args.audio, rate, rate)
-    inputs = model.processor(raw, sampling_rate=rate)
-    record = {"input.raw": raw, "input.values": inputs["input_values"]}
-    overrides = {"num_beams": args.num_beams} if args.num_beams else {}
-    ids = model.generate(inputs["input_values"], inputs.get("attention_mask"), record=record, **overrides)
+    tensors, meta = trace(args.audio, model=model, num_beams=args.num_beams)
+    raw, rate, ids = tensors["input.raw"], model.processor.sampling_rate, tensors["output.ids"]
     print(f"{args.audio}: {len(raw)} samples = {len(raw) / rate:.2f} s at {rate} Hz")
     print(f"{'name':<62} {'shape':<18} {'min':>10} {'max':>10} {'mean':>10} {'std':>10}")
-    for name, value in record.items():
+    for name, value in tensors.items():
         v = np.asarray(value, dtype=np.float64)
         print(f"{name:<62} {str(tuple(v.shape)):<18} {v.min():>10.4g} {v.max():>10.4g} {v.mean():>10.4g} "
               f"{v.std():>10.4g}")
     tok = model.tokenizer
     print("\ndecoding (row 0 of each step: the chosen token and the top 3 by probability)")
     t = 0
-    while f"step.{t}.decoder.lm_head" in record:
-        probs = softmax(np.asarray(record[f"step.{t}.decoder.lm_head"], dtype=np.float64)[0, -1])  # (V,)
+    while f"step.{t}.decoder.lm_head" in tensors:
+        probs = softmax(np.asarray(tensors[f"step.{t}.decoder.lm_head"], dtype=np.float64)[0, -1])  # (V,)
         top = np.argsort(-probs)[:3]
         chosen = int(ids[0, t + 1]) if t + 1 < ids.shape[1] else None
         alternatives = "  ".join(f"{tok.decoder.get(int(i), tok.unk_token)!r} {probs[i]:.3f}" for i in top)
         picked = "" if chosen is None else f"{tok.decoder.get(chosen, tok.unk_token)!r:<14}"
         print(f"step {t:>2}: {picked} {alternatives}")
         t += 1
-    print(f"\nids {ids[0].tolist()}\ntext {tok.decode(ids[0], skip_special_tokens=True)!r}")
+    print(f"\nids {ids[0].tolist()}\ntext {meta['text']!r}")
     return 0
 
 
