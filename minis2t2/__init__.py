@@ -7,10 +7,11 @@
 from .audio import AudioError, load_audio
 from .compare import compare
 from .config import ConfigError
+from .errors import InputError
 from .model import Model, Seq2SeqOutput, load
-from .trace import load_trace, trace
+from .trace import TraceError, load_trace, trace
 from .weights import WeightsError
 
 __version__ = "0.1.0"
-__all__ = ["AudioError", "ConfigError", "Model", "Seq2SeqOutput", "WeightsError", "compare", "load", "load_audio",
-           "load_trace", "trace"]
+__all__ = ["AudioError", "ConfigError", "InputError", "Model", "Seq2SeqOutput", "TraceError", "WeightsError",
+           "compare", "load", "load_audio", "load_trace", "trace"]

@@ -13,10 +13,11 @@ import numpy as np
 import scipy.signal
 import soundfile
 
-from .config import ConfigError, read_json
+from .config import ConfigError, check_fields, read_json, show
+from .errors import InputError
 
 
-class AudioError(ValueError):
+class AudioError(InputError):
     """Audio that cannot be turned into model input."""
 
 
@@ -26,6 +27,14 @@ def resample(audio: np.ndarray, orig_rate: int, target_rate: int) -> np.ndarray:
         return audio
     g = math.gcd(orig_rate, target_rate)
     return scipy.signal.resample_poly(audio, target_rate // g, orig_rate // g).astype(np.float32)
+
+
+# What a file may declare before anything is decoded or resampled: a header is only a claim, and
+# a 3 KB file can claim 2**31 Hz or 2**36 frames (gigabytes once decoded or resampled).
+INPUT_RATES = (1000, 768000)  # Hz; telephone 8 kHz to 768 kHz studio audio
+MODEL_RATES = (1000, 192000)  # Hz a model's preprocessor_config.json may ask for
+MAX_SECONDS = 4 * 3600  # longest file read, per channel
+MAX_CHANNELS = 64
 
 
 def load_audio(path: str | Path, sampling_rate: int = 16000) -> np.ndarray:
@@ -39,9 +48,25 @@ def load_audio(path: str | Path, sampling_rate: int = 16000) -> np.ndarray:
     if not path.is_file():
         raise AudioError(f"{path}: no such file")
     try:
+        info = soundfile.info(str(path))
+        if not INPUT_RATES[0] <= info.samplerate <= INPUT_RATES[1]:
+            raise AudioError(f"{path}: declares a sample rate of {info.samplerate} Hz; minis2t2 reads "
+                             f"{INPUT_RATES[0]}-{INPUT_RATES[1]} Hz")
+        if not 1 <= info.channels <= MAX_CHANNELS:
+            raise AudioError(f"{path}: declares {info.channels} channels; minis2t2 reads 1-{MAX_CHANNELS}")
+        if info.frames > MAX_SECONDS * info.samplerate:
+            raise AudioError(f"{path}: declares {info.frames} frames ({info.frames / info.samplerate:.0f} s); "
+                             f"minis2t2 reads at most {MAX_SECONDS} s")
         audio, rate = soundfile.read(str(path), dtype="float32", always_2d=True)  # (N, channels)
-    except (soundfile.LibsndfileError, RuntimeError, TypeError, ValueError) as e:
-        raise AudioError(f"{path}: cannot read audio ({e})") from e
+    except (soundfile.LibsndfileError, RuntimeError, TypeError, ValueError, MemoryError) as e:
+        if isinstance(e, AudioError):
+            raise
+        reason = str(e).split("': ", 1)[-1] if str(e).startswith("Error opening") else str(e)  # path said once
+        raise AudioError(f"{path}: cannot read audio ({reason})") from e
+    if len(audio) == 0:
+        raise AudioError(f"{path}: holds no samples")
+    if not np.isfinite(audio).all():
+        raise AudioError(f"{path}: contains NaN or inf samples")
     return resample(audio.mean(axis=1), rate, sampling_rate)  # (N,)
 
 
@@ -62,10 +87,19 @@ def check_waveform(audio, where: str = "audio") -> np.ndarray:
     return audio
 
 
-def waveform(audio, sampling_rate: int, target_rate: int) -> np.ndarray:
-    """A file path, or a mono waveform sampled at ``sampling_rate`` -> float32 samples at ``target_rate``."""
+def waveform(audio, sampling_rate: int | None, target_rate: int) -> np.ndarray:
+    """A file path, or a mono waveform sampled at ``sampling_rate`` -> float32 samples at ``target_rate``.
+
+    A file carries its own rate; an array must be told its rate, so that 22.05 kHz audio is never
+    silently read as 16 kHz."""
     if isinstance(audio, (str, Path)):
         return load_audio(audio, target_rate)
+    if sampling_rate is None:
+        raise AudioError("an array carries no sampling rate: pass sampling_rate= (the rate it was recorded at)")
+    if not (isinstance(sampling_rate, (int, np.integer)) and not isinstance(sampling_rate, bool)
+            and INPUT_RATES[0] <= sampling_rate <= INPUT_RATES[1]):
+        raise AudioError(f"sampling_rate must be an integer number of Hz in {INPUT_RATES[0]}-{INPUT_RATES[1]}, "
+                         f"got {sampling_rate!r}")
     return resample(check_waveform(audio).astype(np.float32), sampling_rate, target_rate)
 
 
@@ -91,14 +125,16 @@ class FeatureExtractor:
         unknown = sorted(set(d) - PREPROCESSOR_FIELDS)
         if unknown:
             raise ConfigError(f"{path}: unknown field(s) {unknown}")
+        for name in ("feature_extractor_type", "padding_side", "processor_class"):
+            if name in d and not isinstance(d[name], str):
+                raise ConfigError(f"{path}: {name} must be a string, got {show(d[name])}")
         if d.get("feature_extractor_type", "Wav2Vec2FeatureExtractor") != "Wav2Vec2FeatureExtractor":
             raise ConfigError(f"{path}: feature_extractor_type {d['feature_extractor_type']!r} is not supported")
         if d.get("padding_side", "right") != "right":
             raise ConfigError(f"{path}: only padding_side 'right' is supported")
-        if d.get("feature_size", 1) != 1:
-            raise ConfigError(f"{path}: feature_size must be 1 (raw mono waveform)")
-        fields = ("sampling_rate", "padding_value", "do_normalize", "return_attention_mask")
-        return cls(**{k: d[k] for k in fields if k in d})
+        if d.get("feature_size", 1) != 1 or isinstance(d.get("feature_size"), bool):
+            raise ConfigError(f"{path}: feature_size must be 1 (raw mono waveform), got {show(d['feature_size'])}")
+        return cls(**check_fields(cls, d, str(path), {"sampling_rate": MODEL_RATES}))
 
     def __call__(
         self,
@@ -117,7 +153,10 @@ class FeatureExtractor:
         item's valid samples, (x - mean) / sqrt(var + 1e-7), when there is an attention mask and
         padding; without a mask HF normalises the whole padded row, zeros included.
         """
-        if sampling_rate is not None and sampling_rate != self.sampling_rate:
+        if sampling_rate is None:
+            raise AudioError(f"pass sampling_rate= with the audio (this model expects {self.sampling_rate} Hz); "
+                             "a wrong rate would be misread silently")
+        if sampling_rate != self.sampling_rate:
             raise AudioError(
                 f"audio sampled at {sampling_rate} Hz, but this model expects {self.sampling_rate} Hz; "
                 "resample first (minis2t2.load_audio and Model.translate do)"

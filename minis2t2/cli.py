@@ -107,7 +107,7 @@ def _compare(args) -> int:
     from .compare import compare
 
     result = compare(args.a, args.b, atol=args.atol, rtol=args.rtol)
-    print(json.dumps(result.to_json(), indent=1) if args.json else result)
+    print(json.dumps(result.to_json(), indent=1, allow_nan=False) if args.json else result)
     return 0 if result.ok else 1
 
 

@@ -7,6 +7,7 @@ that is not OK is where two implementations start to disagree.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -105,9 +106,13 @@ class Comparison:
         return "\n".join([*self.notes, report(self.rows)])
 
     def to_json(self) -> dict:
+        """The comparison as strict JSON values: errors that are not a number (a MISSING row has none;
+        NaN or inf in a tensor) become null, since JSON has no NaN or Infinity."""
         first = self.first_divergence
+        rows = [{k: (v if not isinstance(v, float) or math.isfinite(v) else None) for k, v in r.__dict__.items()}
+                for r in self.rows]
         return {"ok": self.ok, "first_divergence": None if first is None else first.name, "notes": self.notes,
-                "rows": [r.__dict__ for r in self.rows]}
+                "rows": rows}
 
 
 def compare(a, b, atol: float = 1e-4, rtol: float = 1e-4) -> Comparison:

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from .errors import InputError
 from .layers import ACTIVATIONS
 
 # Attributes every HF PretrainedConfig carries (transformers 4.40.2), plus keys older
@@ -58,7 +60,7 @@ SPEECH2TEXT2_FIELDS = frozenset("""
 SPEECH_ENCODER_DECODER_FIELDS = frozenset({"encoder", "decoder"}) | PRETRAINED_CONFIG_FIELDS
 
 
-class ConfigError(ValueError):
+class ConfigError(InputError):
     """A config.json that minis2t2 cannot run faithfully."""
 
 
@@ -68,14 +70,74 @@ def _check_known(d: dict, known: frozenset, where: str) -> None:
         raise ConfigError(f"{where}: unknown field(s) {unknown}; transformers 4.40.2 has no such setting")
 
 
-def _pick(cls, d: dict) -> dict:
-    """The entries of ``d`` that are fields of dataclass ``cls`` (lists become tuples)."""
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)  # JSON true is not the number 1
+
+
+# What each annotation of the config dataclasses accepts from JSON, and how to say it.
+KINDS = {
+    "int": (_is_int, "an integer"),
+    "float": (lambda v: _is_int(v) or (isinstance(v, float) and math.isfinite(v)), "a finite number"),
+    "bool": (lambda v: isinstance(v, bool), "true or false"),
+    "str": (lambda v: isinstance(v, str), "a string"),
+    "None": (lambda v: v is None, "null"),
+    "tuple": (lambda v: isinstance(v, list) and len(v) > 0 and all(map(_is_int, v)), "a non-empty list of integers"),
+    "list": (lambda v: isinstance(v, list) and len(v) > 0 and all(map(_is_int, v)), "a non-empty list of integers"),
+}
+
+
+def show(value) -> str:
+    """A value as the user wrote it, cut short: "128" (a string) versus 128."""
+    try:
+        text = json.dumps(value)
+    except (TypeError, ValueError):
+        text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def check_fields(cls, d: dict, where: str, bounds: dict[str, tuple]) -> dict:
+    """The entries of ``d`` that are fields of dataclass ``cls``, each checked against the field's
+    annotation and, for numbers and lists of numbers, against ``bounds[name] = (low, high)``
+    (inclusive). Lists become tuples. Raises ConfigError naming ``where``, the field and what
+    was expected."""
     out = {}
     for f in dataclasses.fields(cls):
-        if f.name in d:
-            v = d[f.name]
-            out[f.name] = tuple(v) if isinstance(v, list) else v
+        if f.name not in d:
+            continue
+        v = d[f.name]
+        kinds = [k.strip() for k in str(f.type).split("|")]
+        if not any(KINDS[k][0](v) for k in kinds):
+            expected = " or ".join(KINDS[k][1] for k in kinds)
+            raise ConfigError(f"{where}: {f.name} must be {expected}, got {show(v)}")
+        if f.name in bounds and v is not None and not isinstance(v, (str, bool)):
+            low, high = bounds[f.name]
+            if any(not low <= x <= high for x in (v if isinstance(v, list) else [v])):
+                raise ConfigError(f"{where}: {f.name} must be between {low} and {high}"
+                                  f"{' (each entry)' if isinstance(v, list) else ''}, got {show(v)}")
+        out[f.name] = tuple(v) if isinstance(v, list) else v
     return out
+
+
+# Limits on sizes. Far above any released checkpoint (wav2vec2 xlarge: hidden 1920, 48 layers),
+# they keep a hostile config from allocating gigabytes before its weights are even read.
+MAX_WIDTH = 1 << 16
+MAX_LAYERS = 1024
+MAX_POSITIONS = 1 << 16
+MAX_VOCAB = 1 << 20
+
+ENCODER_BOUNDS = {
+    "hidden_size": (1, MAX_WIDTH), "num_hidden_layers": (1, MAX_LAYERS), "num_attention_heads": (1, MAX_WIDTH),
+    "intermediate_size": (1, 4 * MAX_WIDTH), "conv_dim": (1, MAX_WIDTH), "conv_stride": (1, 1024),
+    "conv_kernel": (1, 4096), "num_conv_pos_embeddings": (1, 4096), "num_conv_pos_embedding_groups": (1, MAX_WIDTH),
+    "layer_norm_eps": (0, 1), "mask_time_prob": (0, 1), "mask_feature_prob": (0, 1),
+}
+DECODER_BOUNDS = {
+    "vocab_size": (1, MAX_VOCAB), "d_model": (1, MAX_WIDTH), "decoder_layers": (1, MAX_LAYERS),
+    "decoder_attention_heads": (1, MAX_WIDTH), "decoder_ffn_dim": (1, 4 * MAX_WIDTH),
+    "max_target_positions": (1, MAX_POSITIONS), "pad_token_id": (0, MAX_VOCAB), "bos_token_id": (0, MAX_VOCAB),
+    "eos_token_id": (0, MAX_VOCAB), "decoder_start_token_id": (0, MAX_VOCAB),
+    "cross_attention_hidden_size": (1, MAX_WIDTH),
+}
 
 
 @dataclass(frozen=True)
@@ -105,29 +167,32 @@ class EncoderConfig:
     adapter_attn_dim: int | None = None
 
     @classmethod
-    def from_dict(cls, d: dict) -> "EncoderConfig":
+    def from_dict(cls, d: dict, where: str = "config.json encoder") -> "EncoderConfig":
         model_type = d.get("model_type")
         if model_type not in ("wav2vec2", "hubert"):
-            raise ConfigError(f"encoder model_type {model_type!r} is not supported: use 'wav2vec2' or 'hubert'")
-        _check_known(d, WAV2VEC2_FIELDS, "config.json encoder")
-        cfg = cls(**_pick(cls, d))
+            raise ConfigError(f"{where}: model_type {show(model_type)} is not supported: use 'wav2vec2' or 'hubert'")
+        _check_known(d, WAV2VEC2_FIELDS, where)
+        cfg = cls(**check_fields(cls, d, where, ENCODER_BOUNDS))
         if model_type == "wav2vec2" and not cfg.feat_proj_layer_norm:
-            raise ConfigError("feat_proj_layer_norm=False exists only for HuBERT")
+            raise ConfigError(f"{where}: feat_proj_layer_norm=false exists only for HuBERT")
         if cfg.feat_extract_norm not in ("group", "layer"):
-            raise ConfigError(f"feat_extract_norm must be 'group' or 'layer', got {cfg.feat_extract_norm!r}")
+            raise ConfigError(f"{where}: feat_extract_norm must be 'group' or 'layer', got {cfg.feat_extract_norm!r}")
         if not (len(cfg.conv_dim) == len(cfg.conv_kernel) == len(cfg.conv_stride)):
-            raise ConfigError("conv_dim, conv_kernel and conv_stride must have the same length")
+            raise ConfigError(f"{where}: conv_dim, conv_kernel and conv_stride must have the same length, got "
+                              f"{len(cfg.conv_dim)}, {len(cfg.conv_kernel)} and {len(cfg.conv_stride)}")
         if "num_feat_extract_layers" in d and d["num_feat_extract_layers"] != len(cfg.conv_dim):
-            raise ConfigError("num_feat_extract_layers disagrees with len(conv_dim)")
+            raise ConfigError(f"{where}: num_feat_extract_layers disagrees with len(conv_dim)")
         for name in ("hidden_act", "feat_extract_activation"):
             if getattr(cfg, name) not in ACTIVATIONS:
-                raise ConfigError(f"{name}={getattr(cfg, name)!r} is not supported: one of {sorted(ACTIVATIONS)}")
+                raise ConfigError(f"{where}: {name}={show(getattr(cfg, name))} is not supported: one of {sorted(ACTIVATIONS)}")
+        if not cfg.layer_norm_eps > 0:
+            raise ConfigError(f"{where}: layer_norm_eps must be > 0, got {show(cfg.layer_norm_eps)}")
         if cfg.hidden_size % cfg.num_attention_heads:
-            raise ConfigError("hidden_size must be divisible by num_attention_heads")
+            raise ConfigError(f"{where}: hidden_size must be divisible by num_attention_heads")
         if cfg.hidden_size % cfg.num_conv_pos_embedding_groups:
-            raise ConfigError("hidden_size must be divisible by num_conv_pos_embedding_groups")
+            raise ConfigError(f"{where}: hidden_size must be divisible by num_conv_pos_embedding_groups")
         if cfg.add_adapter or cfg.adapter_attn_dim is not None:
-            raise ConfigError("wav2vec2 adapters (add_adapter, adapter_attn_dim) are not supported")
+            raise ConfigError(f"{where}: wav2vec2 adapters (add_adapter, adapter_attn_dim) are not supported")
         return cfg
 
     @property
@@ -155,15 +220,19 @@ class DecoderConfig:
     cross_attention_hidden_size: int | None = None
 
     @classmethod
-    def from_dict(cls, d: dict) -> "DecoderConfig":
+    def from_dict(cls, d: dict, where: str = "config.json decoder") -> "DecoderConfig":
         if d.get("model_type") != "speech_to_text_2":
-            raise ConfigError(f"decoder model_type {d.get('model_type')!r} is not supported: use 'speech_to_text_2'")
-        _check_known(d, SPEECH2TEXT2_FIELDS, "config.json decoder")
-        cfg = cls(**_pick(cls, d))
+            raise ConfigError(f"{where}: model_type {show(d.get('model_type'))} is not supported: use 'speech_to_text_2'")
+        _check_known(d, SPEECH2TEXT2_FIELDS, where)
+        cfg = cls(**check_fields(cls, d, where, DECODER_BOUNDS))
         if cfg.activation_function not in ACTIVATIONS:
-            raise ConfigError(f"activation_function={cfg.activation_function!r} is not supported")
+            raise ConfigError(f"{where}: activation_function={show(cfg.activation_function)} is not supported: "
+                              f"one of {sorted(ACTIVATIONS)}")
         if cfg.d_model % cfg.decoder_attention_heads:
-            raise ConfigError("d_model must be divisible by decoder_attention_heads")
+            raise ConfigError(f"{where}: d_model must be divisible by decoder_attention_heads")
+        for name in ("pad_token_id", "bos_token_id", "eos_token_id", "decoder_start_token_id"):
+            if getattr(cfg, name) >= cfg.vocab_size:
+                raise ConfigError(f"{where}: {name}={getattr(cfg, name)} is not below vocab_size={cfg.vocab_size}")
         return cfg
 
 
@@ -178,18 +247,21 @@ class ModelConfig:
     raw: dict = dataclasses.field(default_factory=dict, repr=False, compare=False)  # config.json as read
 
     @classmethod
-    def from_dict(cls, d: dict) -> "ModelConfig":
+    def from_dict(cls, d: dict, where: str = "config.json") -> "ModelConfig":
         if d.get("model_type") != "speech-encoder-decoder":
             raise ConfigError(
-                f"config.json model_type is {d.get('model_type')!r}; minis2t2 runs 'speech-encoder-decoder' models"
+                f"{where}: model_type is {show(d.get('model_type'))}; minis2t2 runs 'speech-encoder-decoder' models"
             )
-        if "encoder" not in d or "decoder" not in d:
-            raise ConfigError("config.json must hold both an 'encoder' and a 'decoder' section")
-        _check_known(d, SPEECH_ENCODER_DECODER_FIELDS, "config.json")
-        encoder = EncoderConfig.from_dict(d["encoder"])
-        decoder = DecoderConfig.from_dict(d["decoder"])
+        if not isinstance(d.get("encoder"), dict) or not isinstance(d.get("decoder"), dict):
+            raise ConfigError(f"{where} must hold both an 'encoder' and a 'decoder' section, each an object")
+        _check_known(d, SPEECH_ENCODER_DECODER_FIELDS, where)
+        for name in ("pad_token_id", "decoder_start_token_id"):
+            if not (d.get(name) is None or (_is_int(d[name]) and 0 <= d[name] < MAX_VOCAB)):
+                raise ConfigError(f"{where}: {name} must be a token id (an integer >= 0) or null, got {show(d[name])}")
+        encoder = EncoderConfig.from_dict(d["encoder"], f"{where} encoder")
+        decoder = DecoderConfig.from_dict(d["decoder"], f"{where} decoder")
         if decoder.cross_attention_hidden_size not in (None, decoder.d_model):
-            raise ConfigError("cross_attention_hidden_size different from d_model is not supported by Speech2Text2")
+            raise ConfigError(f"{where}: cross_attention_hidden_size different from d_model is not supported by Speech2Text2")
         return cls(
             encoder=encoder,
             decoder=decoder,
@@ -200,7 +272,7 @@ class ModelConfig:
 
     @classmethod
     def from_file(cls, path: str | Path) -> "ModelConfig":
-        return cls.from_dict(read_json(path))
+        return cls.from_dict(read_json(path), str(path))
 
     @property
     def has_enc_to_dec_proj(self) -> bool:
@@ -210,12 +282,15 @@ class ModelConfig:
 
 
 def read_json(path: str | Path) -> dict:
-    """Read a JSON file, turning the usual failures into one clear error."""
+    """Read a JSON file whose top level is an object, turning every failure into one clear error."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist")
     try:
         with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{path} is not valid JSON: {e}") from e
+            d = json.load(f)
+    except (ValueError, RecursionError) as e:  # bad JSON, bad UTF-8, nesting or integers beyond Python's limits
+        raise ConfigError(f"{path} is not valid JSON: {str(e)[:200]}") from e
+    if not isinstance(d, dict):
+        raise ConfigError(f"{path}: expected a JSON object at the top level, got {type(d).__name__}")
+    return d

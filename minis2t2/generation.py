@@ -18,7 +18,7 @@ from typing import Callable
 import numpy as np
 
 from .backend import to_numpy
-from .config import ConfigError, read_json
+from .config import MAX_POSITIONS, MAX_VOCAB, ConfigError, check_fields, read_json, show
 from .decoder import reorder_cache
 from .layers import log_softmax
 
@@ -56,6 +56,15 @@ IGNORED_FIELDS = frozenset("""
 """.split())
 
 
+GENERATION_BOUNDS = {
+    "max_length": (1, MAX_POSITIONS), "max_new_tokens": (1, MAX_POSITIONS), "min_length": (0, MAX_POSITIONS),
+    "min_new_tokens": (0, MAX_POSITIONS), "num_beams": (1, 1024), "num_return_sequences": (1, 1024),
+    "no_repeat_ngram_size": (0, MAX_POSITIONS), "bos_token_id": (0, MAX_VOCAB), "eos_token_id": (0, MAX_VOCAB),
+    "pad_token_id": (0, MAX_VOCAB), "decoder_start_token_id": (0, MAX_VOCAB), "forced_bos_token_id": (0, MAX_VOCAB),
+    "forced_eos_token_id": (0, MAX_VOCAB),
+}
+
+
 @dataclass(frozen=True)
 class GenerationConfig:
     """HF GenerationConfig: the fields minis2t2 implements, with HF's defaults."""
@@ -86,9 +95,11 @@ class GenerationConfig:
         for key, default in UNSUPPORTED_DEFAULTS.items():
             if key in d and d[key] != default:
                 raise ConfigError(f"{where}: {key}={d[key]!r} is not supported by minis2t2 (only {default!r})")
-        cfg = cls(**{k: v for k, v in d.items() if k in names})
+        cfg = cls(**check_fields(cls, d, where, GENERATION_BOUNDS))
         if cfg.early_stopping not in (True, False, "never"):
-            raise ConfigError(f"{where}: early_stopping must be True, False or 'never'")
+            raise ConfigError(f"{where}: early_stopping must be true, false or \"never\", got {show(cfg.early_stopping)}")
+        if not cfg.repetition_penalty > 0:
+            raise ConfigError(f"{where}: repetition_penalty must be > 0, got {show(cfg.repetition_penalty)}")
         return cfg
 
     @classmethod

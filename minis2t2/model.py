@@ -254,8 +254,9 @@ class Model:
             return greedy_search(step, cache, B, settings)
         return beam_search(step, cache, B, settings)
 
-    def translate(self, audio, sampling_rate: int = 16000, **generation_kwargs) -> str:
-        """An audio file path or one mono waveform -> the decoded text of the best hypothesis."""
+    def translate(self, audio, sampling_rate: int | None = None, **generation_kwargs) -> str:
+        """An audio file path, or one mono waveform with its ``sampling_rate`` -> the decoded text of
+        the best hypothesis."""
         target = self.processor.sampling_rate
         inputs = self.processor(waveform(audio, sampling_rate, target), sampling_rate=target)
         ids = self.generate(inputs["input_values"], inputs.get("attention_mask"), **generation_kwargs)

@@ -8,10 +8,11 @@ Decoding joins tokens with spaces and deletes every "@@ ", so "ein@@ und@@ zwanz
 from __future__ import annotations
 
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .config import read_json
+from .config import ConfigError, read_json, show
 
 BPE_TOKEN_MERGES = "</w>"  # end-of-word marker used while merging
 BPE_TOKEN_VOCAB = "@@ "  # continuation marker in the vocabulary
@@ -48,7 +49,7 @@ class Tokenizer:
         self.decoder = {i: t for t, i in self.encoder.items()}
         missing = [t for t in self.special_tokens if t not in self.encoder]
         if missing:
-            raise ValueError(f"vocab.json lacks the special token(s) {missing}")
+            raise ConfigError(f"vocab.json lacks the special token(s) {missing}")
         self.all_special_ids = {self.encoder[t] for t in self.special_tokens}
         self._special_split = re.compile("(" + "|".join(re.escape(t) for t in self.special_tokens) + ")")
 
@@ -60,17 +61,33 @@ class Tokenizer:
     def from_folder(cls, folder: str | Path) -> "Tokenizer":
         folder = Path(folder)
         encoder = read_json(folder / "vocab.json")
+        bad = next((t for t, i in encoder.items() if not (isinstance(i, int) and not isinstance(i, bool) and i >= 0)), None)
+        if bad is not None:
+            raise ConfigError(f"{folder / 'vocab.json'}: ids must be integers >= 0; {bad!r} has {show(encoder[bad])}")
+        if len(set(encoder.values())) != len(encoder):
+            twice = sorted(i for i, n in Counter(encoder.values()).items() if n > 1)[:5]
+            raise ConfigError(f"{folder / 'vocab.json'}: each id must belong to one token; {twice} are used twice")
         settings = {}
         if (folder / "tokenizer_config.json").is_file():
-            cfg = read_json(folder / "tokenizer_config.json")
-            keys = ("bos_token", "pad_token", "eos_token", "unk_token", "do_lower_case", "clean_up_tokenization_spaces")
-            for key in keys:
+            path = folder / "tokenizer_config.json"
+            cfg = read_json(path)
+            for key in ("bos_token", "pad_token", "eos_token", "unk_token"):
                 if key in cfg:
-                    value = cfg[key]
-                    settings[key] = value["content"] if isinstance(value, dict) else value
+                    value = cfg[key].get("content") if isinstance(cfg[key], dict) else cfg[key]  # AddedToken form
+                    if not (isinstance(value, str) and value):
+                        raise ConfigError(f"{path}: {key} must be a token (a non-empty string), got {show(cfg[key])}")
+                    settings[key] = value
+            for key in ("do_lower_case", "clean_up_tokenization_spaces"):
+                if key in cfg:
+                    if not isinstance(cfg[key], bool):
+                        raise ConfigError(f"{path}: {key} must be true or false, got {show(cfg[key])}")
+                    settings[key] = cfg[key]
         bpe_ranks = None
         if (folder / "merges.txt").is_file():
-            text = (folder / "merges.txt").read_text(encoding="utf-8")
+            try:
+                text = (folder / "merges.txt").read_text(encoding="utf-8")
+            except UnicodeDecodeError as e:
+                raise ConfigError(f"{folder / 'merges.txt'}: not UTF-8 text ({e.reason} at byte {e.start})") from e
             # HF quirk: split("\n")[:-1] drops the last line, so a file without a trailing
             # newline loses its last merge. Only the first two fields of a line are used.
             merges = [tuple(line.split()[:2]) for line in text.split("\n")[:-1]]

@@ -38,7 +38,8 @@ import numpy as np
 
 from .audio import waveform
 from .backend import to_numpy
-from .weights import read_safetensors, write_safetensors
+from .errors import InputError
+from .weights import WeightsError, read_safetensors, write_safetensors
 
 FORMAT = "minis2t2-trace/1"
 DTYPE_NAMES = {np.dtype(np.float32): "F32", np.dtype(np.float64): "F64", np.dtype(np.int64): "I64",
@@ -57,21 +58,39 @@ def save_trace(path: str | Path, tensors: dict, metadata: dict) -> None:
     write_safetensors(path, {n: (a, DTYPE_NAMES[a.dtype]) for n, a in arrays.items()}, metadata=meta)
 
 
+class TraceError(InputError):
+    """A file that is not a readable minis2t2 trace."""
+
+
 def load_trace(path: str | Path) -> tuple[dict, dict]:
     """A trace file -> ({name: array} in model order, metadata)."""
     path = Path(path)
+    if not path.is_file():
+        raise TraceError(f"{path}: {'is a directory' if path.is_dir() else 'no such file'}, not a trace")
+    size = path.stat().st_size
     with open(path, "rb") as f:
         n = int.from_bytes(f.read(8), "little")
-        metadata = json.loads(f.read(n)).get("__metadata__", {}) or {}
-    tensors = {name: np.asarray(array) for name, (array, _) in read_safetensors(path).items()}
-    order = json.loads(metadata.get("order", "[]"))
+        header = f.read(n) if 2 <= n <= size - 8 else b""
+    try:
+        metadata = json.loads(header).get("__metadata__") or {}
+    except (ValueError, RecursionError, AttributeError):
+        metadata = None
+    if not isinstance(metadata, dict) or metadata.get("format") != FORMAT:
+        found = "a safetensors file without it" if isinstance(metadata, dict) else "not a safetensors file"
+        raise TraceError(f"{path}: not a minis2t2 trace (expected safetensors with metadata format={FORMAT}; "
+                         f"found {found})")
+    try:
+        tensors = {name: np.asarray(array) for name, (array, _) in read_safetensors(path).items()}
+        order = json.loads(metadata.get("order", "[]"))
+    except (WeightsError, ValueError) as e:
+        raise TraceError(f"{path}: damaged trace ({e})") from e
     ordered = {name: tensors[name] for name in order if name in tensors}
     ordered.update({name: tensors[name] for name in tensors if name not in ordered})
     return ordered, metadata
 
 
 def trace(audio, model=None, out: str | Path | None = None, num_beams: int | None = None,
-          max_new_tokens: int | None = None, dtype: str = "float32", sampling_rate: int = 16000) -> tuple[dict, dict]:
+          max_new_tokens: int | None = None, dtype: str = "float32", sampling_rate: int | None = None) -> tuple[dict, dict]:
     """Translate one utterance recording every named tensor; optionally write the trace file.
 
     ``audio``: a file path or a mono waveform at ``sampling_rate``. ``model``: a loaded Model or a

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import InputError
+
 
 SAFETENSORS_DTYPES = {
     "F64": np.float64,
@@ -30,7 +32,7 @@ SAFETENSORS_DTYPES = {
 }
 
 
-class WeightsError(ValueError):
+class WeightsError(InputError):
     """A weight file that is damaged or does not fit the model's config."""
 
 

@@ -38,12 +38,12 @@ def test_wrong_sampling_rate(model):
 ])
 def test_bad_waveforms(model, audio, match):
     with pytest.raises(AudioError, match=match):
-        model.translate(audio)
+        model.translate(audio, sampling_rate=16000)
 
 
 def test_too_short_audio(model):
     with pytest.raises(ValueError, match="too short"):
-        model.translate(np.ones(30, np.float32))  # this tiny model needs 40 samples for one frame
+        model.translate(np.ones(30, np.float32), sampling_rate=16000)  # this tiny model needs 40 samples for one frame
 
 
 def test_unreadable_file(model, tmp_path):
@@ -146,3 +146,16 @@ def test_unsupported_generation_setting(model):
 def test_decoder_ids_out_of_range(model):
     with pytest.raises(ValueError, match=r"\[0, "):
         model(np.zeros((1, 1600), np.float32), decoder_input_ids=[[2, 10_000]])
+
+
+def test_arrays_need_their_sampling_rate(model):
+    wave = np.zeros(16000, np.float32)
+    with pytest.raises(AudioError, match="an array carries no sampling rate: pass sampling_rate="):
+        model.translate(wave)
+    with pytest.raises(AudioError, match="pass sampling_rate= with the audio"):
+        model.processor(wave)
+    with pytest.raises(AudioError, match="sampling_rate must be an integer number of Hz"):
+        model.translate(wave, sampling_rate=16000.0)
+    with pytest.raises(AudioError, match="sampling_rate must be an integer number of Hz"):
+        model.translate(wave, sampling_rate=2**31)
+    assert model.translate(wave, sampling_rate=np.int64(16000)) == model.translate(wave, sampling_rate=16000)

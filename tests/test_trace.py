@@ -17,7 +17,7 @@ from minis2t2.cli import main
 from minis2t2.trace import load_trace
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
-from trace_transformers import trace_transformers  # noqa: E402
+from trace_transformers import trace_transformers
 
 MODEL = GOLDEN / "large_layer_stable_proj" / "model"
 
@@ -99,7 +99,11 @@ def test_shape_missing_and_cli_exit_codes(tmp_path, audio_file, capsys):
     assert main(["compare", str(tmp_path / "a.safetensors"), str(tmp_path / "a.safetensors")]) == 0
     capsys.readouterr()
     assert main(["compare", str(tmp_path / "a.safetensors"), str(tmp_path / "b.safetensors"), "--json"]) == 1
-    report = json.loads(capsys.readouterr().out)
+    def refuse(constant):
+        raise AssertionError(f"--json wrote {constant}, which strict JSON parsers reject")
+
+    report = json.loads(capsys.readouterr().out, parse_constant=refuse)
+    assert all(r["max_abs"] is None for r in report["rows"] if r["status"] in ("MISSING", "SHAPE"))
     statuses = {r["name"]: r["status"] for r in report["rows"]}
     assert report["first_divergence"] == "encoder.encoder.pos_conv_embed"
     assert statuses["encoder.encoder.pos_conv_embed"] == "MISSING"
@@ -107,3 +111,25 @@ def test_shape_missing_and_cli_exit_codes(tmp_path, audio_file, capsys):
     out = subprocess.run([sys.executable, "-m", "minis2t2", "compare", str(tmp_path / "a.safetensors"),
                           str(tmp_path / "b.safetensors")], capture_output=True, text=True)
     assert out.returncode == 1 and "[MISSING] encoder.encoder.pos_conv_embed" in out.stdout
+
+
+@pytest.mark.parametrize("content,message", [
+    (None, ("not a minis2t2 trace (expected safetensors with metadata format=minis2t2-trace/1; found not a "
+            "safetensors file)")),
+    (b"", "found not a safetensors file"),
+    (len(b'{"__metadata__":{}}').to_bytes(8, "little") + b'{"__metadata__":{}}', "found a safetensors file without it"),
+])
+def test_compare_refuses_what_is_not_a_trace(tmp_path, audio_file, capsys, content, message):
+    good = tmp_path / "good.safetensors"
+    minis2t2.trace(audio_file, model=MODEL, max_new_tokens=2, out=good)
+    bad = Path(__file__).resolve().parents[1] / "README.md" if content is None else tmp_path / "bad.safetensors"
+    if content is not None:
+        bad.write_bytes(content)
+    with pytest.raises(minis2t2.TraceError, match=str(bad)):
+        minis2t2.compare(bad, good)
+    capsys.readouterr()
+    assert main(["compare", str(good), str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and str(bad) in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    with pytest.raises(minis2t2.TraceError, match="not a trace"):
+        minis2t2.load_trace(tmp_path)

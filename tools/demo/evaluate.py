@@ -163,7 +163,7 @@ def showcase(model, samples: Path) -> dict:
     """"seventy three" -> dreiundsiebzig at 16 kHz, in the first of SHOWCASE_VOICES the model gets right."""
     for voice, clip in zip(SHOWCASE_VOICES, synthesize([("seventy three", v) for v in SHOWCASE_VOICES])):
         wave = clip.astype(np.float32) / 32768
-        if model.translate(wave) == "dreiundsiebzig":
+        if model.translate(wave, sampling_rate=SR) == "dreiundsiebzig":
             file = samples / f"073_{voice['source']}-{voice['name']}_16000.wav"
             soundfile.write(file, wave, SR, subtype="PCM_16")
             return {file.name: {"english": "seventy three", "german": "dreiundsiebzig", "source": voice["source"],

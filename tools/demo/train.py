@@ -211,6 +211,9 @@ def main() -> None:
     labels_of[None] = [tokenizer.eos_token_id]  # no number: the empty string
     word_id = {w: i + 1 for i, w in enumerate(WORDS)}  # 0 is the CTC blank
     ctc_head = torch.nn.Linear(model.config.encoder.hidden_size, len(word_id) + 1)
+    head_file = args.work / "ctc_head.pt"  # training-only, kept beside the audio cache for the next --init
+    if args.init and head_file.is_file():
+        ctc_head.load_state_dict(torch.load(head_file))
 
     optimizer = torch.optim.AdamW([*model.parameters(), *ctc_head.parameters()], lr=args.lr, weight_decay=0.01)
     warmup = args.warmup
@@ -251,6 +254,7 @@ def main() -> None:
             print(json.dumps({"step": step, "dev_exact_match": acc}), flush=True)
             history.append({"step": step, "dev_exact_match": acc})
             model.save_pretrained(str(args.out), safe_serialization=True)  # a usable model at every checkpoint
+            torch.save(ctc_head.state_dict(), head_file)
             model.train()
 
     model.eval()
