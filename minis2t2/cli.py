@@ -7,16 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-# The model shipped in the repository's weights/ folder (found from an editable install, as
-# the README installs it, or from the current directory).
-DEFAULT_MODEL_NAME = "numbers-en-de"
-
-
-def default_model() -> Path:
-    for root in (Path(__file__).resolve().parents[1], Path.cwd()):
-        if (root / "weights" / DEFAULT_MODEL_NAME / "config.json").is_file():
-            return root / "weights" / DEFAULT_MODEL_NAME
-    raise FileNotFoundError(f"no --model given and weights/{DEFAULT_MODEL_NAME} was not found; pass --model DIR")
+from .model import DEFAULT_MODEL_NAME, default_model
 
 
 def _translate(args) -> int:
@@ -113,7 +104,7 @@ def _compare(args) -> int:
 
 def add_model_arguments(parser: argparse.ArgumentParser, max_new_tokens: bool) -> None:
     """The options of every command that runs a model: which model, search width, length, dtype."""
-    parser.add_argument("--model", help=f"model folder (HF layout) or hub id (default: weights/{DEFAULT_MODEL_NAME})")
+    parser.add_argument("--model", help=f"model folder (HF layout), shipped model name or hub id (default: {DEFAULT_MODEL_NAME})")
     parser.add_argument("--num-beams", type=int, help="beam width (default: the model's generation_config.json)")
     if max_new_tokens:
         parser.add_argument("--max-new-tokens", type=int, help="generate at most this many tokens")

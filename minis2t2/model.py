@@ -20,9 +20,10 @@ from .backend import device_module, to_numpy
 from .config import ModelConfig
 from .generation import GenerationConfig, SearchSettings, beam_search, greedy_search
 from .layers import linear, log_softmax, padding_bias, record_to
+from .processor import Processor
 from .tokenizer import Tokenizer
 from .checkpoint import from_hub, load_state_dict
-from .weights import Tree, check_shapes, normalise_weight_norm_names, to_float, unflatten
+from .weights import Tree, WeightsError, check_shapes, normalise_weight_norm_names, to_float, unflatten
 
 REQUIRED_FILES = ("config.json", "preprocessor_config.json", "vocab.json")
 DTYPES = {"float32": np.float32, "float64": np.float64}
@@ -72,7 +73,7 @@ class Model:
     the checkpoint's own names (``params.encoder.encoder.layers[0].attention.q_proj.weight``).
     """
 
-    def __init__(self, config: ModelConfig, params: Tree, processor: FeatureExtractor, tokenizer: Tokenizer,
+    def __init__(self, config: ModelConfig, params: Tree, processor: Processor, tokenizer: Tokenizer,
                  generation_config: GenerationConfig, positions_table, dtype, xp=np):
         self.config = config
         self.params = params
@@ -111,8 +112,8 @@ class Model:
             # HF ties lm_head to embed_tokens; a file may still carry the (identical) copy.
             stored = flat.get("decoder.lm_head.weight")
             if stored is not None and not bool(xp.array_equal(stored, flat[embed])):
-                raise ValueError("config ties lm_head to embed_tokens but the checkpoint stores a different "
-                                 "lm_head.weight")
+                raise WeightsError(f"{folder}: config.json ties lm_head to embed_tokens but the checkpoint stores "
+                                   "a different lm_head.weight")
             flat["decoder.lm_head.weight"] = flat[embed]
         table_key = "decoder.model.decoder.embed_positions.weights"
         table = flat.pop(table_key, None)
@@ -120,11 +121,12 @@ class Model:
             d = config.decoder
             table = dec.sinusoidal_table(d.max_target_positions + dec.POSITION_OFFSET, d.d_model, d.pad_token_id)
             table = xp.asarray(table.astype(np_dtype))
+        tokenizer = Tokenizer.from_folder(folder)
         return cls(
             config=config,
             params=unflatten(flat),
-            processor=FeatureExtractor.from_file(folder / "preprocessor_config.json"),
-            tokenizer=Tokenizer.from_folder(folder),
+            processor=Processor(FeatureExtractor.from_file(folder / "preprocessor_config.json"), tokenizer),
+            tokenizer=tokenizer,
             generation_config=GenerationConfig.from_model_folder(folder, config.raw),
             positions_table=table,
             dtype=np_dtype,
@@ -270,11 +272,40 @@ def load(path: str | Path, dtype: str = "float32", device: str = "cpu", revision
     weights as model.safetensors or pytorch_model.bin, single or sharded. ``dtype`` is the compute
     dtype, "float32" (as HF) or "float64" (a more exact reference).
     """
-    if isinstance(path, str) and not Path(path).exists() and not looks_like_a_path(path):
+    if isinstance(path, str) and not Path(path).exists() and shipped_model(path) is not None:
+        path = shipped_model(path)
+    elif isinstance(path, str) and not Path(path).exists() and not looks_like_a_path(path):
         path = from_hub(path, revision=revision)
     if not Path(path).exists():
         raise FileNotFoundError(f"{path}: no such model folder")
     return Model.from_folder(path, dtype=dtype, device=device)
+
+
+DEFAULT_MODEL_NAME = "numbers-en-de"  # the demo model every command uses when no model is given
+
+
+def shipped_model(name: str) -> Path | None:
+    """The folder of a model shipped with minis2t2, by name ("numbers-en-de"), or None.
+
+    A wheel (or a non-editable install) carries the repository's weights/ folder as package data
+    in minis2t2/weights/; an editable install or a checkout finds weights/ beside the package.
+    """
+    if not name or "/" in name or "\\" in name or name.startswith("."):
+        return None
+    package = Path(__file__).resolve().parent
+    for root in (package / "weights", package.parent / "weights"):
+        if (root / name / "config.json").is_file():
+            return root / name
+    return None
+
+
+def default_model() -> Path:
+    """The shipped demo model's folder."""
+    folder = shipped_model(DEFAULT_MODEL_NAME)
+    if folder is None:
+        raise FileNotFoundError(f"no model given and the shipped {DEFAULT_MODEL_NAME} was not found "
+                                "(weights/ is missing from this install); pass --model DIR")
+    return folder
 
 
 def looks_like_a_path(name: str) -> bool:

@@ -97,8 +97,7 @@ def trace(audio, model=None, out: str | Path | None = None, num_beams: int | Non
     folder (default: the shipped model). Returns (tensors, metadata) as ``load_trace`` would.
     """
     from . import __version__
-    from .cli import default_model
-    from .model import Model, load
+    from .model import Model, default_model, load
 
     if not isinstance(model, Model):
         model = load(model or default_model(), dtype=dtype)
