@@ -104,7 +104,8 @@ def _compare(args) -> int:
 
 def add_model_arguments(parser: argparse.ArgumentParser, max_new_tokens: bool) -> None:
     """The options of every command that runs a model: which model, search width, length, dtype."""
-    parser.add_argument("--model", help=f"model folder (HF layout), shipped model name or hub id (default: {DEFAULT_MODEL_NAME})")
+    parser.add_argument("--model", help="model folder (HF layout), shipped model name or hub id "
+                                        f"(default: {DEFAULT_MODEL_NAME})")
     parser.add_argument("--num-beams", type=int, help="beam width (default: the model's generation_config.json)")
     if max_new_tokens:
         parser.add_argument("--max-new-tokens", type=int, help="generate at most this many tokens")
