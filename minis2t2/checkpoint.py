@@ -34,10 +34,20 @@ def load_state_dict(folder: str | Path) -> dict[str, tuple]:
     raise FileNotFoundError(f"{folder} holds no weights (looked for {names})")
 
 
-def _read_shards(folder: Path, index: Path, reader) -> dict[str, tuple]:
+def read_weight_map(index: Path) -> dict[str, str]:
+    """A shard index's {tensor name: shard file}. Shards are plain file names: files are only ever
+    opened inside the model folder, never at an absolute or ../ path."""
     weight_map = read_json(index).get("weight_map")
     if not isinstance(weight_map, dict):
         raise WeightsError(f"{index}: no 'weight_map' object")
+    for shard in weight_map.values():
+        if not isinstance(shard, str) or Path(shard).name != shard or shard in ("", ".", "..") or "\\" in shard:
+            raise WeightsError(f"{index}: shard {str(shard)[:100]!r} is not a plain file name in the model folder")
+    return weight_map
+
+
+def _read_shards(folder: Path, index: Path, reader) -> dict[str, tuple]:
+    weight_map = read_weight_map(index)
     tensors = {}
     for shard in sorted(set(weight_map.values())):
         if not (folder / shard).is_file():
@@ -109,7 +119,7 @@ def from_hub(repo_id: str, revision: str | None = None) -> Path:
             break
         index_path = fetch(index)
         if index_path is not None:
-            for shard in sorted(set(read_json(index_path)["weight_map"].values())):
+            for shard in sorted(set(read_weight_map(index_path).values())):
                 fetch(shard)
             break
     else:

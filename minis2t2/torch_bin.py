@@ -17,6 +17,7 @@ from the zip file, so a 1.3 GB checkpoint is not read into memory twice.
 from __future__ import annotations
 
 import collections
+import functools
 import pickle
 import struct
 import zipfile
@@ -77,23 +78,40 @@ def _rebuild_parameter(data, requires_grad=False, backward_hooks=None):
     return data
 
 
+# The only names a state dict's pickle may use, each as a factory: find_class hands out a fresh
+# object for every reference, because a pickle's BUILD opcode can set attributes on whatever
+# find_class returned; a shared object would let one file change how the next one loads.
+# (OrderedDict is an immutable built-in type: BUILD on it fails.)
 ALLOWED_GLOBALS = {
-    ("collections", "OrderedDict"): collections.OrderedDict,
-    ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor_v2,
-    ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
-    **{("torch", name): StorageType(name) for name in STORAGE_DTYPES},
+    ("collections", "OrderedDict"): lambda: collections.OrderedDict,
+    ("torch._utils", "_rebuild_tensor_v2"): lambda: functools.partial(_rebuild_tensor_v2),
+    ("torch._utils", "_rebuild_parameter"): lambda: functools.partial(_rebuild_parameter),
+    **{("torch", name): functools.partial(StorageType, name) for name in STORAGE_DTYPES},
 }
 
 
 def _member_offset(path: Path, info: zipfile.ZipInfo) -> int:
-    """Byte offset of a stored zip member's data: after its 30-byte local header, name and extra field."""
+    """Byte offset of a stored zip member's data: after its 30-byte local header, name and extra
+    field. The local header must carry the member's own name (the central directory could point
+    at another member's bytes)."""
     with open(path, "rb") as f:
         f.seek(info.header_offset)
         header = f.read(30)
-    if len(header) < 30 or header[:4] != b"PK\x03\x04":
-        raise WeightsError(f"{path}: corrupt zip entry {info.filename}")
-    name_len, extra_len = struct.unpack("<HH", header[26:30])
+        name_len, extra_len = struct.unpack("<HH", header[26:30]) if len(header) == 30 else (0, 0)
+        name = f.read(name_len)
+    if len(header) < 30 or header[:4] != b"PK\x03\x04" or name != info.orig_filename.encode("utf-8", "replace"):
+        raise WeightsError(f"{path}: corrupt zip entry {info.filename[:100]!r} (its local header does not match)")
     return info.header_offset + 30 + name_len + extra_len
+
+
+def _check_member(path: Path, info: zipfile.ZipInfo) -> None:
+    """torch.save stores members uncompressed and unencrypted; anything else is refused (it also
+    keeps a small zip from inflating to gigabytes)."""
+    if info.flag_bits & 0x1:
+        raise WeightsError(f"{path}: zip member {info.filename[:100]!r} is encrypted; torch.save never encrypts")
+    if info.compress_type != zipfile.ZIP_STORED:
+        raise WeightsError(f"{path}: zip member {info.filename[:100]!r} is compressed (method {info.compress_type}); "
+                           "torch.save stores members uncompressed")
 
 
 class _Unpickler(pickle.Unpickler):
@@ -104,32 +122,41 @@ class _Unpickler(pickle.Unpickler):
 
     def find_class(self, module: str, name: str):
         if (module, name) not in ALLOWED_GLOBALS:
-            raise WeightsError(f"{self.path}: refusing to load: the pickle references {module}.{name}, which a "
-                               "state dict of tensors never needs (possibly malicious)")
-        return ALLOWED_GLOBALS[(module, name)]
+            raise WeightsError(f"{self.path}: refusing to load: the pickle references {module[:100]}.{name[:100]}, "
+                               "which a state dict of tensors never needs (possibly malicious)")
+        return ALLOWED_GLOBALS[(module, name)]()
 
     def persistent_load(self, pid):
-        if not (isinstance(pid, tuple) and len(pid) == 5 and pid[0] == "storage" and isinstance(pid[1], StorageType)):
-            raise WeightsError(f"{self.path}: unsupported persistent id {pid!r}")
+        # The id is checked field by field and never printed: it is the pickle's own data, and
+        # formatting a deeply nested or self-referencing structure could take forever.
+        ok = isinstance(pid, tuple) and len(pid) == 5 and isinstance(pid[0], str) and pid[0] == "storage"
+        ok = ok and isinstance(pid[1], StorageType) and isinstance(pid[2], str) and type(pid[4]) is int
+        if not ok or not (0 <= pid[4] < 1 << 48) or not pid[2].isalnum():
+            raise WeightsError(f"{self.path}: malformed storage reference in data.pkl (expected ('storage', "
+                               "<dtype>Storage, key, location, numel))")
         _, storage_type, key, _location, numel = pid
-        if key not in self.storages:
-            dtype_name, dtype = STORAGE_DTYPES[storage_type.name]
-            dtype = np.dtype(dtype).newbyteorder("<" if self.byteorder == "little" else ">")
-            try:
-                info = self.archive.getinfo(f"{self.prefix}/data/{key}")
-            except KeyError:
-                raise WeightsError(f"{self.path}: storage {key} is missing from the archive") from None
-            if info.file_size < numel * dtype.itemsize:
-                raise WeightsError(f"{self.path}: storage {key} holds {info.file_size} bytes, needs "
-                                   f"{numel * dtype.itemsize} (truncated or corrupt file)")
-            if info.compress_type == zipfile.ZIP_STORED and numel:
-                offset = _member_offset(self.path, info)
-                data = np.memmap(self.path, dtype=dtype, mode="r", offset=offset, shape=(numel,))
-            else:
-                data = np.frombuffer(self.archive.read(info), dtype=dtype, count=numel)
-            if self.byteorder != "little":
-                data = data.astype(data.dtype.newbyteorder("<"))
-            self.storages[key] = (data, dtype_name)
+        dtype_name, dtype = STORAGE_DTYPES[storage_type.name]
+        if key in self.storages:
+            if self.storages[key][1] != dtype_name:
+                raise WeightsError(f"{self.path}: storage {key} is declared as both {self.storages[key][1]} and "
+                                   f"{dtype_name}")
+            return self.storages[key]
+        dtype = np.dtype(dtype).newbyteorder("<" if self.byteorder == "little" else ">")
+        try:
+            info = self.archive.getinfo(f"{self.prefix}/data/{key}")
+        except KeyError:
+            raise WeightsError(f"{self.path}: storage {key} is missing from the archive") from None
+        _check_member(self.path, info)
+        if info.file_size < numel * dtype.itemsize:
+            raise WeightsError(f"{self.path}: storage {key} holds {info.file_size} bytes, needs "
+                               f"{numel * dtype.itemsize} (truncated or corrupt file)")
+        offset = _member_offset(self.path, info)
+        if offset + numel * dtype.itemsize > self.path.stat().st_size:
+            raise WeightsError(f"{self.path}: storage {key} runs past the end of the file (truncated or corrupt file)")
+        data = np.memmap(self.path, dtype=dtype, mode="r", offset=offset, shape=(numel,)) if numel else np.zeros(0, dtype)
+        if self.byteorder == "big":
+            data = data.astype(data.dtype.newbyteorder("<"))  # as torch.load does for big-endian files
+        self.storages[key] = (data, dtype_name)
         return self.storages[key]
 
 
@@ -147,11 +174,17 @@ def read_torch_bin(path: str | Path) -> dict[str, tuple[np.ndarray, str]]:
         prefix = pkl[: -len("/data.pkl")]
         byteorder = "little"
         if f"{prefix}/byteorder" in archive.namelist():
-            byteorder = archive.read(f"{prefix}/byteorder").decode().strip()
+            _check_member(path, archive.getinfo(f"{prefix}/byteorder"))
+            byteorder = archive.read(f"{prefix}/byteorder")[:16].decode("ascii", "replace")
+            if byteorder not in ("little", "big"):
+                raise WeightsError(f"{path}: byteorder record is {byteorder!r}; expected 'little' or 'big'")
+        _check_member(path, archive.getinfo(pkl))
         with archive.open(pkl) as f:
             state = _Unpickler(f, archive, path, prefix, byteorder).load()
-    except (zipfile.BadZipFile, EOFError, pickle.UnpicklingError, struct.error) as e:
-        raise WeightsError(f"{path}: corrupt checkpoint ({e})") from e
-    if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
+    except WeightsError:
+        raise
+    except Exception as e:  # a hostile file can raise anything; every failure is the file's fault
+        raise WeightsError(f"{path}: corrupt checkpoint ({type(e).__name__}: {str(e)[:200]})") from e
+    if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, Tensor) for k, v in state.items()):
         raise WeightsError(f"{path}: the pickle is not a flat state dict of tensors")
     return {name: (t.array, t.dtype_name) for name, t in state.items()}

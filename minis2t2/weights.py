@@ -17,7 +17,6 @@ import numpy as np
 
 from .errors import InputError
 
-
 SAFETENSORS_DTYPES = {
     "F64": np.float64,
     "F32": np.float32,
@@ -36,8 +35,30 @@ class WeightsError(InputError):
     """A weight file that is damaged or does not fit the model's config."""
 
 
+MAX_HEADER_BYTES = 100_000_000  # the safetensors library's own limit on the JSON header
+
+
+def _no_duplicate_keys(pairs: list) -> dict:
+    """json object_pairs_hook: a name given twice would let one entry point at another's bytes."""
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        twice = sorted({k for k, _ in pairs if sum(1 for k2, _ in pairs if k2 == k) > 1})[:3]
+        raise WeightsError(f"the header names {twice} more than once")
+    return out
+
+
+def _is_count(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+
+
 def read_safetensors(path: str | Path) -> dict[str, tuple[np.ndarray, str]]:
-    """Map a .safetensors file: {name: (array view into the file, safetensors dtype)}."""
+    """Map a .safetensors file: {name: (array view into the file, safetensors dtype)}.
+
+    Checked as the safetensors library checks (and a little more): a header of at most 100 MB
+    that is a JSON object without repeated names; each entry a known dtype, a shape of counts and
+    two offsets; the tensors' byte ranges, sorted, tile the data exactly (no gap, no overlap, no
+    trailing bytes), so no tensor can read another's bytes.
+    """
     path = Path(path)
     size = path.stat().st_size
     if size < 8:
@@ -46,32 +67,53 @@ def read_safetensors(path: str | Path) -> dict[str, tuple[np.ndarray, str]]:
         n = int.from_bytes(f.read(8), "little")
         if n > size - 8:
             raise WeightsError(f"{path}: header claims {n} bytes but the file holds {size - 8} after the length")
-        try:
-            header = json.loads(f.read(n))
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise WeightsError(f"{path}: corrupt safetensors header ({e})") from e
+        if n > MAX_HEADER_BYTES:
+            raise WeightsError(f"{path}: header of {n} bytes exceeds the safetensors limit of {MAX_HEADER_BYTES}")
+        raw = f.read(n)
+    try:
+        header = json.loads(raw, object_pairs_hook=_no_duplicate_keys)
+    except WeightsError as e:
+        raise WeightsError(f"{path}: corrupt safetensors header ({e})") from e
+    except (ValueError, RecursionError) as e:  # bad JSON or UTF-8, deep nesting, huge integers
+        raise WeightsError(f"{path}: corrupt safetensors header ({str(e)[:200]})") from e
     if not isinstance(header, dict):
         raise WeightsError(f"{path}: corrupt safetensors header (not a JSON object)")
-    header.pop("__metadata__", None)
+    metadata = header.pop("__metadata__", None)
+    if metadata is not None and not (isinstance(metadata, dict) and all(isinstance(v, str) for v in metadata.values())):
+        raise WeightsError(f"{path}: corrupt safetensors header (__metadata__ must map names to strings)")
     data_size = size - 8 - n
+    entries = []
+    for name, info in header.items():
+        ok = isinstance(info, dict) and isinstance(info.get("dtype"), str) and isinstance(info.get("shape"), list)
+        ok = ok and all(map(_is_count, info["shape"])) and isinstance(info.get("data_offsets"), list)
+        ok = ok and len(info["data_offsets"]) == 2 and all(map(_is_count, info["data_offsets"]))
+        if not ok:
+            raise WeightsError(f"{path}: tensor {name!r} has a malformed header entry (expected dtype, a shape of "
+                               "counts and two data_offsets)")
+        if info["dtype"] not in SAFETENSORS_DTYPES:
+            raise WeightsError(f"{path}: tensor {name!r} has unsupported dtype {info['dtype'][:20]!r}")
+        (begin, end), shape = info["data_offsets"], info["shape"]
+        expected = math.prod(shape) * np.dtype(SAFETENSORS_DTYPES[info["dtype"]]).itemsize
+        if end - begin != expected:
+            raise WeightsError(f"{path}: tensor {name!r} {info['dtype']}{shape} needs {expected} bytes but its "
+                               f"offsets [{begin}, {end}) span {end - begin} (corrupt file)")
+        entries.append((begin, end, name))
+    covered = 0
+    for begin, end, name in sorted(entries):
+        if begin != covered:
+            problem = "overlaps the tensor before it" if begin < covered else f"leaves bytes {covered}-{begin} unused"
+            raise WeightsError(f"{path}: tensor {name!r} at [{begin}, {end}) {problem} (corrupt file)")
+        covered = end
+    if covered != data_size:
+        raise WeightsError(f"{path}: the tensors cover {covered} bytes but the file holds {data_size} after the header "
+                           "(truncated or corrupt file)")
     data = np.memmap(path, dtype=np.uint8, mode="r", offset=8 + n, shape=(data_size,)) if data_size else None
     out = {}
-    for name, info in header.items():
-        try:
-            dtype_name, shape, (begin, end) = info["dtype"], list(info["shape"]), info["data_offsets"]
-        except (KeyError, TypeError, ValueError) as e:
-            raise WeightsError(f"{path}: tensor {name!r} has a malformed header entry {info!r}") from e
-        if dtype_name not in SAFETENSORS_DTYPES:
-            raise WeightsError(f"{path}: tensor {name!r} has unsupported dtype {dtype_name!r}")
-        dtype = np.dtype(SAFETENSORS_DTYPES[dtype_name])
-        expected = math.prod(shape) * dtype.itemsize
-        if not (0 <= begin <= end <= data_size) or end - begin != expected:
-            raise WeightsError(
-                f"{path}: tensor {name!r} {dtype_name}{shape} needs {expected} bytes but its offsets "
-                f"[{begin}, {end}) do not fit that within the {data_size} data bytes (truncated or corrupt file)"
-            )
-        view = data[begin:end] if expected else np.zeros(0, np.uint8)
-        out[name] = (view.view(dtype).reshape(shape), dtype_name)
+    for begin, end, name in entries:
+        info = header[name]
+        dtype = np.dtype(SAFETENSORS_DTYPES[info["dtype"]])
+        view = data[begin:end] if end > begin else np.zeros(0, np.uint8)
+        out[name] = (view.view(dtype).reshape(info["shape"]), info["dtype"])
     return out
 
 

@@ -34,7 +34,7 @@ def test_wheel_carries_the_demo_model(tmp_path):
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     expected = json.loads((SAMPLES / "expected.json").read_text())
-    name = sorted(expected)[0]
+    name = min(expected)
     shutil.copy(SAMPLES / name, elsewhere / name)
     assert run(cli, "translate", name, cwd=elsewhere) == f"{name}\t{expected[name]['german']}\n"
     script = ("import minis2t2, sys; m = minis2t2.load('numbers-en-de'); "

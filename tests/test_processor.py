@@ -2,12 +2,11 @@
 in as labels (ids then </s>, padded with -100), ids out as text. The labels give transformers'
 own loss."""
 
-import numpy as np
 import pytest
 import reference as R
 import torch
 from conftest import GOLDEN
-from transformers import SpeechEncoderDecoderModel, Speech2Text2Tokenizer
+from transformers import Speech2Text2Tokenizer, SpeechEncoderDecoderModel
 
 import minis2t2
 
