@@ -306,3 +306,12 @@ def test_random_opcode_pickles_give_our_error(tmp_path, ops):
         read_torch_bin(path)
     except InputError as e:
         assert "p.bin" in str(e)
+
+
+@pytest.mark.parametrize("opcode,size", [(b"\x8e", struct.pack("<Q", 1 << 34)), (b"\x8d", struct.pack("<Q", 1 << 34)),
+                                         (b"\x96", struct.pack("<Q", 1 << 34)), (b"\x8a", struct.pack("<i", 2**31 - 1))])
+def test_declared_sizes_beyond_the_file_are_refused(tmp_path, opcode, size):
+    """BINBYTES8 / BINUNICODE8 / BYTEARRAY8 / LONG4 claiming 16 GiB or 2 GiB in a 1 KB file: the
+    pickle is read from the stored member and ends as truncated, nothing is allocated up front."""
+    with pytest.raises(WeightsError, match="pickle data was truncated"):
+        read_torch_bin(write(tmp_path / "huge.bin", with_pickle(b"\x80\x05" + opcode + size + b"abc")))
