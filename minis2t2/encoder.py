@@ -106,8 +106,9 @@ def positional_conv_embedding(p, x, cfg: EncoderConfig):
     return ACTIVATIONS[cfg.feat_extract_activation](y)  # (B, T, C)
 
 
-def self_attention(p, x, bias, num_heads: int):
-    """Wav2Vec2Attention (BART-style) without cache: (B, T, C) -> (B, T, C), weights (B, H, T, T).
+def self_attention(p, x, bias, num_heads: int, keep_weights: bool = True):
+    """Wav2Vec2Attention (BART-style) without cache: (B, T, C) -> (B, T, C), weights (B, H, T, T)
+    (None without ``keep_weights``: then attention memory grows linearly with T).
 
     q is scaled by D**-0.5 after its bias is added, as HF does.
     """
@@ -115,7 +116,7 @@ def self_attention(p, x, bias, num_heads: int):
     q = split_heads(linear(p.q_proj, x) * D**-0.5, num_heads)  # (B, H, T, D)
     k = split_heads(linear(p.k_proj, x), num_heads)  # (B, H, T, D)
     v = split_heads(linear(p.v_proj, x), num_heads)  # (B, H, T, D)
-    heads, weights = attend(q, k, v, bias)  # (B, H, T, D), (B, H, T, T)
+    heads, weights = attend(q, k, v, bias, keep_weights)  # (B, H, T, D), (B, H, T, T)
     return linear(p.out_proj, merge_heads(heads)), weights  # (B, T, C), (B, H, T, T)
 
 
@@ -124,24 +125,25 @@ def feed_forward(p, x, act):
     return linear(p.output_dense, act(linear(p.intermediate_dense, x)))
 
 
-def encoder_layer(p, x, bias, cfg: EncoderConfig):
+def encoder_layer(p, x, bias, cfg: EncoderConfig, keep_weights: bool = True):
     """Wav2Vec2EncoderLayer, post-LN: x = LN(x + attn(x)); x = LN(x + ffn(x)).
 
     (B, T, C) -> (B, T, C), attention weights (B, H, T, T)
     """
-    attn, weights = self_attention(p.attention, x, bias, cfg.num_attention_heads)  # (B, T, C), (B, H, T, T)
+    attn, weights = self_attention(p.attention, x, bias, cfg.num_attention_heads, keep_weights)  # (B, T, C)
     x = layer_norm(p.layer_norm, x + attn, cfg.layer_norm_eps)  # (B, T, C)
     act = ACTIVATIONS[cfg.hidden_act]
     return layer_norm(p.final_layer_norm, x + feed_forward(p.feed_forward, x, act), cfg.layer_norm_eps), weights
 
 
-def encoder_layer_stable(p, x, bias, cfg: EncoderConfig):
+def encoder_layer_stable(p, x, bias, cfg: EncoderConfig, keep_weights: bool = True):
     """Wav2Vec2EncoderLayerStableLayerNorm, pre-LN: x += attn(LN(x)); x += ffn(LN(x)).
 
     (B, T, C) -> (B, T, C), attention weights (B, H, T, T)
     """
     eps = cfg.layer_norm_eps
-    attn, weights = self_attention(p.attention, layer_norm(p.layer_norm, x, eps), bias, cfg.num_attention_heads)
+    attn, weights = self_attention(p.attention, layer_norm(p.layer_norm, x, eps), bias, cfg.num_attention_heads,
+                                   keep_weights)
     x = x + attn  # (B, T, C)
     act = ACTIVATIONS[cfg.hidden_act]
     return x + feed_forward(p.feed_forward, layer_norm(p.final_layer_norm, x, eps), act), weights
@@ -165,7 +167,7 @@ def transformer_encoder(p, x, mask, cfg: EncoderConfig, record=None):
         record_to(record, "encoder.encoder.layer_norm", x)
     layer_fn = encoder_layer_stable if cfg.do_stable_layer_norm else encoder_layer
     for i, layer in enumerate(p.layers):
-        x, weights = layer_fn(layer, x, bias, cfg)  # (B, T, C), (B, H, T, T)
+        x, weights = layer_fn(layer, x, bias, cfg, keep_weights=record is not None)  # (B, T, C), (B, H, T, T)
         record_to(record, f"encoder.encoder.layers.{i}.attention.attn_weights", weights)  # HF encoder_attentions[i]
         record_to(record, f"encoder.encoder.layers.{i}", x)
     if cfg.do_stable_layer_norm:

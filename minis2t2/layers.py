@@ -132,20 +132,41 @@ def merge_heads(x):
     return x.transpose(0, 2, 1, 3).reshape(B, L, H * D)
 
 
-def attend(q, k, v, bias=None):
+ATTENTION_BLOCK_BYTES = 1 << 24  # 16 MiB of scores per block of queries (softmax's temporaries: ~4x that)
+
+
+def attend(q, k, v, bias=None, keep_weights: bool = True):
     """Scaled dot-product attention on already-scaled queries.
 
     q (B, H, Lq, D), k and v (B, H, Lk, D), bias broadcastable to (B, H, Lq, Lk) holding
     0 where attending is allowed and the dtype's most negative finite value where not
     (as HF, never -inf, so a fully masked row stays finite).
     -> output (B, H, Lq, D) and the attention probabilities (B, H, Lq, Lk), each row summing
-    to 1: what HF returns with ``output_attentions=True``.
+    to 1: what HF returns with ``output_attentions=True``; None when not ``keep_weights``.
+
+    Queries go through in blocks of rows, at most 16 MiB of scores at a time. Softmax is per
+    row, so the result is the same; without ``keep_weights`` no (Lq, Lk) matrix for all heads
+    is ever built, and memory grows linearly with the audio's length (60 s of audio is 3000
+    frames: 9 M scores per head, 576 MB for wav2vec2-large's 16 heads at once).
     """
-    scores = q @ k.transpose(0, 1, 3, 2)  # (B, H, Lq, Lk)
-    if bias is not None:
-        scores = scores + bias
-    weights = softmax(scores, axis=-1)  # (B, H, Lq, Lk)
-    return weights @ v, weights  # (B, H, Lq, D), (B, H, Lq, Lk)
+    xp = array_module(q)
+    B, H, Lq, D = q.shape
+    Lk = k.shape[2]
+    rows = max(1, ATTENTION_BLOCK_BYTES // (B * H * Lk * q.dtype.itemsize))  # queries per block
+    k_t = k.transpose(0, 1, 3, 2)  # (B, H, D, Lk)
+    outputs, weights = [], []
+    for start in range(0, Lq, rows):
+        scores = q[:, :, start : start + rows] @ k_t  # (B, H, rows, Lk)
+        if bias is not None:
+            scores = scores + (bias[:, :, start : start + rows] if bias.shape[2] > 1 else bias)
+        probabilities = softmax(scores, axis=-1)  # (B, H, rows, Lk)
+        outputs.append(probabilities @ v)  # (B, H, rows, D)
+        if keep_weights:
+            weights.append(probabilities)
+    output = outputs[0] if len(outputs) == 1 else xp.concatenate(outputs, axis=2)  # (B, H, Lq, D)
+    if not keep_weights:
+        return output, None
+    return output, weights[0] if len(weights) == 1 else xp.concatenate(weights, axis=2)  # (B, H, Lq, Lk)
 
 
 def padding_bias(mask, dtype):
