@@ -2,31 +2,43 @@
 
 Layer code never names ``numpy`` on the hot path: it asks ``array_module(x)`` for the
 module that owns its input and uses that. Weights are placed on a device once, at load
-time, by ``to_device``; afterwards every array flowing through the model lives there.
-NumPy is the default and the reference; CuPy is picked up when arrays are CuPy arrays.
+time (``device_module`` picks the module, ``xp.asarray`` moves them); afterwards every array
+flowing through the model lives there, and ``to_numpy`` is the only way back to the host.
+NumPy is the default and the reference; CuPy is picked up when arrays are CuPy arrays
+(``tests/strict_xp.py`` stands in for it on machines without a GPU).
 """
 
 from __future__ import annotations
 
+import sys
 import types
 
 import numpy as np
 import scipy.special
 
+from .errors import InputError
+
 
 def array_module(x) -> types.ModuleType:
-    """The array library that owns ``x`` (numpy, or cupy for cupy arrays)."""
-    if type(x).__module__.startswith("cupy"):
+    """The array library that owns ``x``: numpy for NumPy arrays and Python numbers, else the
+    module that defines x's type (cupy for cupy.ndarray)."""
+    package = type(x).__module__.split(".")[0]
+    if package in ("numpy", "builtins"):
+        return np
+    if package.startswith("cupy"):
         import cupy
 
         return cupy
-    return np
+    return sys.modules[package]
 
 
 def erf(x):
     """Elementwise error function on the array's own device."""
-    if array_module(x) is np:
+    xp = array_module(x)
+    if xp is np:
         return scipy.special.erf(x)
+    if hasattr(xp, "erf"):  # an array module that has its own
+        return xp.erf(x)
     import cupyx.scipy.special
 
     return cupyx.scipy.special.erf(x)
@@ -39,10 +51,11 @@ def device_module(device: str) -> types.ModuleType:
     if device == "cuda":
         try:
             import cupy
-        except ImportError as e:
-            raise RuntimeError("device='cuda' needs CuPy: pip install cupy-cuda12x") from e
+        except ImportError:
+            raise InputError("device='cuda' needs CuPy: pip install -e \".[cuda]\" (or the cupy-cuda12x / "
+                             "cupy-cuda13x wheel that matches your CUDA)") from None
         return cupy
-    raise ValueError(f"unknown device {device!r}: use 'cpu' or 'cuda'")
+    raise InputError(f"unknown device {device!r}: use 'cpu' or 'cuda'")
 
 
 def to_numpy(x) -> np.ndarray:

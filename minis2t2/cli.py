@@ -15,7 +15,7 @@ def _translate(args) -> int:
     others still run. Exit status 2 if any file failed."""
     from .model import load
 
-    model = load(args.model or default_model(), dtype=args.dtype)
+    model = load(args.model or default_model(), dtype=args.dtype, device=args.device)
     overrides = {}
     if args.num_beams is not None:
         overrides["num_beams"] = args.num_beams
@@ -57,7 +57,7 @@ def _trace(args) -> int:
     from .trace import trace
 
     _, meta = trace(args.audio, model=args.model, out=args.out, num_beams=args.num_beams,
-                    max_new_tokens=args.max_new_tokens, dtype=args.dtype)
+                    max_new_tokens=args.max_new_tokens, dtype=args.dtype, device=args.device)
     print(f"{args.out}: {len(json.loads(meta['order']))} tensors, text {meta['text']!r}")
     return 0
 
@@ -70,7 +70,7 @@ def _inspect(args) -> int:
     from .model import load
     from .trace import trace
 
-    model = load(args.model or default_model(), dtype=args.dtype)
+    model = load(args.model or default_model(), dtype=args.dtype, device=args.device)
     tensors, meta = trace(args.audio, model=model, num_beams=args.num_beams)
     raw, rate, ids = tensors["input.raw"], model.processor.sampling_rate, tensors["output.ids"]
     print(f"{args.audio}: {len(raw)} samples = {len(raw) / rate:.2f} s at {rate} Hz")
@@ -103,13 +103,15 @@ def _compare(args) -> int:
 
 
 def add_model_arguments(parser: argparse.ArgumentParser, max_new_tokens: bool) -> None:
-    """The options of every command that runs a model: which model, search width, length, dtype."""
+    """The options of every command that runs a model: which model, search width, length, dtype, device."""
     parser.add_argument("--model", help="model folder (HF layout), shipped model name or hub id "
                                         f"(default: {DEFAULT_MODEL_NAME})")
     parser.add_argument("--num-beams", type=int, help="beam width (default: the model's generation_config.json)")
     if max_new_tokens:
         parser.add_argument("--max-new-tokens", type=int, help="generate at most this many tokens")
     parser.add_argument("--dtype", choices=["float32", "float64"], default="float32", help="compute dtype")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
+                        help='where the model runs; cuda needs CuPy (pip install -e ".[cuda]")')
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -84,7 +84,9 @@ def cross_attention_cache(p, encoder_hidden, cfg: DecoderConfig) -> list[dict]:
 
 
 def reorder_cache(cache: list[dict], index) -> list[dict]:
-    """Pick cache rows for the surviving beams: every array indexed by ``index`` (B,) along axis 0."""
+    """Pick cache rows for the surviving beams: every array indexed by ``index`` (B,) along axis 0.
+    ``index`` may live on the host; it is moved to the cache's device once."""
+    index = array_module(cache[0]["self_k"]).asarray(index)  # (B,)
     return [{name: value[index] for name, value in layer.items()} for layer in cache]
 
 

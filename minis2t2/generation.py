@@ -17,7 +17,7 @@ from typing import Callable
 
 import numpy as np
 
-from .backend import to_numpy
+from .backend import array_module, to_numpy
 from .config import MAX_POSITIONS, MAX_VOCAB, ConfigError, check_fields, read_json, show
 from .decoder import reorder_cache
 from .layers import log_softmax
@@ -180,29 +180,31 @@ class SearchSettings:
         )
 
 
-def process_logits(ids: np.ndarray, scores: np.ndarray, s: SearchSettings) -> np.ndarray:
+def process_logits(ids: np.ndarray, scores, s: SearchSettings):
     """HF's logits processors in HF's order: repetition penalty, no-repeat n-gram, min length,
-    forced BOS, forced EOS.   ids (R, L), scores (R, V) -> (R, V)"""
+    forced BOS, forced EOS.   ids (R, L) on the host, scores (R, V) on the model's device -> (R, V)"""
+    xp = array_module(scores)
     scores = scores.copy()
-    L = ids.shape[1]
+    R, L = ids.shape
     if s.repetition_penalty != 1.0:
-        seen = np.take_along_axis(scores, ids, axis=1)  # (R, L)
-        seen = np.where(seen < 0, seen * s.repetition_penalty, seen / s.repetition_penalty)
-        np.put_along_axis(scores, ids, seen, axis=1)
+        rows, cols = xp.asarray(np.arange(R)[:, None]), xp.asarray(ids)  # (R, 1), (R, L)
+        seen = scores[rows, cols]  # (R, L)
+        scores[rows, cols] = xp.where(seen < 0, seen * s.repetition_penalty, seen / s.repetition_penalty)
     n = s.no_repeat_ngram_size
     if n > 0 and L + 1 >= n:
-        for r, row in enumerate(ids.tolist()):  # per-sequence n-gram bookkeeping
+        for r, row in enumerate(ids.tolist()):  # per-sequence n-gram bookkeeping, on the host
             prefix = tuple(row[L - n + 1 :])
             banned = [row[i + n - 1] for i in range(L - n + 1) if tuple(row[i : i + n - 1]) == prefix]
-            scores[r, banned] = -np.inf
+            if banned:
+                scores[r, xp.asarray(banned)] = -np.inf
     if L < s.min_length and s.eos_token_ids:
-        scores[:, list(s.eos_token_ids)] = -np.inf
+        scores[:, xp.asarray(s.eos_token_ids)] = -np.inf
     if s.forced_bos_token_id is not None and L == 1:
         scores[:] = -np.inf
         scores[:, s.forced_bos_token_id] = 0
     if s.forced_eos_token_ids and L == s.max_length - 1:
         scores[:] = -np.inf
-        scores[:, list(s.forced_eos_token_ids)] = 0
+        scores[:, xp.asarray(s.forced_eos_token_ids)] = 0
     return scores
 
 
@@ -210,14 +212,16 @@ Step = Callable[[np.ndarray, list], tuple]
 
 
 def greedy_search(step: Step, cache: list, batch_size: int, s: SearchSettings) -> np.ndarray:
-    """HF _greedy_search: argmax of the processed logits; finished rows are filled with pad. -> (B, L)"""
+    """HF _greedy_search: argmax of the processed logits; finished rows are filled with pad. -> (B, L)
+
+    The logits stay on the model's device; only the B chosen ids come to the host each step."""
     ids = np.full((batch_size, 1), s.start_token_id, dtype=np.int64)  # (B, 1)
     unfinished = np.ones(batch_size, dtype=bool)  # (B,)
     if s.eos_token_ids and s.pad_token_id is None:
         raise ConfigError("eos_token_id is set but pad_token_id is not")
     while True:
         logits, cache = step(ids[:, -1:], cache)  # (B, V)
-        next_tokens = process_logits(ids, to_numpy(logits), s).argmax(axis=-1)  # (B,)
+        next_tokens = to_numpy(process_logits(ids, logits, s).argmax(axis=-1)).astype(np.int64)  # (B,)
         if s.eos_token_ids:
             next_tokens = np.where(unfinished, next_tokens, s.pad_token_id)
         ids = np.concatenate([ids, next_tokens[:, None]], axis=1)  # (B, L + 1)
@@ -282,11 +286,13 @@ def beam_search(step: Step, cache: list, batch_size: int, s: SearchSettings) -> 
     n_candidates = max(2, 1 + len(eos)) * K  # enough that K non-EOS candidates always remain
     while True:
         logits, cache = step(ids[:, -1:], cache)  # (B*K, V)
-        logprobs = process_logits(ids, log_softmax(to_numpy(logits)), s)  # (B*K, V)
+        xp = array_module(logits)
+        logprobs = process_logits(ids, log_softmax(logits), s)  # (B*K, V)
         V = logprobs.shape[-1]
-        totals = (logprobs + beam_scores[:, None]).reshape(B, K * V)  # (B, K*V)
-        top = np.argsort(-totals, axis=1, kind="stable")[:, :n_candidates]  # (B, 2K) best first
-        top_scores = np.take_along_axis(totals, top, axis=1)  # (B, 2K)
+        totals = (logprobs + xp.asarray(beam_scores)[:, None]).reshape(B, K * V)  # (B, K*V)
+        best = xp.argsort(-totals, axis=1, kind="stable")[:, :n_candidates]  # (B, 2K) best first
+        # only the candidates come to the host: 2K (or more) ids and scores per input
+        top, top_scores = to_numpy(best), to_numpy(xp.take_along_axis(totals, best, axis=1))  # (B, 2K)
         cur_len = ids.shape[1] + 1
         next_scores = np.zeros((B, K), dtype=np.float32)
         next_tokens = np.zeros((B, K), dtype=np.int64)

@@ -49,6 +49,12 @@ def expected_weight_shapes(cfg: ModelConfig) -> dict[str, tuple]:
     return shapes
 
 
+def to_host(record: dict | None) -> None:
+    """Bring a record's arrays back to host memory (a no-op on the CPU): the API boundary."""
+    for name, value in (record or {}).items():
+        record[name] = to_numpy(value)
+
+
 def shift_tokens_right(labels: np.ndarray, pad_token_id: int, start_token_id: int) -> np.ndarray:
     """Teacher forcing inputs: [start, labels[:-1]], with -100 (ignored) positions read as pad.   (B, S) -> (B, S)"""
     shifted = np.empty_like(labels)
@@ -192,11 +198,12 @@ class Model:
         logits, _ = dec.decode(self.params.decoder, self.xp.asarray(ids), cache, cross_bias, self.positions_table,
                                self.config.decoder, record)
         logits = to_numpy(logits)
+        to_host(record)
         loss = None if labels is None else cross_entropy(logits, np.asarray(labels, dtype=np.int64))
         out = Seq2SeqOutput(logits=logits, encoder_last_hidden_state=to_numpy(hidden), loss=loss)
         if output_attentions:
             def per_layer(template: str, count: int) -> tuple:
-                return tuple(to_numpy(record[template.format(i)]) for i in range(count))
+                return tuple(record[template.format(i)] for i in range(count))
 
             out.encoder_attentions = per_layer("encoder.encoder.layers.{}.attention.attn_weights",
                                                self.config.encoder.num_hidden_layers)
@@ -238,7 +245,7 @@ class Model:
             # every input becomes K identical rows; the cross K/V are copied, not recomputed
             rows = np.repeat(np.arange(B), settings.num_beams)  # (B*K,)
             cache = dec.reorder_cache(cache, rows)
-            cross_bias = None if cross_bias is None else cross_bias[rows]
+            cross_bias = None if cross_bias is None else cross_bias[self.xp.asarray(rows)]
 
         steps = 0
 
@@ -252,9 +259,10 @@ class Model:
             steps += 1
             return logits[:, -1], cache  # (rows, V)
 
-        if settings.num_beams == 1:
-            return greedy_search(step, cache, B, settings)
-        return beam_search(step, cache, B, settings)
+        search = greedy_search if settings.num_beams == 1 else beam_search
+        ids = search(step, cache, B, settings)
+        to_host(record)
+        return ids
 
     def translate(self, audio, sampling_rate: int | None = None, **generation_kwargs) -> str:
         """An audio file path, or one mono waveform with its ``sampling_rate`` -> the decoded text of

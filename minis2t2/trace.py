@@ -90,7 +90,8 @@ def load_trace(path: str | Path) -> tuple[dict, dict]:
 
 
 def trace(audio, model=None, out: str | Path | None = None, num_beams: int | None = None,
-          max_new_tokens: int | None = None, dtype: str = "float32", sampling_rate: int | None = None) -> tuple[dict, dict]:
+          max_new_tokens: int | None = None, dtype: str = "float32", sampling_rate: int | None = None,
+          device: str = "cpu") -> tuple[dict, dict]:
     """Translate one utterance recording every named tensor; optionally write the trace file.
 
     ``audio``: a file path or a mono waveform at ``sampling_rate``. ``model``: a loaded Model or a
@@ -100,7 +101,7 @@ def trace(audio, model=None, out: str | Path | None = None, num_beams: int | Non
     from .model import Model, default_model, load
 
     if not isinstance(model, Model):
-        model = load(model or default_model(), dtype=dtype)
+        model = load(model or default_model(), dtype=dtype, device=device)
     rate = model.processor.sampling_rate
     raw = waveform(audio, sampling_rate, rate)
     inputs = model.processor(raw, sampling_rate=rate)

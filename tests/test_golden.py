@@ -3,12 +3,16 @@
 Every intermediate minis2t2 records must exist in the golden file and agree within the
 manifest's tolerance (atol = rtol = 1e-4 in fp32; observed max errors are ~5e-6), the loss
 likewise, and every generated id exactly.
+
+Every test runs twice: on NumPy, and with the weights on tests/strict_xp.py, the stand-in for
+CuPy (device="cuda"), which fails any layer that hands a device array to NumPy.
 """
 
 import json
 
 import numpy as np
 import pytest
+import strict_xp
 from conftest import GOLDEN
 from safetensors.numpy import load_file
 
@@ -20,10 +24,15 @@ VARIANTS = sorted(MANIFEST["variants"])
 CASES = [(v, c) for v in VARIANTS for c in MANIFEST["variants"][v]["generation_cases"]]
 
 
-@pytest.fixture(scope="module")
-def loaded():
-    return {v: (minis2t2.load(GOLDEN / v / "model"), load_file(str(GOLDEN / v / "golden.safetensors")))
-            for v in VARIANTS}
+@pytest.fixture(scope="module", params=["numpy", "strict_xp"])
+def loaded(request):
+    with pytest.MonkeyPatch.context() as m:
+        device = "cpu"
+        if request.param == "strict_xp":
+            m.setattr(minis2t2.model, "device_module", lambda name: strict_xp)
+            device = "cuda"
+        return {v: (minis2t2.load(GOLDEN / v / "model", device=device),
+                    load_file(str(GOLDEN / v / "golden.safetensors"))) for v in VARIANTS}
 
 
 def _inputs(model, golden, split):

@@ -1,0 +1,141 @@
+"""minis2t2 against transformers on the full-size s2t-wav2vec2-large-en-de architecture, one process.
+
+    pip install -e ".[test]" && python benchmarks/speed.py [--seconds 5 10 20 30] [--threads 2] [--repeats 3]
+
+The architecture of tests/test_fullsize.py (wav2vec2-large encoder, 7-layer Speech2Text2 decoder,
+315 M parameters) with random weights from a fixed seed, saved as HF saves it and loaded by both.
+Both sides get the same inputs and the same thread count; every generated id must agree.
+
+- encoder: the best of ``--repeats`` runs of the speech encoder (plus enc_to_dec_proj) for each
+  audio length; minis2t2's peak NumPy memory during it (tracemalloc: the arrays it allocates,
+  not the memory-mapped weights).
+- greedy per token: (time for 40 new tokens - time for 8) / 32 on 5 s of audio, EOS suppressed
+  by min_new_tokens, so the encoder and the set-up cancel out; 5-beam per step likewise.
+- load: minis2t2.load of the memory-mapped model.safetensors.
+
+Absolute times depend on the machine and its load; the ratios (minis2t2 / transformers, lower
+is faster) are the figures to compare. Prints a Markdown table; --json writes the numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import tempfile
+import time
+import tracemalloc
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+import reference as R  # noqa: E402
+from test_fullsize import DECODER, ENCODER, _write_vocab  # noqa: E402
+
+import minis2t2  # noqa: E402
+
+SHORT, LONG = 8, 40  # new tokens of the two decoding runs whose difference gives the per-token cost
+
+
+def best_of(repeats: int, fn) -> tuple[float, object]:
+    """The fastest of ``repeats`` calls (the least disturbed by other work) and the last result."""
+    best, result = float("inf"), None
+    for _ in range(repeats):
+        start = time.perf_counter()
+        result = fn()
+        best = min(best, time.perf_counter() - start)
+    return best, result
+
+
+def hf_encoder(model, inputs):
+    with torch.no_grad():
+        out = model.encoder(torch.from_numpy(inputs["input_values"]),
+                            attention_mask=torch.from_numpy(inputs["attention_mask"]))
+        return model.enc_to_dec_proj(out.last_hidden_state)
+
+
+def hf_generate(model, inputs, new_tokens: int, beams: int) -> np.ndarray:
+    return R.generate(model, inputs["input_values"], inputs["attention_mask"], max_new_tokens=new_tokens,
+                      min_new_tokens=new_tokens, num_beams=beams)
+
+
+def ours_generate(model, inputs, new_tokens: int, beams: int) -> np.ndarray:
+    return model.generate(inputs["input_values"], inputs["attention_mask"], max_new_tokens=new_tokens,
+                          min_new_tokens=new_tokens, num_beams=beams)
+
+
+def per_token(repeats: int, run) -> tuple[float, np.ndarray, np.ndarray]:
+    t_short, ids_short = best_of(repeats, lambda: run(SHORT))
+    t_long, ids_long = best_of(repeats, lambda: run(LONG))
+    return (t_long - t_short) / (LONG - SHORT), ids_short, ids_long
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--seconds", type=float, nargs="+", default=[5, 10, 20, 30], help="audio lengths for the encoder")
+    p.add_argument("--threads", type=int, default=2, help="torch threads (set OMP/OPENBLAS_NUM_THREADS alike)")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--json", type=Path, help="also write the numbers here")
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+
+    hf = R.build_model(dict(ENCODER), dict(DECODER), seed=0, weight_std=None).eval()
+    with tempfile.TemporaryDirectory() as d:
+        R.save_model(hf, Path(d), return_attention_mask=True)
+        _write_vocab(Path(d))
+        start = time.perf_counter()
+        ours = minis2t2.load(d)
+        load_seconds = time.perf_counter() - start
+        extractor = R.feature_extractor(Path(d))
+        rows = []
+        for seconds in args.seconds:
+            audio = R.test_audio(int(seconds * 16000), seed=11)
+            inputs = extractor(audio, sampling_rate=16000, return_tensors="np")
+            values, mask = inputs["input_values"], inputs["attention_mask"]
+            t_hf, theirs = best_of(args.repeats, lambda x=inputs: hf_encoder(hf, x))
+            t_ours, (mine, _) = best_of(args.repeats, lambda v=values, m=mask: ours.encode(v, m))
+            tracemalloc.start()
+            ours.encode(values, mask)
+            peak = tracemalloc.get_traced_memory()[1]
+            tracemalloc.stop()
+            error = float(np.abs(mine - theirs.numpy()).max())
+            rows.append({"seconds": seconds, "transformers_s": t_hf, "minis2t2_s": t_ours, "ratio": t_ours / t_hf,
+                         "minis2t2_peak_mb": peak / 1e6, "max_abs_error": error})
+            print(f"encoder {seconds:>4.0f} s: transformers {t_hf:.2f} s, minis2t2 {t_ours:.2f} s "
+                  f"(x{t_ours / t_hf:.2f}), peak {peak / 1e6:.0f} MB, max abs err {error:.1e}", flush=True)
+
+        inputs = extractor(R.test_audio(80000, seed=12), sampling_rate=16000, return_tensors="np")
+        decoding = {}
+        for beams in (1, 5):
+            t_hf, hf_short, hf_long = per_token(args.repeats, lambda n, b=beams: hf_generate(hf, inputs, n, b))
+            t_ours, our_short, our_long = per_token(args.repeats, lambda n, b=beams: ours_generate(ours, inputs, n, b))
+            same = np.array_equal(hf_short, our_short) and np.array_equal(hf_long, our_long)
+            assert same, f"{beams}-beam ids differ between transformers and minis2t2"
+            decoding[beams] = {"transformers_ms": 1e3 * t_hf, "minis2t2_ms": 1e3 * t_ours, "ratio": t_ours / t_hf}
+            print(f"{beams}-beam per step: transformers {1e3 * t_hf:.1f} ms, minis2t2 {1e3 * t_ours:.1f} ms "
+                  f"(x{t_ours / t_hf:.2f}), ids identical", flush=True)
+
+    machine = f"{platform.processor() or platform.machine()}, {args.threads} threads, torch {torch.__version__}, " \
+              f"numpy {np.__version__}, python {platform.python_version()}"
+    print(f"\n{machine}\n")
+    print("| figure | transformers | minis2t2 | ratio |\n| --- | --- | --- | --- |")
+    for r in rows:
+        print(f"| encoder, {r['seconds']:.0f} s audio | {r['transformers_s']:.2f} s | {r['minis2t2_s']:.2f} s "
+              f"| {r['ratio']:.2f}x |")
+    for beams, name in ((1, "greedy decoding, per token"), (5, "5-beam search, per step")):
+        r = decoding[beams]
+        print(f"| {name} | {r['transformers_ms']:.1f} ms | {r['minis2t2_ms']:.1f} ms | {r['ratio']:.2f}x |")
+    print(f"| load model.safetensors (1.26 GB) | — | {load_seconds:.3f} s | mmap |")
+    print("\nminis2t2 encoder peak NumPy memory: "
+          + ", ".join(f"{r['seconds']:.0f} s: {r['minis2t2_peak_mb']:.0f} MB" for r in rows))
+    if args.json:
+        args.json.write_text(json.dumps({"machine": machine, "encoder": rows, "decoding": decoding,
+                                         "load_seconds": load_seconds}, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()

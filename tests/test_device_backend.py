@@ -1,0 +1,70 @@
+"""The CuPy backend, proven without a GPU: the model's weights on tests/strict_xp.py (a strict
+stand-in for CuPy: see its docstring for what it imitates and what not). tests/test_golden.py
+runs every golden test on it; here: generation moves only a few numbers to the host per step,
+a NumPy call on the hot path is caught, and device="cuda" without CuPy is a clear error."""
+
+import sys
+
+import numpy as np
+import pytest
+import reference as R
+import strict_xp
+from conftest import GOLDEN
+
+import minis2t2
+from minis2t2 import InputError, layers
+from minis2t2.cli import main
+
+MODEL = GOLDEN / "large_layer_stable_proj" / "model"
+
+
+@pytest.fixture(scope="module")
+def on_device():
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(minis2t2.model, "device_module", lambda name: strict_xp)
+        return minis2t2.load(MODEL, device="cuda")
+
+
+def test_weights_live_on_the_device(on_device):
+    assert type(on_device.params.encoder.encoder.layers[0].attention.q_proj.weight) is strict_xp.ndarray
+    assert type(on_device.positions_table) is strict_xp.ndarray
+    with pytest.raises(TypeError, match="Implicit conversion to a NumPy array is not allowed"):
+        np.asarray(on_device.params.decoder.lm_head.weight)
+
+
+@pytest.mark.parametrize("num_beams,per_step", [(1, 1), (4, 2)])
+def test_generation_brings_back_a_few_numbers_per_step(on_device, num_beams, per_step):
+    """Greedy: the chosen ids (1 array of B). Beam search: the 2K best candidates' ids and scores."""
+    audio = [R.test_audio(6000, 3), R.test_audio(4000, 4)]
+    inputs = on_device.processor(audio, sampling_rate=16000)
+    strict_xp.transfers = 0
+    ids = on_device.generate(inputs["input_values"], inputs["attention_mask"], num_beams=num_beams,
+                             max_new_tokens=12, min_new_tokens=12)
+    assert strict_xp.transfers == 12 * per_step
+    on_cpu = minis2t2.load(MODEL)
+    expected = on_cpu.generate(inputs["input_values"], inputs["attention_mask"], num_beams=num_beams,
+                               max_new_tokens=12, min_new_tokens=12)
+    np.testing.assert_array_equal(ids, expected)
+
+
+def test_a_numpy_call_on_the_hot_path_is_caught(on_device, monkeypatch):
+    def softmax_on_numpy(x, axis=-1):
+        e = np.exp(x - x.max(axis=axis, keepdims=True))  # the bug: np instead of the array's module
+        return e / e.sum(axis=axis, keepdims=True)
+
+    monkeypatch.setattr(layers, "softmax", softmax_on_numpy)
+    with pytest.raises(TypeError):
+        on_device.translate(R.test_audio(4000, 5), sampling_rate=16000)
+
+
+def test_cuda_without_cupy_is_a_clear_error(monkeypatch, capsys, tmp_path):
+    monkeypatch.setitem(sys.modules, "cupy", None)  # import cupy -> ImportError, as on a machine without it
+    with pytest.raises(InputError, match=r'device=.cuda. needs CuPy: pip install -e "\.\[cuda\]"'):
+        minis2t2.load(MODEL, device="cuda")
+    audio = tmp_path / "a.wav"
+    import soundfile
+
+    soundfile.write(audio, R.test_audio(4000, 6), 16000)
+    assert main(["translate", "--model", str(MODEL), "--device", "cuda", str(audio)]) == 2
+    err = capsys.readouterr().err
+    assert "needs CuPy" in err and len(err.strip().splitlines()) == 1
