@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 import scipy.signal
-import soundfile
 
 from .config import ConfigError, check_fields, read_json, show
 from .errors import InputError
@@ -42,6 +41,8 @@ def load_audio(path: str | Path, sampling_rate: int = 16000) -> np.ndarray:
 
     Channels are averaged to mono, then resampled to ``sampling_rate``.   -> (N,) float32 in [-1, 1]
     """
+    import soundfile  # here, not at the top: only reading files needs libsndfile (a GPU box may lack it)
+
     path = Path(path)
     if path.is_dir():
         raise AudioError(f"{path}: is a directory, not an audio file")

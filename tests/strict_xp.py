@@ -131,8 +131,15 @@ def asarray(a, dtype=None):
 
 array = asarray
 
+def argsort(a, axis=-1, kind=None):
+    """CuPy sorts stably and accepts no other kind."""
+    if kind not in (None, "stable"):
+        raise ValueError(f"kind={kind!r} is not supported: CuPy's sort is always stable")
+    return ndarray(np.argsort(_unwrap(a, "argsort"), axis=axis, kind="stable"))
+
+
 for _name in ("zeros", "ones", "full", "empty", "arange", "exp", "log", "sqrt", "square", "tanh", "maximum", "minimum",
-              "where", "concatenate", "stack", "pad", "array_equal", "repeat", "take_along_axis", "argsort", "isfinite",
+              "where", "concatenate", "stack", "pad", "array_equal", "repeat", "take_along_axis", "isfinite",
               "isin", "cumsum", "triu", "zeros_like", "ones_like", "full_like", "argmax", "abs", "einsum", "log1p",
               "sin", "cos", "clip", "sort", "logical_not", "expand_dims", "broadcast_to"):
     globals()[_name] = _function(getattr(np, _name), _name)
