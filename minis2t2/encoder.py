@@ -50,13 +50,34 @@ def frame_mask(sample_mask, num_frames: int, cfg: EncoderConfig):
     return (xp.arange(num_frames)[None, :] < frames[:, None]).astype(xp.int64)  # (B, T)
 
 
+CONV_CHUNK_FRAMES = 500  # output frames per pass through the conv stack: 10 s of 16 kHz audio
+
+
 def feature_encoder(p, input_values, cfg: EncoderConfig, record=None):
     """Wav2Vec2FeatureEncoder: (B, N) -> (B, T, conv_dim[-1]).
 
     "group": conv -> GroupNorm(C groups, i.e. per channel over time) -> act on layer 0 only,
              conv -> act on the others.
     "layer": conv -> LayerNorm over channels (eps 1e-5, torch's default) -> act on every layer.
+
+    With "layer" norm every output frame depends on its receptive field alone, so long audio goes
+    through the stack in overlapping slices of CONV_CHUNK_FRAMES frames: the same frames, and the
+    first layers' wide activations (512 x 3200 per second in wav2vec2-large) exist for one slice
+    at a time. GroupNorm normalises over all of time, so "group" stacks (and records) run whole.
     """
+    xp = array_module(input_values)
+    N = input_values.shape[1]
+    T = conv_output_length(N, cfg)
+    if record is not None or cfg.feat_extract_norm != "layer" or T <= CONV_CHUNK_FRAMES:
+        return conv_stack(p, input_values, cfg, record)
+    hop, field = frame_hop(cfg), min_samples(cfg)  # a frame every `hop` samples, each seeing `field` of them
+    slices = [input_values[:, start * hop : (min(start + CONV_CHUNK_FRAMES, T) - 1) * hop + field]
+              for start in range(0, T, CONV_CHUNK_FRAMES)]  # (B, <= (CONV_CHUNK_FRAMES - 1) * hop + field)
+    return xp.concatenate([conv_stack(p, piece, cfg) for piece in slices], axis=1)  # (B, T, conv_dim[-1])
+
+
+def conv_stack(p, input_values, cfg: EncoderConfig, record=None):
+    """The conv layers on one stretch of audio: (B, N) -> (B, T, conv_dim[-1])."""
     act = ACTIVATIONS[cfg.feat_extract_activation]
     x = input_values[:, :, None]  # (B, N, 1)
     for i, layer in enumerate(p.conv_layers):
@@ -188,6 +209,14 @@ def encode(p, input_values, sample_mask, cfg: EncoderConfig, record=None):
     x = transformer_encoder(p.encoder, x, mask, cfg, record)  # (B, T, C)
     record_to(record, "encoder", x)
     return x, mask
+
+
+def frame_hop(cfg: EncoderConfig) -> int:
+    """Samples between consecutive frames: the product of the strides (320 by default = 20 ms)."""
+    hop = 1
+    for stride in cfg.conv_stride:
+        hop *= stride
+    return hop
 
 
 def min_samples(cfg: EncoderConfig) -> int:

@@ -66,11 +66,14 @@ def conv1d(x, weight, bias, stride: int = 1, padding: int = 0, groups: int = 1):
     B, L, C_in = x.shape
     C_out, C_group, K = weight.shape
     assert C_in == C_group * groups, f"conv1d: input has {C_in} channels, weight expects {C_group * groups}"
-    windows = xp.lib.stride_tricks.sliding_window_view(x, K, axis=1)[:, ::stride]  # (B, T, C_in, K)
+    windows = xp.lib.stride_tricks.sliding_window_view(x, K, axis=1)[:, ::stride]  # (B, T, C_in, K), a view
     T = windows.shape[1]
-    windows = windows.reshape(B * T, groups, C_group * K).transpose(1, 0, 2)  # (G, B*T, C_in/G * K)
-    w = weight.reshape(groups, C_out // groups, C_group * K).transpose(0, 2, 1)  # (G, C_in/G * K, C_out/G)
-    y = windows @ w  # (G, B*T, C_out/G)
+    # im2col, tap-major: a window's K taps x C_in channels lie next to each other in x, so copying
+    # them out in (K, C_in) order moves runs of C_in numbers rather than single numbers K apart.
+    windows = windows.transpose(0, 1, 3, 2).reshape(B * T, K, groups, C_group)  # (B*T, K, G, C_in/G)
+    windows = windows.transpose(2, 0, 1, 3).reshape(groups, B * T, K * C_group)  # (G, B*T, K * C_in/G)
+    w = weight.reshape(groups, C_out // groups, C_group, K).transpose(0, 3, 2, 1)  # (G, K, C_in/G, C_out/G)
+    y = windows @ w.reshape(groups, K * C_group, C_out // groups)  # (G, B*T, C_out/G)
     y = y.transpose(1, 0, 2).reshape(B, T, C_out)  # (B, T, C_out)
     if bias is not None:
         y = y + bias
