@@ -80,6 +80,7 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2, help="torch threads (set OMP/OPENBLAS_NUM_THREADS alike)")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--json", type=Path, help="also write the numbers here")
+    p.add_argument("--plot", type=Path, help="draw encoder time and memory against audio length here (matplotlib)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -135,6 +136,32 @@ def main() -> None:
     if args.json:
         args.json.write_text(json.dumps({"machine": machine, "encoder": rows, "decoding": decoding,
                                          "load_seconds": load_seconds}, indent=1) + "\n")
+    if args.plot:
+        plot(rows, machine, args.plot)
+
+
+def plot(rows: list[dict], machine: str, path: Path) -> None:
+    """Encoder seconds (both) and minis2t2's peak memory against seconds of audio."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    seconds = [r["seconds"] for r in rows]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8))
+    left.plot(seconds, [r["transformers_s"] for r in rows], "o-", label="transformers (torch)")
+    left.plot(seconds, [r["minis2t2_s"] for r in rows], "s-", label="minis2t2 (NumPy)")
+    left.set(xlabel="audio (s)", ylabel="encoder time (s)", title="encoder time")
+    left.legend()
+    right.plot(seconds, [r["minis2t2_peak_mb"] for r in rows], "s-", color="tab:orange")
+    right.set(xlabel="audio (s)", ylabel="peak NumPy memory (MB)", title="minis2t2 encoder memory")
+    for ax in (left, right):
+        ax.grid(alpha=0.3)
+        ax.set_xlim(0, max(seconds) * 1.05)
+        ax.set_ylim(bottom=0)
+    fig.suptitle(machine, fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
 
 
 if __name__ == "__main__":

@@ -161,7 +161,7 @@ def attend(q, k, v, bias=None, keep_weights: bool = True):
     for start in range(0, Lq, rows):
         scores = q[:, :, start : start + rows] @ k_t  # (B, H, rows, Lk)
         if bias is not None:
-            scores = scores + (bias[:, :, start : start + rows] if bias.shape[2] > 1 else bias)
+            scores = scores + (bias[..., start : start + rows, :] if bias.ndim > 1 and bias.shape[-2] > 1 else bias)
         probabilities = softmax(scores, axis=-1)  # (B, H, rows, Lk)
         outputs.append(probabilities @ v)  # (B, H, rows, D)
         if keep_weights:
