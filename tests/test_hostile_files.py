@@ -315,3 +315,20 @@ def test_declared_sizes_beyond_the_file_are_refused(tmp_path, opcode, size):
     pickle is read from the stored member and ends as truncated, nothing is allocated up front."""
     with pytest.raises(WeightsError, match="pickle data was truncated"):
         read_torch_bin(write(tmp_path / "huge.bin", with_pickle(b"\x80\x05" + opcode + size + b"abc")))
+
+
+def test_encrypted_member_and_bad_utf8_in_the_pickle(tmp_path):
+    members = members_of(torch_bin_bytes(GOOD_STATE))
+    prefix = next(n for n in members if n.endswith("/data.pkl"))[: -len("/data.pkl")]
+    data = bytearray(zip_with(members))
+    name = f"{prefix}/data/0".encode()
+    for signature, flags_at, name_at in ((b"PK\x03\x04", 6, 30), (b"PK\x01\x02", 8, 46)):  # local and central headers
+        at = data.find(signature)
+        while data[at + name_at : at + name_at + len(name)] != name:
+            at = data.find(signature, at + 1)
+        data[at + flags_at] |= 0x1  # general purpose flag bit 0: encrypted
+    with pytest.raises(WeightsError, match="is encrypted"):
+        read_torch_bin(write(tmp_path / "encrypted.bin", bytes(data)))
+    pkl = b"\x80\x02X\x02\x00\x00\x00\xff\xfe."  # BINUNICODE whose bytes are not UTF-8
+    with pytest.raises(WeightsError, match="UnicodeDecodeError"):
+        read_torch_bin(write(tmp_path / "utf8.bin", with_pickle(pkl)))
