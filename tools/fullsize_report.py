@@ -54,7 +54,7 @@ def main():
                 load_seconds = time.time() - t
                 t = time.time()
                 minis2t2.trace(R.test_audio(160000, seed=12), model=ours, out=Path(d) / "trace.safetensors",
-                               num_beams=1, max_new_tokens=20)
+                               num_beams=1, max_new_tokens=20, sampling_rate=16000)
                 trace_seconds, trace_mb = time.time() - t, (Path(d) / "trace.safetensors").stat().st_size / 1e6
             t = time.time()
             out = ours(inputs["input_values"], inputs["attention_mask"], decoder_input_ids=IDS)
