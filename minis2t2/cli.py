@@ -7,14 +7,12 @@ import json
 import sys
 from pathlib import Path
 
-from .model import DEFAULT_MODEL_NAME, default_model
+from .model import DEFAULT_MODEL_NAME, default_model, load
 
 
 def _translate(args) -> int:
     """Translate every file; a bad file is reported on stderr (or as a JSON error entry) and the
     others still run. Exit status 2 if any file failed."""
-    from .model import load
-
     model = load(args.model or default_model(), dtype=args.dtype, device=args.device)
     overrides = {}
     if args.num_beams is not None:
@@ -67,7 +65,6 @@ def _inspect(args) -> int:
     import numpy as np
 
     from .layers import softmax
-    from .model import load
     from .trace import trace
 
     model = load(args.model or default_model(), dtype=args.dtype, device=args.device)

@@ -70,19 +70,27 @@ def _check_known(d: dict, known: frozenset, where: str) -> None:
         raise ConfigError(f"{where}: unknown field(s) {unknown}; transformers 4.40.2 has no such setting")
 
 
-def _is_int(v) -> bool:
+def is_int(v) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)  # JSON true is not the number 1
+
+
+def is_count(v) -> bool:
+    """An integer >= 0: a size, an offset, a token id."""
+    return is_int(v) and v >= 0
+
+
+INT_LIST = (lambda v: isinstance(v, list) and len(v) > 0 and all(map(is_int, v)), "a non-empty list of integers")
 
 
 # What each annotation of the config dataclasses accepts from JSON, and how to say it.
 KINDS = {
-    "int": (_is_int, "an integer"),
-    "float": (lambda v: _is_int(v) or (isinstance(v, float) and math.isfinite(v)), "a finite number"),
+    "int": (is_int, "an integer"),
+    "float": (lambda v: is_int(v) or (isinstance(v, float) and math.isfinite(v)), "a finite number"),
     "bool": (lambda v: isinstance(v, bool), "true or false"),
     "str": (lambda v: isinstance(v, str), "a string"),
     "None": (lambda v: v is None, "null"),
-    "tuple": (lambda v: isinstance(v, list) and len(v) > 0 and all(map(_is_int, v)), "a non-empty list of integers"),
-    "list": (lambda v: isinstance(v, list) and len(v) > 0 and all(map(_is_int, v)), "a non-empty list of integers"),
+    "tuple": INT_LIST,  # JSON has lists only; the dataclasses keep them as tuples
+    "list": INT_LIST,
 }
 
 
@@ -256,7 +264,7 @@ class ModelConfig:
             raise ConfigError(f"{where} must hold both an 'encoder' and a 'decoder' section, each an object")
         _check_known(d, SPEECH_ENCODER_DECODER_FIELDS, where)
         for name in ("pad_token_id", "decoder_start_token_id"):
-            if not (d.get(name) is None or (_is_int(d[name]) and 0 <= d[name] < MAX_VOCAB)):
+            if not (d.get(name) is None or (is_count(d[name]) and d[name] < MAX_VOCAB)):
                 raise ConfigError(f"{where}: {name} must be a token id (an integer >= 0) or null, got {show(d[name])}")
         encoder = EncoderConfig.from_dict(d["encoder"], f"{where} encoder")
         decoder = DecoderConfig.from_dict(d["decoder"], f"{where} decoder")

@@ -13,6 +13,8 @@ recorded in HF's own (B, C, T) layout so traces line up with forward hooks on th
 
 from __future__ import annotations
 
+import math
+
 from .backend import array_module
 from .config import EncoderConfig
 from .layers import (
@@ -70,7 +72,7 @@ def feature_encoder(p, input_values, cfg: EncoderConfig, record=None):
     T = conv_output_length(N, cfg)
     if record is not None or cfg.feat_extract_norm != "layer" or T <= CONV_CHUNK_FRAMES:
         return conv_stack(p, input_values, cfg, record)
-    hop, field = frame_hop(cfg), min_samples(cfg)  # a frame every `hop` samples, each seeing `field` of them
+    hop, field = math.prod(cfg.conv_stride), min_samples(cfg)  # a frame every `hop` samples, each seeing `field`
     slices = [input_values[:, start * hop : (min(start + CONV_CHUNK_FRAMES, T) - 1) * hop + field]
               for start in range(0, T, CONV_CHUNK_FRAMES)]  # (B, <= (CONV_CHUNK_FRAMES - 1) * hop + field)
     return xp.concatenate([conv_stack(p, piece, cfg) for piece in slices], axis=1)  # (B, T, conv_dim[-1])
@@ -209,14 +211,6 @@ def encode(p, input_values, sample_mask, cfg: EncoderConfig, record=None):
     x = transformer_encoder(p.encoder, x, mask, cfg, record)  # (B, T, C)
     record_to(record, "encoder", x)
     return x, mask
-
-
-def frame_hop(cfg: EncoderConfig) -> int:
-    """Samples between consecutive frames: the product of the strides (320 by default = 20 ms)."""
-    hop = 1
-    for stride in cfg.conv_stride:
-        hop *= stride
-    return hop
 
 
 def min_samples(cfg: EncoderConfig) -> int:

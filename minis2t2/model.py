@@ -20,7 +20,7 @@ from .backend import device_module, to_numpy
 from .config import ModelConfig
 from .generation import GenerationConfig, SearchSettings, beam_search, greedy_search
 from .layers import linear, log_softmax, padding_bias, record_to
-from .processor import Processor
+from .processor import IGNORE_INDEX, Processor
 from .tokenizer import Tokenizer
 from .checkpoint import from_hub, load_state_dict
 from .weights import Tree, WeightsError, check_shapes, normalise_weight_norm_names, to_float, unflatten
@@ -60,12 +60,12 @@ def shift_tokens_right(labels: np.ndarray, pad_token_id: int, start_token_id: in
     shifted = np.empty_like(labels)
     shifted[:, 0] = start_token_id
     shifted[:, 1:] = labels[:, :-1]
-    return np.where(shifted == -100, pad_token_id, shifted)
+    return np.where(shifted == IGNORE_INDEX, pad_token_id, shifted)
 
 
 def cross_entropy(logits: np.ndarray, labels: np.ndarray) -> float:
     """torch CrossEntropyLoss(ignore_index=-100), mean over the labelled positions.   (B, S, V), (B, S) -> scalar"""
-    keep = labels != -100  # (B, S)
+    keep = labels != IGNORE_INDEX  # (B, S)
     if not keep.any():
         return float("nan")  # torch also returns nan when every label is ignored
     logp = log_softmax(logits[keep])  # (M, V)
@@ -280,10 +280,12 @@ def load(path: str | Path, dtype: str = "float32", device: str = "cpu", revision
     weights as model.safetensors or pytorch_model.bin, single or sharded. ``dtype`` is the compute
     dtype, "float32" (as HF) or "float64" (a more exact reference).
     """
-    if isinstance(path, str) and not Path(path).exists() and shipped_model(path) is not None:
-        path = shipped_model(path)
-    elif isinstance(path, str) and not Path(path).exists() and not looks_like_a_path(path):
-        path = from_hub(path, revision=revision)
+    if isinstance(path, str) and not Path(path).exists():
+        shipped = shipped_model(path)
+        if shipped is not None:
+            path = shipped
+        elif not looks_like_a_path(path):
+            path = from_hub(path, revision=revision)
     if not Path(path).exists():
         raise FileNotFoundError(f"{path}: no such model folder")
     return Model.from_folder(path, dtype=dtype, device=device)

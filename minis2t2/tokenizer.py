@@ -12,7 +12,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .config import ConfigError, read_json, show
+from .config import ConfigError, is_count, read_json, show
 
 BPE_TOKEN_MERGES = "</w>"  # end-of-word marker used while merging
 BPE_TOKEN_VOCAB = "@@ "  # continuation marker in the vocabulary
@@ -61,7 +61,7 @@ class Tokenizer:
     def from_folder(cls, folder: str | Path) -> "Tokenizer":
         folder = Path(folder)
         encoder = read_json(folder / "vocab.json")
-        bad = next((t for t, i in encoder.items() if not (isinstance(i, int) and not isinstance(i, bool) and i >= 0)), None)
+        bad = next((t for t, i in encoder.items() if not is_count(i)), None)
         if bad is not None:
             raise ConfigError(f"{folder / 'vocab.json'}: ids must be integers >= 0; {bad!r} has {show(encoder[bad])}")
         if len(set(encoder.values())) != len(encoder):

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .config import is_count
 from .errors import InputError
 
 SAFETENSORS_DTYPES = {
@@ -45,10 +46,6 @@ def _no_duplicate_keys(pairs: list) -> dict:
         twice = sorted({k for k, _ in pairs if sum(1 for k2, _ in pairs if k2 == k) > 1})[:3]
         raise WeightsError(f"the header names {twice} more than once")
     return out
-
-
-def _is_count(v) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool) and v >= 0
 
 
 def read_safetensors(path: str | Path) -> dict[str, tuple[np.ndarray, str]]:
@@ -85,8 +82,8 @@ def read_safetensors(path: str | Path) -> dict[str, tuple[np.ndarray, str]]:
     entries = []
     for name, info in header.items():
         ok = isinstance(info, dict) and isinstance(info.get("dtype"), str) and isinstance(info.get("shape"), list)
-        ok = ok and all(map(_is_count, info["shape"])) and isinstance(info.get("data_offsets"), list)
-        ok = ok and len(info["data_offsets"]) == 2 and all(map(_is_count, info["data_offsets"]))
+        ok = ok and all(map(is_count, info["shape"])) and isinstance(info.get("data_offsets"), list)
+        ok = ok and len(info["data_offsets"]) == 2 and all(map(is_count, info["data_offsets"]))
         if not ok:
             raise WeightsError(f"{path}: tensor {name!r} has a malformed header entry (expected dtype, a shape of "
                                "counts and two data_offsets)")
