@@ -68,3 +68,29 @@ def test_cuda_without_cupy_is_a_clear_error(monkeypatch, capsys, tmp_path):
     assert main(["translate", "--model", str(MODEL), "--device", "cuda", str(audio)]) == 2
     err = capsys.readouterr().err
     assert "needs CuPy" in err and len(err.strip().splitlines()) == 1
+
+
+def test_gpu_check_script_runs_with_only_what_the_gpu_machine_has(tmp_path):
+    """benchmarks/gpu_check.py must run unchanged on the GPU machine, which has numpy, scipy and
+    CuPy but no soundfile, no safetensors package and no transformers 4.40: its dry run (the
+    stand-in instead of CuPy, small sizes) with those imports blocked passes every golden and
+    matches NumPy on the random model."""
+    import json
+    import subprocess
+
+    script = GOLDEN.parents[1] / "benchmarks" / "gpu_check.py"
+    blocked = ("soundfile", "safetensors", "transformers", "torch")
+    code = (f"import importlib.abc, runpy, sys\n"
+            f"class Absent(importlib.abc.MetaPathFinder):\n"
+            f"    def find_spec(self, name, path, target=None):\n"
+            f"        if name.split('.')[0] in {blocked!r}: raise ImportError(f'{{name}} is not installed')\n"
+            f"sys.meta_path.insert(0, Absent())\n"
+            f"sys.argv = ['gpu_check.py', '--dry-run', '--out', {str(tmp_path)!r}]; "
+            f"runpy.run_path({str(script)!r}, run_name='__main__')")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    report = json.loads((tmp_path / "gpu_check.json").read_text())
+    assert report["goldens"]["failures"] == []
+    assert report["fullsize_vs_numpy"]["greedy_ids_identical"]
+    assert max(report["fullsize_vs_numpy"]["encoder"], report["fullsize_vs_numpy"]["logits"]) < 1e-3
+    assert [row["seconds"] for row in report["encoder"]] == [1.0, 2.0]

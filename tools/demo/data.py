@@ -4,11 +4,14 @@ Training and evaluation draw from separate seeded random generators, so the eval
 not depend on the training set (and evaluate.py never synthesizes training audio).
 
 - Training clips: every number 0-999 twelve times, 0-99 (the single words and two-word
-  compounds people say most) thirty-six times; 40% espeak-ng (unseen variants excluded), 30%
-  flite (kal, kal16, rms, slt), 30% festival (kal, ked, slt HTS). One in five is spoken one
-  word at a time ("seventy, three": the engines pause at commas).
-- A word bank: each English number word alone, in 120 training voices; at training time numbers
-  are also composed from it word by word with random pauses, as telephone systems speak them.
+  compounds people say most) thirty-six times, from Debian's main voices: 40% espeak-ng (unseen
+  variants excluded), 30% flite (kal, kal16, rms, slt), 30% festival (kal, ked, slt HTS); and
+  every number four more times, 0-99 twelve more, from its non-free voices: mbrola, SVOX Pico,
+  RHVoice (a third each). One in five is spoken one word at a time ("seventy, three": the
+  engines pause at commas).
+- A word bank: each English number word alone, in 240 training voices (40 per source); at
+  training time numbers are also composed from it word by word with random pauses, as
+  telephone systems speak them.
 - Evaluation sets, each with its own numbers: unseen espeak-ng variants; unseen utterances of
   the flite/festival training voices; flite's ``awb`` voice, held out of training entirely; the
   Piper neural voice ``en_US-joe-medium`` (never trained on), at 16 kHz and at 8 kHz.
@@ -25,11 +28,13 @@ from pathlib import Path
 import numpy as np
 
 from spell import EN_ONES, EN_TENS, english
-from voices import FESTIVAL, FLITE_HELD_OUT, FLITE_TRAIN, synthesize
+from voices import FESTIVAL, FLITE_HELD_OUT, FLITE_TRAIN, MBROLA, PICO, RHVOICE, synthesize
 
 ACCENTS = ["en-us", "en-gb", "en-gb-scotland", "en-gb-x-gbclan", "en-gb-x-rp", "en-us-nyc", "en-029",
            "en-gb-x-gbcwmd"]
 EXCLUDED_VARIANTS = {"whisper", "whisperf"}  # unvoiced: outside what a number reader sounds like
+MAIN_SOURCES = [("espeak", 0.4), ("flite", 0.3), ("festival", 0.3)]  # Debian main
+NON_FREE_SOURCES = [("mbrola", 1 / 3), ("pico", 1 / 3), ("rhvoice", 1 / 3)]  # Debian non-free
 WORDS = EN_ONES + [w for w in EN_TENS if w] + ["hundred", "and"]
 
 
@@ -51,6 +56,12 @@ def random_voice(source: str, rng: random.Random, espeak_pool: list[str], flite_
     if source == "festival":
         return {"source": source, "name": rng.choice(FESTIVAL), "rate": rng.uniform(0.8, 1.4),
                 "pitch": rng.uniform(0.8, 1.3)}
+    if source == "mbrola":
+        return {"source": source, "name": rng.choice(MBROLA), "rate": rng.uniform(0.8, 1.35),
+                "pitch": rng.uniform(0.6, 1.4)}
+    if source in ("pico", "rhvoice"):
+        return {"source": source, "name": rng.choice(PICO if source == "pico" else RHVOICE),
+                "rate": rng.uniform(0.8, 1.4), "pitch": rng.uniform(0.8, 1.25)}
     if source == "piper":
         return {"source": source, "name": "en_US-joe-medium", "rate": rng.uniform(0.85, 1.25), "pitch": 1.0}
     raise ValueError(source)
@@ -88,29 +99,36 @@ def cached(work: Path, name: str, build) -> tuple[list, list[np.ndarray]]:
 
 
 def training_set(work: Path, seed: int):
-    """(items, clips) for training."""
-    def build():
-        rng = random.Random(seed)
-        train_variants, _ = espeak_variants()
-        numbers = [n for n in range(1000) for _ in range(12)] + [n for n in range(100) for _ in range(24)]
-        sources = [("espeak", 0.4), ("flite", 0.3), ("festival", 0.3)]
-        items = make_items(numbers, sources, rng, train_variants, FLITE_TRAIN)
-        return items, [(spoken(it), it["voice"]) for it in items]
-    return cached(work, "train", build)
+    """(items, clips) for training: the main voices' part, then the non-free voices' part (two caches)."""
+    def part(sources, repeats: int, seed_offset: int):
+        def build():
+            rng = random.Random(seed + seed_offset)
+            train_variants, _ = espeak_variants()
+            numbers = [n for n in range(1000) for _ in range(repeats)] + [n for n in range(100) for _ in range(2 * repeats)]
+            items = make_items(numbers, sources, rng, train_variants, FLITE_TRAIN)
+            return items, [(spoken(it), it["voice"]) for it in items]
+        return build
+    items, clips = cached(work, "train", part(MAIN_SOURCES, 12, 0))
+    more_items, more_clips = cached(work, "train_non_free", part(NON_FREE_SOURCES, 4, 2))
+    return items + more_items, clips + more_clips
 
 
 def word_bank(work: Path, seed: int, voices_per_source: int = 40):
-    """({"word", "voice"} items, clips): every number word alone in 3 x 40 training voices."""
-    def build():
-        rng = random.Random(seed + 1)
-        train_variants, _ = espeak_variants()
-        items = []
-        for source in ("espeak", "flite", "festival"):
-            for _ in range(voices_per_source):
-                voice = random_voice(source, rng, train_variants, FLITE_TRAIN)
-                items += [{"word": w, "voice": voice} for w in WORDS]
-        return items, [(it["word"], it["voice"]) for it in items]
-    return cached(work, "words", build)
+    """({"word", "voice"} items, clips): every number word alone in 40 training voices of each source."""
+    def part(sources, seed_offset: int):
+        def build():
+            rng = random.Random(seed + seed_offset)
+            train_variants, _ = espeak_variants()
+            items = []
+            for source, _ in sources:
+                for _ in range(voices_per_source):
+                    voice = random_voice(source, rng, train_variants, FLITE_TRAIN)
+                    items += [{"word": w, "voice": voice} for w in WORDS]
+            return items, [(it["word"], it["voice"]) for it in items]
+        return build
+    items, clips = cached(work, "words", part(MAIN_SOURCES, 1))
+    more_items, more_clips = cached(work, "words_non_free", part(NON_FREE_SOURCES, 3))
+    return items + more_items, clips + more_clips
 
 
 EVAL_SETS = {  # name: (sources, flite voices, clips, description)

