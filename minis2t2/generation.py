@@ -316,7 +316,7 @@ def beam_search(step: Step, cache: list, batch_size: int, s: SearchSettings) -> 
         beam_scores = next_scores.reshape(B * K)
         rows = next_rows.reshape(B * K)
         ids = np.concatenate([ids[rows], next_tokens.reshape(B * K, 1)], axis=1)  # (B*K, L + 1)
-        cache = reorder_cache(cache, rows)
+        cache = reorder_cache(cache, rows, cross=False)  # the self-attention K/V follow their beams
         if all(done) or ids.shape[1] >= s.max_length:
             break
     return finalize_beams(ids, beam_scores, hyps, done, s)
