@@ -53,10 +53,10 @@ def erf(x):
             for start in range(0, x_share.size, ERF_PIECE):
                 one_piece(x_share[start : start + ERF_PIECE], out=out_share[start : start + ERF_PIECE])
 
-        shares = zip(np.array_split(x.reshape(-1), CPU_THREADS), np.array_split(out.reshape(-1), CPU_THREADS))
         if x.size < 4 * ERF_PIECE:
             run((x.reshape(-1), out.reshape(-1)))
         else:
+            shares = zip(np.array_split(x.reshape(-1), CPU_THREADS), np.array_split(out.reshape(-1), CPU_THREADS))
             list(_thread_pool().map(run, shares))
         return out
     if hasattr(xp, "erf"):  # an array module that has its own

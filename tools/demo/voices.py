@@ -61,36 +61,32 @@ def espeak(text: str, voice: dict) -> np.ndarray:
     return _read(wav)
 
 
-def mbrola(text: str, voice: dict) -> np.ndarray:
-    """mbrola diphones driven by espeak-ng; the same rate and pitch scales as ``espeak``."""
-    return espeak(text, voice)
+def _via_wav_file(command, stdin: str | None = None) -> np.ndarray:
+    """Run an engine that writes a WAV file: ``command(path)`` is its argument list."""
+    with tempfile.NamedTemporaryFile(suffix=".wav") as f:
+        subprocess.run(command(f.name), input=None if stdin is None else stdin.encode(), capture_output=True,
+                       check=True)
+        return _read(Path(f.name).read_bytes())
 
 
 def pico(text: str, voice: dict) -> np.ndarray:
     """SVOX Pico; speed and pitch as its markup's percentages (100 = normal)."""
     speed, pitch = round(100 / voice["rate"]), round(100 * voice["pitch"])
-    with tempfile.NamedTemporaryFile(suffix=".wav") as f:
-        subprocess.run(["pico2wave", "-l", voice["name"], "-w", f.name,
-                        f"<speed level='{speed}'><pitch level='{pitch}'>{text}</pitch></speed>"],
-                       capture_output=True, check=True)
-        return _read(Path(f.name).read_bytes())
+    markup = f"<speed level='{speed}'><pitch level='{pitch}'>{text}</pitch></speed>"
+    return _via_wav_file(lambda wav: ["pico2wave", "-l", voice["name"], "-w", wav, markup])
 
 
 def rhvoice(text: str, voice: dict) -> np.ndarray:
     """RHVoice; rate and pitch as its percentages (100 = the voice's default)."""
     rate, pitch = round(100 / voice["rate"]), round(100 * voice["pitch"])
-    with tempfile.NamedTemporaryFile(suffix=".wav") as f:
-        subprocess.run(["RHVoice-test", "-p", voice["name"], "-r", str(rate), "-t", str(pitch), "-o", f.name],
-                       input=text.encode(), capture_output=True, check=True)
-        return _read(Path(f.name).read_bytes())
+    return _via_wav_file(lambda wav: ["RHVoice-test", "-p", voice["name"], "-r", str(rate), "-t", str(pitch),
+                                      "-o", wav], stdin=text)
 
 
 def flite(text: str, voice: dict) -> np.ndarray:
-    with tempfile.NamedTemporaryFile(suffix=".wav") as f:
-        subprocess.run(["flite", "-voice", voice["name"], "--setf", f"duration_stretch={voice['rate']:.3f}",
-                        "--setf", f"int_f0_target_mean={110 * voice['pitch']:.1f}", "-t", text, "-o", f.name],
-                       capture_output=True, check=True)
-        return _read(Path(f.name).read_bytes())
+    return _via_wav_file(lambda wav: ["flite", "-voice", voice["name"], "--setf",
+                                      f"duration_stretch={voice['rate']:.3f}", "--setf",
+                                      f"int_f0_target_mean={110 * voice['pitch']:.1f}", "-t", text, "-o", wav])
 
 
 def festival_many(jobs: list[tuple[str, dict]]) -> list[np.ndarray]:
@@ -139,7 +135,8 @@ def synthesize(jobs: list[tuple[str, dict]], workers: int = 2) -> list[np.ndarra
             by_festival_voice.setdefault(voice["name"], []).append(i)
         else:
             single.append(i)
-    engines = {"espeak": espeak, "flite": flite, "mbrola": mbrola, "pico": pico, "rhvoice": rhvoice}
+    # mbrola's voices are espeak-ng voices ("mb-us1"): the same command, rate and pitch scales
+    engines = {"espeak": espeak, "mbrola": espeak, "flite": flite, "pico": pico, "rhvoice": rhvoice}
     piper = Piper() if any(jobs[i][1]["source"] == "piper" for i in single) else None
 
     def one(i):
