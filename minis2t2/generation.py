@@ -269,6 +269,23 @@ class BeamHypotheses:
         return self.worst_score >= best_possible
 
 
+def best_first(totals, n: int):
+    """Where each row's n largest values are, largest first, ties in index order: the first n
+    columns of ``argsort(-totals, kind="stable")``, found without sorting all K*V candidates
+    (5 beams x 10,224 tokens: 5.4 ms for the full sort, ~0.3 ms this way).
+    totals (B, M) -> (B, n)
+    """
+    xp = array_module(totals)
+    neg = -totals  # smallest first = largest totals first
+    nth = xp.partition(neg, n - 1, axis=1)[:, n - 1 : n]  # (B, 1) the n-th best value of each row
+    better = neg < nth  # (B, M) all of these are among the n best
+    tied = neg == nth  # (B, M) the first of these by index fill the places left
+    keep = better | (tied & (xp.cumsum(tied, axis=1) <= n - better.sum(axis=1, keepdims=True)))  # n per row
+    kept = xp.nonzero(keep)[1].reshape(-1, n)  # (B, n) in index order
+    order = xp.argsort(xp.take_along_axis(neg, kept, axis=1), axis=1, kind="stable")  # (B, n) best first
+    return xp.take_along_axis(kept, order, axis=1)
+
+
 def beam_search(step: Step, cache: list, batch_size: int, s: SearchSettings) -> np.ndarray:
     """HF _beam_search + BeamSearchScorer. ``cache`` holds B*K rows (each input repeated K times).
 
@@ -290,7 +307,7 @@ def beam_search(step: Step, cache: list, batch_size: int, s: SearchSettings) -> 
         logprobs = process_logits(ids, log_softmax(logits), s)  # (B*K, V)
         V = logprobs.shape[-1]
         totals = (logprobs + xp.asarray(beam_scores)[:, None]).reshape(B, K * V)  # (B, K*V)
-        best = xp.argsort(-totals, axis=1, kind="stable")[:, :n_candidates]  # (B, 2K) best first
+        best = best_first(totals, n_candidates)  # (B, 2K)
         # only the candidates come to the host: 2K (or more) ids and scores per input
         top, top_scores = to_numpy(best), to_numpy(xp.take_along_axis(totals, best, axis=1))  # (B, 2K)
         cur_len = ids.shape[1] + 1
@@ -316,7 +333,7 @@ def beam_search(step: Step, cache: list, batch_size: int, s: SearchSettings) -> 
         beam_scores = next_scores.reshape(B * K)
         rows = next_rows.reshape(B * K)
         ids = np.concatenate([ids[rows], next_tokens.reshape(B * K, 1)], axis=1)  # (B*K, L + 1)
-        cache = reorder_cache(cache, rows, cross=False)  # the self-attention K/V follow their beams
+        cache = reorder_cache(cache, rows)  # the self-attention K/V follow their beams
         if all(done) or ids.shape[1] >= s.max_length:
             break
     return finalize_beams(ids, beam_scores, hyps, done, s)

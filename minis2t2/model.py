@@ -242,10 +242,9 @@ class Model:
         cache = dec.cross_attention_cache(self.params.decoder, hidden, self.config.decoder)
         cross_bias = None if frames is None else padding_bias(frames, hidden.dtype)  # (B, 1, 1, T)
         if settings.num_beams > 1:
-            # every input becomes K identical rows; the cross K/V are copied, not recomputed
-            rows = np.repeat(np.arange(B), settings.num_beams)  # (B*K,)
-            cache = dec.reorder_cache(cache, rows)
-            cross_bias = None if cross_bias is None else cross_bias[self.xp.asarray(rows)]
+            # every input becomes K rows of (empty) self-attention cache; the cross K/V and the
+            # padding bias stay one row per input, shared by its beams (decoder.cross_attend)
+            cache = dec.reorder_cache(cache, np.repeat(np.arange(B), settings.num_beams))  # (B*K,) rows
 
         steps = 0
 

@@ -138,10 +138,14 @@ def argsort(a, axis=-1, kind=None):
     return ndarray(np.argsort(_unwrap(a, "argsort"), axis=axis, kind="stable"))
 
 
+def nonzero(a):
+    return tuple(ndarray(i) for i in np.nonzero(_unwrap(a, "nonzero")))
+
+
 for _name in ("zeros", "ones", "full", "empty", "arange", "exp", "log", "sqrt", "square", "tanh", "maximum", "minimum",
               "where", "concatenate", "stack", "pad", "array_equal", "repeat", "take_along_axis", "isfinite",
               "isin", "cumsum", "triu", "zeros_like", "ones_like", "full_like", "argmax", "abs", "einsum", "log1p",
-              "sin", "cos", "clip", "sort", "logical_not", "expand_dims", "broadcast_to"):
+              "sin", "cos", "clip", "sort", "partition", "logical_not", "expand_dims", "broadcast_to"):
     globals()[_name] = _function(getattr(np, _name), _name)
 
 erf = _function(scipy.special.erf, "erf")  # CuPy has it in cupyx.scipy.special; backend.erf finds either
