@@ -5,24 +5,30 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 
 from .model import DEFAULT_MODEL_NAME, default_model, load
 
 
 def _translate(args) -> int:
-    """Translate every file; a bad file is reported on stderr (or as a JSON error entry) and the
-    others still run. Exit status 2 if any file failed."""
+    """Translate every file (with --segments: every utterance of every file); a bad file is reported
+    on stderr (or as a JSON error entry) and the others still run. Exit status 2 if any file failed."""
     model = load(args.model or default_model(), dtype=args.dtype, device=args.device)
     overrides = {}
     if args.num_beams is not None:
         overrides["num_beams"] = args.num_beams
     if args.max_new_tokens is not None:
         overrides["max_new_tokens"] = args.max_new_tokens
+    max_seconds = args.max_seconds if args.max_seconds > 0 else None
     failed = 0
     for path in args.files:
         try:
-            text = model.translate(path, **overrides)
+            if args.segments:
+                result = model.segments(path, min_pause=args.min_pause, max_seconds=max_seconds or float("inf"),
+                                        progress=_progress(path), **overrides)
+            else:
+                result = model.translate(path, max_seconds=max_seconds, progress=_progress(path), **overrides)
         except (OSError, ValueError) as e:  # this file's fault: say so and go on with the next
             failed += 1
             message = str(e) if str(path) in str(e) else f"{path}: {e}"
@@ -31,10 +37,27 @@ def _translate(args) -> int:
             print(f"minis2t2: error: {message}", file=sys.stderr)
             continue
         if args.json:
-            print(json.dumps({"file": str(path), "text": text}, ensure_ascii=False))
+            key = "segments" if args.segments else "text"
+            print(json.dumps({"file": str(path), key: result}, ensure_ascii=False))
+        elif args.segments:
+            for segment in result:
+                print(f"{path}\t{segment['start']:.2f}\t{segment['end']:.2f}\t{segment['text']}")
         else:
-            print(f"{path}\t{text}")
+            print(f"{path}\t{result}")
     return 2 if failed else 0
+
+
+def _progress(path):
+    """Progress on stderr ("piece i/n (start-end s)") once a file has taken 2 s: at most a line a second."""
+    started = last = time.monotonic()
+
+    def report(i: int, n: int, start: float, end: float) -> None:
+        nonlocal last
+        now = time.monotonic()
+        if now - started > 2 and now - last >= 1:
+            last = now
+            print(f"minis2t2: {path}: piece {i + 1}/{n} ({start:.1f}-{end:.1f} s)", file=sys.stderr, flush=True)
+    return report
 
 
 def _download(args) -> int:
@@ -99,6 +122,13 @@ def _compare(args) -> int:
     return 0 if result.ok else 1
 
 
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text}")
+    return value
+
+
 def add_model_arguments(parser: argparse.ArgumentParser, max_new_tokens: bool) -> None:
     """The options of every command that runs a model: which model, search width, length, dtype, device."""
     parser.add_argument("--model", help="model folder (HF layout), shipped model name or hub id "
@@ -126,11 +156,22 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("translate", help="translate audio files to text",
                        description="Translate audio files (any format soundfile reads; resampled to 16 kHz). "
                                    "Prints one line per file, 'FILE<TAB>TEXT' (with --json one JSON object per "
-                                   "file). A file that cannot be read is reported on stderr and the others are "
-                                   "still translated; the exit status is then 2.")
+                                   "file). Audio longer than --max-seconds is cut at its quietest points and "
+                                   "translated piece by piece (progress on stderr); --segments splits at pauses "
+                                   "instead and prints each utterance with its times. A file that cannot be read "
+                                   "is reported on stderr and the others are still translated; the exit status "
+                                   "is then 2.")
     t.add_argument("files", nargs="+", type=Path, metavar="FILE", help="audio file(s)")
     add_model_arguments(t, max_new_tokens=True)
     t.add_argument("--json", action="store_true", help="print one JSON object per file")
+    t.add_argument("--segments", action="store_true",
+                   help="split each file at its pauses and translate every utterance on its own: one line per "
+                        "segment, 'FILE<TAB>START<TAB>END<TAB>TEXT' (seconds); with --json a list per file")
+    t.add_argument("--min-pause", type=_positive_float, default=0.5, metavar="SECONDS",
+                   help="with --segments: the shortest silence that separates two utterances (default 0.5)")
+    t.add_argument("--max-seconds", type=float, default=20.0, metavar="SECONDS",
+                   help="longer audio (or a longer segment) is cut at its quietest points into pieces of at most "
+                        "this length, each translated on its own; 0: no limit (default 20)")
     t.set_defaults(run=_translate)
 
     d = sub.add_parser("download", help="fetch a model from the HuggingFace hub into the HF cache",

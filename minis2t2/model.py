@@ -21,6 +21,7 @@ from .config import ModelConfig
 from .generation import GenerationConfig, SearchSettings, beam_search, greedy_search
 from .layers import linear, log_softmax, padding_bias, record_to
 from .processor import IGNORE_INDEX, Processor
+from .segment import quiet_cuts, speech_segments
 from .tokenizer import Tokenizer
 from .checkpoint import from_hub, load_state_dict
 from .weights import Tree, WeightsError, check_shapes, normalise_weight_norm_names, to_float, unflatten
@@ -263,13 +264,45 @@ class Model:
         to_host(record)
         return ids
 
-    def translate(self, audio, sampling_rate: int | None = None, **generation_kwargs) -> str:
+    def translate(self, audio, sampling_rate: int | None = None, max_seconds: float | None = 20.0, progress=None,
+                  **generation_kwargs) -> str:
         """An audio file path, or one mono waveform with its ``sampling_rate`` -> the decoded text of
-        the best hypothesis."""
-        target = self.processor.sampling_rate
-        inputs = self.processor(waveform(audio, sampling_rate, target), sampling_rate=target)
-        ids = self.generate(inputs["input_values"], inputs.get("attention_mask"), **generation_kwargs)
-        return self.tokenizer.decode(ids[0], skip_special_tokens=True)
+        the best hypothesis.
+
+        Audio longer than ``max_seconds`` (None: no limit) is cut at its quietest points into pieces
+        of at most that length (``segment.quiet_cuts``); each is translated on its own and the texts
+        are joined with spaces. ``progress(i, n, start_s, end_s)`` is called before each piece when
+        there are several.
+        """
+        rate = self.processor.sampling_rate
+        samples = waveform(audio, sampling_rate, rate)
+        pieces = [(0, len(samples))] if max_seconds is None else quiet_cuts(samples, rate, max_seconds)
+        return " ".join(text for text in self._translate_pieces(samples, pieces, progress, generation_kwargs) if text)
+
+    def segments(self, audio, sampling_rate: int | None = None, min_pause: float = 0.5, max_seconds: float = 20.0,
+                 progress=None, **generation_kwargs) -> list[dict]:
+        """A recording of separate utterances, split at pauses of at least ``min_pause`` seconds
+        (``segment.speech_segments``), each utterance translated on its own.
+        -> [{"start": seconds, "end": seconds, "text": ...}, ...] in order; [] for silence."""
+        rate = self.processor.sampling_rate
+        samples = waveform(audio, sampling_rate, rate)
+        pieces = speech_segments(samples, rate, min_pause, max_seconds)
+        texts = self._translate_pieces(samples, pieces, progress, generation_kwargs)
+        return [{"start": round(int(start) / rate, 3), "end": round(int(end) / rate, 3), "text": text}
+                for (start, end), text in zip(pieces, texts)]
+
+    def _translate_pieces(self, samples: np.ndarray, pieces, progress, generation_kwargs) -> list[str]:
+        """Translate samples[start:end] for each (start, end) of ``pieces``, one at a time: memory
+        stays that of one piece, however long the recording."""
+        rate = self.processor.sampling_rate
+        texts = []
+        for i, (start, end) in enumerate(pieces):
+            if progress is not None and len(pieces) > 1:
+                progress(i, len(pieces), start / rate, end / rate)
+            inputs = self.processor(samples[start:end], sampling_rate=rate)
+            ids = self.generate(inputs["input_values"], inputs.get("attention_mask"), **generation_kwargs)
+            texts.append(self.tokenizer.decode(ids[0], skip_special_tokens=True))
+        return texts
 
 
 def load(path: str | Path, dtype: str = "float32", device: str = "cpu", revision: str | None = None) -> Model:
