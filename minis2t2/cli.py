@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -20,12 +21,12 @@ def _translate(args) -> int:
         overrides["num_beams"] = args.num_beams
     if args.max_new_tokens is not None:
         overrides["max_new_tokens"] = args.max_new_tokens
-    max_seconds = args.max_seconds if args.max_seconds > 0 else None
+    max_seconds = args.max_seconds or None  # 0: no limit
     failed = 0
     for path in args.files:
         try:
             if args.segments:
-                result = model.segments(path, min_pause=args.min_pause, max_seconds=max_seconds or float("inf"),
+                result = model.segments(path, min_pause=args.min_pause, max_seconds=max_seconds,
                                         progress=_progress(path), **overrides)
             else:
                 result = model.translate(path, max_seconds=max_seconds, progress=_progress(path), **overrides)
@@ -122,10 +123,15 @@ def _compare(args) -> int:
     return 0 if result.ok else 1
 
 
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text}")
+def _seconds(text: str, zero_means: str | None = None) -> float:
+    """A command-line number of seconds: finite and > 0 (or 0 where ``zero_means`` says what 0 does)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (0 < value < math.inf or (zero_means and value == 0)):
+        expected = f"a number of seconds >= 0 (0: {zero_means})" if zero_means else "a positive number of seconds"
+        raise argparse.ArgumentTypeError(f"must be {expected}, got {text!r}")
     return value
 
 
@@ -167,9 +173,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--segments", action="store_true",
                    help="split each file at its pauses and translate every utterance on its own: one line per "
                         "segment, 'FILE<TAB>START<TAB>END<TAB>TEXT' (seconds); with --json a list per file")
-    t.add_argument("--min-pause", type=_positive_float, default=0.5, metavar="SECONDS",
+    t.add_argument("--min-pause", type=_seconds, default=0.5, metavar="SECONDS",
                    help="with --segments: the shortest silence that separates two utterances (default 0.5)")
-    t.add_argument("--max-seconds", type=float, default=20.0, metavar="SECONDS",
+    t.add_argument("--max-seconds", type=lambda text: _seconds(text, zero_means="no limit"), default=20.0, metavar="SECONDS",
                    help="longer audio (or a longer segment) is cut at its quietest points into pieces of at most "
                         "this length, each translated on its own; 0: no limit (default 20)")
     t.set_defaults(run=_translate)

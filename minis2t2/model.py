@@ -279,10 +279,11 @@ class Model:
         pieces = [(0, len(samples))] if max_seconds is None else quiet_cuts(samples, rate, max_seconds)
         return " ".join(text for text in self._translate_pieces(samples, pieces, progress, generation_kwargs) if text)
 
-    def segments(self, audio, sampling_rate: int | None = None, min_pause: float = 0.5, max_seconds: float = 20.0,
-                 progress=None, **generation_kwargs) -> list[dict]:
+    def segments(self, audio, sampling_rate: int | None = None, min_pause: float = 0.5,
+                 max_seconds: float | None = 20.0, progress=None, **generation_kwargs) -> list[dict]:
         """A recording of separate utterances, split at pauses of at least ``min_pause`` seconds
-        (``segment.speech_segments``), each utterance translated on its own.
+        (``segment.speech_segments``; an utterance longer than ``max_seconds`` is cut further at
+        its quietest points), each translated on its own.
         -> [{"start": seconds, "end": seconds, "text": ...}, ...] in order; [] for silence."""
         rate = self.processor.sampling_rate
         samples = waveform(audio, sampling_rate, rate)

@@ -40,11 +40,13 @@ def frame_loudness(audio: np.ndarray, rate: int) -> np.ndarray:
 def quiet_cuts(audio: np.ndarray, rate: int, max_seconds: float) -> list[tuple[int, int]]:
     """Cut into consecutive pieces of at most ``max_seconds``, each cut at the quietest frame of
     the last half of its piece.   -> [(start, end), ...] covering all samples"""
-    frame = max(1, int(rate * FRAME_SECONDS))
-    longest = int(max_seconds * rate)
-    if longest < 2 * frame:
+    if not max_seconds >= 2 * FRAME_SECONDS:
         raise ValueError(f"max_seconds={max_seconds} is too short to cut audio into pieces (at least "
                          f"{2 * FRAME_SECONDS} s)")
+    if len(audio) <= max_seconds * rate:
+        return [(0, len(audio))]
+    frame = max(1, int(rate * FRAME_SECONDS))
+    longest = int(max_seconds * rate)
     loudness = frame_loudness(audio, rate)
     pieces, start = [], 0
     while len(audio) - start > longest:
@@ -58,9 +60,12 @@ def quiet_cuts(audio: np.ndarray, rate: int, max_seconds: float) -> list[tuple[i
 
 
 def speech_segments(audio: np.ndarray, rate: int, min_pause: float = 0.5,
-                    max_seconds: float = 20.0) -> list[tuple[int, int]]:
+                    max_seconds: float | None = 20.0) -> list[tuple[int, int]]:
     """The stretches of speech between pauses of at least ``min_pause`` seconds, each with a
-    0.2 s margin; none for silence.   -> [(start, end), ...] in order, not overlapping"""
+    0.2 s margin; none for silence. A stretch longer than ``max_seconds`` (None: no limit) is cut
+    further by ``quiet_cuts``.   -> [(start, end), ...] in order, not overlapping"""
+    if not 0 < min_pause < np.inf:
+        raise ValueError(f"min_pause must be a positive number of seconds, got {min_pause}")
     frame = max(1, int(rate * FRAME_SECONDS))
     loudness = frame_loudness(audio, rate)  # (frames,)
     if len(loudness) == 0:
@@ -83,6 +88,8 @@ def speech_segments(audio: np.ndarray, rate: int, min_pause: float = 0.5,
         if segments and start < segments[-1][1]:  # margins of neighbours meet: share the pause
             start = segments[-1][1] = (segments[-1][1] + start) // 2
         segments.append([start, end])
+    if max_seconds is None:
+        return [(start, end) for start, end in segments]
     pieces = []
     for start, end in segments:  # a segment longer than max_seconds is cut at its quiet points
         pieces += [(start + a, start + b) for a, b in quiet_cuts(audio[start:end], rate, max_seconds)]

@@ -198,6 +198,10 @@ def test_cli_segments_and_progress(tmp_path, capsys, monkeypatch):
     assert len(err) >= 5  # 45 s in pieces of at most 10 s
     for i, line in enumerate(err):
         assert line.startswith(f"minis2t2: {tmp_path / 'long.wav'}: piece {i + 1}/{len(err)} (")
-    with pytest.raises(SystemExit) as exit_status:  # argparse: a usage error
-        cli.main(["translate", "--min-pause", "0", str(tmp_path / "two.wav")])
-    assert exit_status.value.code == 2 and "--min-pause: must be a positive number" in capsys.readouterr().err
+    for option, value in [("--min-pause", "0"), ("--min-pause", "nan"), ("--max-seconds", "-1"),
+                          ("--max-seconds", "inf"), ("--max-seconds", "abc")]:
+        with pytest.raises(SystemExit) as exit_status:  # argparse: a usage error
+            cli.main(["translate", option, value, str(tmp_path / "two.wav")])
+        assert exit_status.value.code == 2 and f"{option}: must be a" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="min_pause"):
+        speech_segments(bursts(spans, 4.0), RATE, min_pause=-1)

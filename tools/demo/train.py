@@ -1,19 +1,23 @@
 """Train the demo model: spoken English numbers (0-999) -> written German, from scratch.
 
     apt-get install espeak-ng flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts sox \
-        mbrola mbrola-us1 mbrola-us2 mbrola-us3 mbrola-en1 libttspico-utils rhvoice rhvoice-english  # non-free
+        festvox-rablpc16k festvox-don \
+        mbrola mbrola-us1 mbrola-us2 mbrola-us3 mbrola-en1 libttspico-utils rhvoice rhvoice-english \
+        festvox-us1 festvox-us2 festvox-us3 festvox-en1  # non-free and contrib
     pip install -e ".[test,demo]"
     python tools/demo/train.py       # stage 1: synthesize (cached in --work), 3600 steps, save weights/numbers-en-de
     python tools/demo/train.py --init weights/numbers-en-de --steps 1000 --lr 3e-4 --warmup 100 --seed 1  # stage 2
     python tools/demo/train.py --init weights/numbers-en-de --steps 4600 --lr 5e-4 --warmup 200 --seed 2  # stage 3
     python tools/demo/train.py --init weights/numbers-en-de --steps 4800 --lr 5e-4 --warmup 200 --seed 3  # stage 4
+    python tools/demo/train.py --init weights/numbers-en-de --steps 5000 --lr 5e-4 --warmup 200 --seed 4  # stage 5
     python tools/demo/evaluate.py    # per-source held-out accuracy, minis2t2 vs transformers, samples
 
 Each later stage restarts the learning rate from the previous stage's weights: at the end of
 each the loss was still falling when the cosine schedule reached 0.
 
 Data (tools/demo/data.py): every English voice Debian ships (espeak-ng, flite, festival in main;
-mbrola, SVOX Pico, RHVoice in non-free), one speaker (CMU ARCTIC's awb: flite's awb and RHVoice's
+mbrola, SVOX Pico, RHVoice in non-free; festival's rab and don diphones and its mbrola voices,
+added in stage 5), one speaker (CMU ARCTIC's awb: flite's awb and RHVoice's
 alan) held out entirely, numbers also composed word by word from a word bank, and
 clips with no number in them (target: the empty string). Augmentation on the fly
 (tools/demo/augment.py): speed perturbation (tempo, pitch and vocal-tract length together),
