@@ -7,9 +7,10 @@ not depend on the training set (and evaluate.py never synthesizes training audio
   compounds people say most) thirty-six times, from Debian's main voices: 40% espeak-ng (unseen
   variants excluded), 30% flite (kal, kal16, rms, slt), 30% festival (kal, ked, slt HTS); and
   every number four more times, 0-99 twelve more, from its non-free voices: mbrola, SVOX Pico,
-  RHVoice (a third each). One in five is spoken one word at a time ("seventy, three": the
-  engines pause at commas).
-- A word bank: each English number word alone, in 240 training voices (40 per source); at
+  RHVoice (a third each); and every number three more times, 0-99 nine more, from festival's
+  other voices: rab and don diphones, and the mbrola voices through festival's own front end.
+  One in five is spoken one word at a time ("seventy, three": the engines pause at commas).
+- A word bank: each English number word alone, in 280 training voices (40 per source group); at
   training time numbers are also composed from it word by word with random pauses, as
   telephone systems speak them.
 - Evaluation sets, each with its own numbers: unseen espeak-ng variants; unseen utterances of
@@ -28,13 +29,14 @@ from pathlib import Path
 import numpy as np
 
 from spell import EN_ONES, EN_TENS, english
-from voices import FESTIVAL, FLITE_HELD_OUT, FLITE_TRAIN, MBROLA, PICO, RHVOICE, synthesize
+from voices import FESTIVAL, FESTIVAL_EXTRA, FLITE_HELD_OUT, FLITE_TRAIN, MBROLA, PICO, RHVOICE, synthesize
 
 ACCENTS = ["en-us", "en-gb", "en-gb-scotland", "en-gb-x-gbclan", "en-gb-x-rp", "en-us-nyc", "en-029",
            "en-gb-x-gbcwmd"]
 EXCLUDED_VARIANTS = {"whisper", "whisperf"}  # unvoiced: outside what a number reader sounds like
 MAIN_SOURCES = [("espeak", 0.4), ("flite", 0.3), ("festival", 0.3)]  # Debian main
 NON_FREE_SOURCES = [("mbrola", 1 / 3), ("pico", 1 / 3), ("rhvoice", 1 / 3)]  # Debian non-free
+EXTRA_SOURCES = [("festival_extra", 1.0)]  # added in stage 5: festival's rab, don and mbrola voices
 WORDS = EN_ONES + [w for w in EN_TENS if w] + ["hundred", "and"]
 
 
@@ -53,9 +55,9 @@ def random_voice(source: str, rng: random.Random, espeak_pool: list[str], flite_
     if source == "flite":
         return {"source": source, "name": rng.choice(flite_pool), "rate": rng.uniform(0.8, 1.4),
                 "pitch": rng.uniform(0.8, 1.3)}
-    if source == "festival":
-        return {"source": source, "name": rng.choice(FESTIVAL), "rate": rng.uniform(0.8, 1.4),
-                "pitch": rng.uniform(0.8, 1.3)}
+    if source in ("festival", "festival_extra"):
+        name = rng.choice(FESTIVAL if source == "festival" else FESTIVAL_EXTRA)
+        return {"source": "festival", "name": name, "rate": rng.uniform(0.8, 1.4), "pitch": rng.uniform(0.8, 1.3)}
     if source == "mbrola":
         return {"source": source, "name": rng.choice(MBROLA), "rate": rng.uniform(0.8, 1.35),
                 "pitch": rng.uniform(0.6, 1.4)}
@@ -99,7 +101,8 @@ def cached(work: Path, name: str, build) -> tuple[list, list[np.ndarray]]:
 
 
 def training_set(work: Path, seed: int):
-    """(items, clips) for training: the main voices' part, then the non-free voices' part (two caches)."""
+    """(items, clips) for training: the main voices' part, the non-free voices' part, festival's extra voices'
+    part (three caches, in the order the stages added them)."""
     def part(sources, repeats: int, seed_offset: int):
         def build():
             rng = random.Random(seed + seed_offset)
@@ -110,11 +113,12 @@ def training_set(work: Path, seed: int):
         return build
     items, clips = cached(work, "train", part(MAIN_SOURCES, 12, 0))
     more_items, more_clips = cached(work, "train_non_free", part(NON_FREE_SOURCES, 4, 2))
-    return items + more_items, clips + more_clips
+    extra_items, extra_clips = cached(work, "train_festival_extra", part(EXTRA_SOURCES, 3, 4))
+    return items + more_items + extra_items, clips + more_clips + extra_clips
 
 
 def word_bank(work: Path, seed: int, voices_per_source: int = 40):
-    """({"word", "voice"} items, clips): every number word alone in 40 training voices of each source."""
+    """({"word", "voice"} items, clips): every number word alone in 40 training voices of each source group."""
     def part(sources, seed_offset: int):
         def build():
             rng = random.Random(seed + seed_offset)
@@ -128,7 +132,8 @@ def word_bank(work: Path, seed: int, voices_per_source: int = 40):
         return build
     items, clips = cached(work, "words", part(MAIN_SOURCES, 1))
     more_items, more_clips = cached(work, "words_non_free", part(NON_FREE_SOURCES, 3))
-    return items + more_items, clips + more_clips
+    extra_items, extra_clips = cached(work, "words_festival_extra", part(EXTRA_SOURCES, 5))
+    return items + more_items + extra_items, clips + more_clips + extra_clips
 
 
 EVAL_SETS = {  # name: (sources, flite voices, clips, description)

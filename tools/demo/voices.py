@@ -6,6 +6,9 @@ Sources (Debian packages, installed by the recipe, never at run time):
   recordings, CMU ARCTIC).
 - festival: kal_diphone (festvox-kallpc16k), ked_diphone (festvox-kdlpc16k), and
   cmu_us_slt_arctic_hts (festvox-us-slt-hts), diphone and HMM voices from real speakers.
+- festival's other English voices: rab_diphone (festvox-rablpc16k, a British man) and don_diphone
+  (festvox-don, a minimal British male diphone set), and the four mbrola voices below through
+  festival's own text analysis and prosody (festvox-us1/us2/us3/en1, non-free).
 - mbrola through espeak-ng (Debian non-free: mbrola, mbrola-us1/us2/us3/en1): diphone voices cut
   from four real speakers' recordings (two US men, a US woman, a British man).
 - pico2wave (non-free libttspico-utils): SVOX Pico, en-US and en-GB, Apache-2.0.
@@ -35,10 +38,12 @@ SAMPLE_RATE = 16000
 FLITE_TRAIN = ["kal", "kal16", "rms", "slt"]
 FLITE_HELD_OUT = ["awb"]  # never trained on: the held-out synthesizer voice
 FESTIVAL = ["kal_diphone", "ked_diphone", "cmu_us_slt_arctic_hts"]
+FESTIVAL_EXTRA = ["rab_diphone", "don_diphone", "us1_mbrola", "us2_mbrola", "us3_mbrola", "en1_mbrola"]
 MBROLA = ["mb-us1", "mb-us2", "mb-us3", "mb-en1"]
 PICO = ["en-US", "en-GB"]
 RHVOICE = ["bdl", "clb", "slt", "evgeniy-eng", "lyubov"]  # not "alan": the held-out awb speaker
-FESTIVAL_DIPHONE_F0 = {"kal_diphone": 105, "ked_diphone": 105}  # their model F0 means (Hz)
+# festival's diphone voices take a target F0 mean (Hz, their default shown); its mbrola voices keep their own
+FESTIVAL_DIPHONE_F0 = {"kal_diphone": 105, "ked_diphone": 105, "rab_diphone": 105, "don_diphone": 105}
 
 
 def _to_int16(audio: np.ndarray, rate: int) -> np.ndarray:
