@@ -175,7 +175,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "segment, 'FILE<TAB>START<TAB>END<TAB>TEXT' (seconds); with --json a list per file")
     t.add_argument("--min-pause", type=_seconds, default=0.5, metavar="SECONDS",
                    help="with --segments: the shortest silence that separates two utterances (default 0.5)")
-    t.add_argument("--max-seconds", type=lambda text: _seconds(text, zero_means="no limit"), default=20.0, metavar="SECONDS",
+    t.add_argument("--max-seconds", type=lambda text: _seconds(text, zero_means="no limit"), default=20.0,
+                   metavar="SECONDS",
                    help="longer audio (or a longer segment) is cut at its quietest points into pieces of at most "
                         "this length, each translated on its own; 0: no limit (default 20)")
     t.set_defaults(run=_translate)

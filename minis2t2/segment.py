@@ -29,9 +29,14 @@ MARGIN_SECONDS = 0.2  # kept around each segment's speech: soft word onsets and 
 MIN_SPEECH_SECONDS = 0.1  # shorter bursts (clicks, pops) are not speech
 
 
+def frame_length(rate: int) -> int:
+    """Samples in a 10 ms frame: 160 at 16 kHz."""
+    return max(1, int(rate * FRAME_SECONDS))
+
+
 def frame_loudness(audio: np.ndarray, rate: int) -> np.ndarray:
     """Mean power of each 10 ms frame in dB (re full scale 1.0).   (N,) -> (N // frame,)"""
-    frame = max(1, int(rate * FRAME_SECONDS))
+    frame = frame_length(rate)
     n = len(audio) // frame
     power = np.square(audio[: n * frame].astype(np.float64)).reshape(n, frame).mean(axis=1)  # (frames,)
     return 10 * np.log10(power + 1e-12)
@@ -45,7 +50,7 @@ def quiet_cuts(audio: np.ndarray, rate: int, max_seconds: float) -> list[tuple[i
                          f"{2 * FRAME_SECONDS} s)")
     if len(audio) <= max_seconds * rate:
         return [(0, len(audio))]
-    frame = max(1, int(rate * FRAME_SECONDS))
+    frame = frame_length(rate)
     longest = int(max_seconds * rate)
     loudness = frame_loudness(audio, rate)
     pieces, start = [], 0
@@ -66,7 +71,7 @@ def speech_segments(audio: np.ndarray, rate: int, min_pause: float = 0.5,
     further by ``quiet_cuts``.   -> [(start, end), ...] in order, not overlapping"""
     if not 0 < min_pause < np.inf:
         raise ValueError(f"min_pause must be a positive number of seconds, got {min_pause}")
-    frame = max(1, int(rate * FRAME_SECONDS))
+    frame = frame_length(rate)
     loudness = frame_loudness(audio, rate)  # (frames,)
     if len(loudness) == 0:
         return []
