@@ -89,6 +89,27 @@ def build_model(vocab_size: int):
     return model
 
 
+def grow_encoder(model, layers: int) -> None:
+    """Append ``layers`` pre-LN transformer layers to the encoder without changing what it computes.
+
+    Each new layer adds ``attention(layer_norm(h))`` and ``feed_forward(final_layer_norm(h))`` to
+    the residual stream ``h``; with the attention's out_proj and the feed-forward's output_dense
+    set to zero both terms are 0, so the grown model starts from the trained one's outputs and
+    the new layers learn from there (their other weights get HF's usual initialisation).
+    """
+    from transformers.models.wav2vec2.modeling_wav2vec2 import Wav2Vec2EncoderLayerStableLayerNorm
+
+    config = model.config.encoder
+    for _ in range(layers):
+        layer = Wav2Vec2EncoderLayerStableLayerNorm(config)
+        layer.apply(model.encoder._init_weights)
+        for zeroed in (layer.attention.out_proj, layer.feed_forward.output_dense):
+            torch.nn.init.zeros_(zeroed.weight)
+            torch.nn.init.zeros_(zeroed.bias)
+        model.encoder.encoder.layers.append(layer)
+    config.num_hidden_layers += layers
+
+
 def trim(x: np.ndarray, threshold: float = 0.02) -> np.ndarray:
     """Cut leading and trailing silence (below ``threshold`` of the peak)."""
     loud = np.flatnonzero(np.abs(x) > threshold * (np.max(np.abs(x)) + 1e-9))
@@ -196,7 +217,11 @@ def main() -> None:
                         "help the unseen voices, so the shipped model was trained without it")
     p.add_argument("--init", type=Path, help="continue from this saved model (its training.json is kept as "
                                              "'previous') instead of random weights; use another --seed")
+    p.add_argument("--grow-encoder-layers", type=int, default=0, metavar="N",
+                   help="with --init: append N encoder layers that start as the identity (see grow_encoder)")
     args = p.parse_args()
+    if args.grow_encoder_layers < 0 or (args.grow_encoder_layers and not args.init):
+        p.error(f"--grow-encoder-layers: expected a count >= 0 with --init, got {args.grow_encoder_layers}")
     if not 0.0 <= args.speaker_change <= 1.0:
         p.error(f"--speaker-change: expected a probability in [0, 1], got {args.speaker_change}")
 
@@ -218,6 +243,7 @@ def main() -> None:
 
         previous = json.loads((args.init / "training.json").read_text())
         model = SpeechEncoderDecoderModel.from_pretrained(str(args.init))
+        grow_encoder(model, args.grow_encoder_layers)
     else:
         previous = None
         model = build_model(len(tokenizer))
@@ -283,6 +309,7 @@ def main() -> None:
         "ctc_weight": args.ctc_weight,
         "seed": args.seed, "train_clips": len(clips), "word_bank_clips": len(bank),
         "p_word_bank": P_WORD_BANK, "p_non_speech": P_NON_SPEECH, "speaker_change": args.speaker_change,
+        "grow_encoder_layers": args.grow_encoder_layers,
         "wall_time_s": round(time.time() - start), "torch": torch.__version__, "history": history,
         "init": str(args.init) if args.init else None, "previous": previous,
     }, indent=1) + "\n")
