@@ -15,7 +15,8 @@ not depend on the training set (and evaluate.py never synthesizes training audio
   telephone systems speak them.
 - Evaluation sets, each with its own numbers: unseen espeak-ng variants; unseen utterances of
   the flite/festival training voices; flite's ``awb`` voice, held out of training entirely; the
-  Piper neural voice ``en_US-joe-medium`` (never trained on), at 16 kHz and at 8 kHz.
+  Piper neural voice ``en_US-joe-medium`` (never trained on), at 16 kHz and at 8 kHz; and number
+  words recorded for two Debian games (``RECORDED_WORDS``), read where apt installs them.
 """
 
 from __future__ import annotations
@@ -143,6 +144,24 @@ EVAL_SETS = {  # name: (sources, flite voices, clips, description)
     "flite_awb_held_out_voice": ([("flite", 1.0)], FLITE_HELD_OUT, 200, "flite awb, held out of training entirely"),
     "piper_joe": ([("piper", 1.0)], [], 200, "Piper en_US-joe-medium neural voice, never trained on"),
 }
+
+
+RECORDED_WORDS = {  # package: (folder, {file name: number}); game voices, not telephone prompts; evaluation only
+    "csmash-data": ("/usr/share/games/csmash/wav", {f"{english(n)}.wav": n for n in [*range(21), 30]}),  # umpire
+    "scid-data": ("/usr/share/scid/sounds", {f"{n}.wav": n for n in range(1, 9)}),  # chess move announcer
+}
+
+
+def recorded_words() -> list[dict]:
+    """{"number", "voice", "file"} items of the number words in RECORDED_WORDS' packages."""
+    items = []
+    for package, (folder, files) in RECORDED_WORDS.items():
+        missing = [name for name in files if not (Path(folder) / name).is_file()]
+        if missing:
+            raise SystemExit(f"{folder}: {', '.join(missing)} missing; install them with apt-get install {package}")
+        items += [{"number": n, "word_by_word": False, "british_and": False, "file": str(Path(folder) / name),
+                   "voice": {"source": "recorded", "name": package}} for name, n in files.items()]
+    return items
 
 
 def evaluation_set(work: Path, name: str, seed: int):

@@ -27,12 +27,12 @@ ROOT = HERE.parents[1]
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(ROOT))
 from augment import SR, noise_bank, non_speech  # noqa: E402
-from data import EVAL_SETS, evaluation_set, spoken  # noqa: E402
+from data import EVAL_SETS, evaluation_set, recorded_words, spoken  # noqa: E402
 from spell import german  # noqa: E402
 from voices import synthesize  # noqa: E402
 
 import minis2t2  # noqa: E402
-from minis2t2.audio import resample  # noqa: E402
+from minis2t2.audio import load_audio, resample  # noqa: E402
 
 # (sample rate, format, subtype) for the shipped samples: most not at 16 kHz on purpose
 SAMPLE_FORMATS = [(8000, "WAV", "PCM_16"), (11025, "FLAC", "PCM_16"), (22050, "FLAC", "PCM_16"),
@@ -86,6 +86,13 @@ def main() -> None:
         sets[name] = (EVAL_SETS[name][3] + ", 16 kHz", items, waves)
         if name == "piper_joe":
             sets["piper_joe_8k"] = (EVAL_SETS[name][3] + ", 8 kHz", items, [telephone_rate(w) for w in waves])
+    items = recorded_words()
+    for it in items:
+        it["expected"] = german(it["number"])
+    waves = [load_audio(it["file"], SR) for it in items]
+    description = "number words recorded for Debian games (csmash-data's umpire, scid-data's move announcer)"
+    sets["recorded_words"] = (description + ", 16 kHz", items, waves)
+    sets["recorded_words_8k"] = (description + ", 8 kHz", items, [telephone_rate(w) for w in waves])
     rng = np.random.default_rng(args.seed)
     babble_source, noises = sets["espeak_unseen_variants"][2][:20], noise_bank(rng, seconds=5)
     sets["non_speech"] = ("silence, hiss, hum, coloured noise and far babble, 0.3-2.5 s; expected output: empty",

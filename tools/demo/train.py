@@ -3,7 +3,8 @@
     apt-get install espeak-ng flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts sox \
         festvox-rablpc16k festvox-don \
         mbrola mbrola-us1 mbrola-us2 mbrola-us3 mbrola-en1 libttspico-utils rhvoice rhvoice-english \
-        festvox-us1 festvox-us2 festvox-us3 festvox-en1  # non-free and contrib
+        festvox-us1 festvox-us2 festvox-us3 festvox-en1 \
+        csmash-data scid-data  # non-free and contrib; the last two for evaluate.py
     pip install -e ".[test,demo]"
     python tools/demo/train.py       # stage 1: synthesize (cached in --work), 3600 steps, save weights/numbers-en-de
     python tools/demo/train.py --init weights/numbers-en-de --steps 1000 --lr 3e-4 --warmup 100 --seed 1  # stage 2
