@@ -26,7 +26,8 @@ leading/trailing silence, random EQ and tilt, room reverb, babble and coloured n
 band with mu-law or GSM, 8-48 kHz source rates, gain; SpecAugment time and channel masking in
 the encoder (the Wav2Vec2 config's mask_time_prob / mask_feature_prob). A further speaker
 change by Praat (--speaker-change 0.5: formants, pitch and tempo each on its own) was tried as a
-sixth stage (3600 steps, seed 5) and did not move the unseen voices; the model card has the figures.
+sixth stage (3600 steps, seed 5) and did not move the unseen voices, nor did an encoder grown
+from 4 to 8 layers (--grow-encoder-layers 4, 4000 steps, seed 6); the model card has the figures.
 
 The model is transformers' own SpeechEncoderDecoderModel (Wav2Vec2 encoder with layer-norm
 convs, stable layer norm and attention masks; Speech2Text2 decoder), trained with torch on the
