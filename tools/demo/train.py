@@ -222,8 +222,10 @@ def main() -> None:
     p.add_argument("--grow-encoder-layers", type=int, default=0, metavar="N",
                    help="with --init: append N encoder layers that start as the identity (see grow_encoder)")
     args = p.parse_args()
-    if args.grow_encoder_layers < 0 or (args.grow_encoder_layers and not args.init):
-        p.error(f"--grow-encoder-layers: expected a count >= 0 with --init, got {args.grow_encoder_layers}")
+    if args.grow_encoder_layers < 0:
+        p.error(f"--grow-encoder-layers: expected a count >= 0, got {args.grow_encoder_layers}")
+    if args.grow_encoder_layers and not args.init:
+        p.error("--grow-encoder-layers: needs --init, the trained model to grow")
     if not 0.0 <= args.speaker_change <= 1.0:
         p.error(f"--speaker-change: expected a probability in [0, 1], got {args.speaker_change}")
 
