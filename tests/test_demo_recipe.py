@@ -1,38 +1,50 @@
-"""The demo recipe's model growth (tools/demo/train.py --grow-encoder-layers) keeps the trained model's outputs.
+"""The demo model's recipe pieces: number spellers (checked against num2words, an independent
+well-kept package), the BPE learner (its files read by transformers' tokenizer), and model growth
+(train.py --grow-encoder-layers), which must leave the trained model's outputs exactly as they were."""
 
-Growing appends encoder layers whose output projections are zero, so the grown model must compute
-exactly what the trained one did before any training step: checked in transformers (the recipe
-trains there) and through minis2t2, which must read the grown folder's new layer count.
-"""
-
+import json
 import shutil
 import sys
 from pathlib import Path
 
 import numpy as np
-import pytest
 import torch
+from num2words import num2words
+from transformers import Speech2Text2Tokenizer, SpeechEncoderDecoderModel
 
 import minis2t2
 from minis2t2.model import DEFAULT_MODEL_NAME
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "weights" / DEFAULT_MODEL_NAME
+sys.path.insert(0, str(ROOT / "tools" / "demo"))
+from bpe import SPECIALS, learn_merges  # noqa: E402
+from spell import english, german, german_parts  # noqa: E402
+from train import grow_encoder  # noqa: E402
 
 
-@pytest.fixture(scope="module")
-def grow_encoder():
-    sys.path.insert(0, str(ROOT / "tools" / "demo"))
-    try:
-        from train import grow_encoder
-    finally:
-        sys.path.remove(str(ROOT / "tools" / "demo"))
-    return grow_encoder
+def test_german_matches_num2words():
+    for n in range(1000):
+        assert german(n) == num2words(n, lang="de"), n
+        assert "".join(german_parts(n)) == german(n)
 
 
-def test_grown_encoder_computes_what_the_trained_one_did(grow_encoder, tmp_path):
-    from transformers import SpeechEncoderDecoderModel
+def test_english_matches_num2words():
+    for n in range(1000):
+        assert english(n, british_and=True) == num2words(n, lang="en").replace("-", " "), n
+        assert english(n) == english(n, british_and=True).replace(" and ", " ")
 
+
+def test_bpe_pieces_are_morphemes(tmp_path):
+    merges = learn_merges([german_parts(n) for n in range(1000)], num_merges=1000)
+    (tmp_path / "merges.txt").write_text("".join(f"{a} {b}\n" for a, b in merges))
+    (tmp_path / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(SPECIALS)}))
+    probe = Speech2Text2Tokenizer(str(tmp_path / "vocab.json"), merges_file=str(tmp_path / "merges.txt"))
+    for n in range(1000):
+        assert [t.rstrip("@") for t in probe.tokenize(german(n))] == german_parts(n), n
+
+
+def test_grown_encoder_computes_what_the_trained_one_did(tmp_path):
     model = SpeechEncoderDecoderModel.from_pretrained(str(DEMO)).eval()
     layers = model.config.encoder.num_hidden_layers
     audio = torch.from_numpy(np.random.default_rng(0).standard_normal((2, 16000)).astype(np.float32))
@@ -50,6 +62,6 @@ def test_grown_encoder_computes_what_the_trained_one_did(grow_encoder, tmp_path)
                  "special_tokens_map.json"):
         shutil.copy(DEMO / name, tmp_path)
     model.save_pretrained(str(tmp_path), safe_serialization=True)  # config.json (new layer count), weights
-    grown = minis2t2.load(tmp_path)
+    grown = minis2t2.load(tmp_path)  # must read the grown folder's layer count
     ours, _ = grown.encode(audio.numpy(), attention_mask=mask.numpy())
     np.testing.assert_allclose(ours, projected, atol=1e-4)  # fp32, activations of unit scale after layer norm
