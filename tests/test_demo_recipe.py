@@ -58,10 +58,8 @@ def test_grown_encoder_computes_what_the_trained_one_did(tmp_path):
     assert torch.equal(before, after)  # the new layers add exact zeros to the residual stream
     assert model.encoder.encoder.layers[-1].attention.q_proj.weight.abs().sum() > 0  # the rest is initialised
 
-    for name in ("preprocessor_config.json", "vocab.json", "merges.txt", "tokenizer_config.json",
-                 "special_tokens_map.json"):
-        shutil.copy(DEMO / name, tmp_path)
-    model.save_pretrained(str(tmp_path), safe_serialization=True)  # config.json (new layer count), weights
+    shutil.copytree(DEMO, tmp_path, dirs_exist_ok=True)  # the tokenizer and processor files
+    model.save_pretrained(str(tmp_path), safe_serialization=True)  # over config.json (new layer count) and weights
     grown = minis2t2.load(tmp_path)  # must read the grown folder's layer count
     ours, _ = grown.encode(audio.numpy(), attention_mask=mask.numpy())
     np.testing.assert_allclose(ours, projected, atol=1e-4)  # fp32, activations of unit scale after layer norm

@@ -46,6 +46,17 @@ def telephone_rate(wave: np.ndarray) -> np.ndarray:
     return resample(resample(wave, SR, 8000), 8000, SR)
 
 
+def add_numbers(sets: dict, name: str, description: str, items: list[dict], waves: list[np.ndarray],
+                also_8k: bool) -> None:
+    """Add an evaluation set of spoken numbers (16 kHz waves), and with ``also_8k`` the same clips
+    at telephone rate as ``<name>_8k``; each item's expected text is its number in German."""
+    for it in items:
+        it["expected"] = german(it["number"])
+    sets[name] = (description + ", 16 kHz", items, waves)
+    if also_8k:
+        sets[name + "_8k"] = (description + ", 8 kHz", items, [telephone_rate(w) for w in waves])
+
+
 def translate_all(model, hf, waves: list[np.ndarray], batch_size: int):
     """minis2t2 ids, transformers ids (pad removed) and minis2t2's seconds of generate()."""
     ours, theirs, seconds = [], [], 0.0
@@ -80,19 +91,12 @@ def main() -> None:
     sets = {}  # name -> (description, items with "expected", waves at 16 kHz)
     for name in EVAL_SETS:
         items, clips = evaluation_set(args.work, name, args.seed)
-        waves = [c.astype(np.float32) / 32768 for c in clips]
-        for it in items:
-            it["expected"] = german(it["number"])
-        sets[name] = (EVAL_SETS[name][3] + ", 16 kHz", items, waves)
-        if name == "piper_joe":
-            sets["piper_joe_8k"] = (EVAL_SETS[name][3] + ", 8 kHz", items, [telephone_rate(w) for w in waves])
+        add_numbers(sets, name, EVAL_SETS[name][3], items, [c.astype(np.float32) / 32768 for c in clips],
+                    also_8k=name == "piper_joe")
     items = recorded_words()
-    for it in items:
-        it["expected"] = german(it["number"])
-    waves = [load_audio(it["file"], SR) for it in items]
-    description = "number words recorded for Debian games (csmash-data's umpire, scid-data's move announcer)"
-    sets["recorded_words"] = (description + ", 16 kHz", items, waves)
-    sets["recorded_words_8k"] = (description + ", 8 kHz", items, [telephone_rate(w) for w in waves])
+    add_numbers(sets, "recorded_words",
+                "number words recorded for Debian games (csmash-data's umpire, scid-data's move announcer)",
+                items, [load_audio(it["file"], SR) for it in items], also_8k=True)
     rng = np.random.default_rng(args.seed)
     babble_source, noises = sets["espeak_unseen_variants"][2][:20], noise_bank(rng, seconds=5)
     sets["non_speech"] = ("silence, hiss, hum, coloured noise and far babble, 0.3-2.5 s; expected output: empty",
