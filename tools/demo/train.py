@@ -27,7 +27,8 @@ band with mu-law or GSM, 8-48 kHz source rates, gain; SpecAugment time and chann
 the encoder (the Wav2Vec2 config's mask_time_prob / mask_feature_prob). A further speaker
 change by Praat (--speaker-change 0.5: formants, pitch and tempo each on its own) was tried as a
 sixth stage (3600 steps, seed 5) and did not move the unseen voices, nor did an encoder grown
-from 4 to 8 layers (--grow-encoder-layers 4, 4000 steps, seed 6); the model card has the figures.
+from 4 to 8 layers (--grow-encoder-layers 4, 4000 steps, seed 6, then 3600 more, seed 7); the model
+card has the figures.
 
 The model is transformers' own SpeechEncoderDecoderModel (Wav2Vec2 encoder with layer-norm
 convs, stable layer norm and attention masks; Speech2Text2 decoder), trained with torch on the
