@@ -1,6 +1,7 @@
 """The demo model's recipe pieces: number spellers (checked against num2words, an independent
-well-kept package), the BPE learner (its files read by transformers' tokenizer), and model growth
-(train.py --grow-encoder-layers), which must leave the trained model's outputs exactly as they were."""
+well-kept package), the BPE learner (its files read by transformers' tokenizer), model growth
+(train.py --grow-encoder-layers), which must leave the trained model's outputs exactly as they were,
+and the recorded evaluation words' usage error when their Debian package is missing."""
 
 import json
 import shutil
@@ -8,6 +9,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from num2words import num2words
 from transformers import Speech2Text2Tokenizer, SpeechEncoderDecoderModel
@@ -18,6 +20,7 @@ from minis2t2.model import DEFAULT_MODEL_NAME
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "weights" / DEFAULT_MODEL_NAME
 sys.path.insert(0, str(ROOT / "tools" / "demo"))
+import data  # noqa: E402
 from bpe import SPECIALS, learn_merges  # noqa: E402
 from spell import english, german, german_parts  # noqa: E402
 from train import grow_encoder  # noqa: E402
@@ -63,3 +66,13 @@ def test_grown_encoder_computes_what_the_trained_one_did(tmp_path):
     grown = minis2t2.load(tmp_path)  # must read the grown folder's layer count
     ours, _ = grown.encode(audio.numpy(), attention_mask=mask.numpy())
     np.testing.assert_allclose(ours, projected, atol=1e-4)  # fp32, activations of unit scale after layer norm
+
+
+def test_recorded_words_missing_package_is_one_line_exit_2(tmp_path, monkeypatch, capsys):
+    (tmp_path / "one.wav").write_bytes(b"")
+    monkeypatch.setattr(data, "RECORDED_WORDS", {"some-data": (str(tmp_path), {"one.wav": 1, "two.wav": 2})})
+    with pytest.raises(SystemExit) as exit_:
+        data.recorded_words()
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert err == f"{tmp_path}: two.wav missing; install them with apt-get install some-data\n"

@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import random
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -157,8 +158,10 @@ def recorded_words() -> list[dict]:
     items = []
     for package, (folder, files) in RECORDED_WORDS.items():
         missing = [name for name in files if not (Path(folder) / name).is_file()]
-        if missing:
-            raise SystemExit(f"{folder}: {', '.join(missing)} missing; install them with apt-get install {package}")
+        if missing:  # the recipe's apt-get line was skipped: a usage error, one line, exit 2
+            print(f"{folder}: {', '.join(missing)} missing; install them with apt-get install {package}",
+                  file=sys.stderr)
+            raise SystemExit(2)
         items += [{"number": n, "word_by_word": False, "british_and": False, "file": str(Path(folder) / name),
                    "voice": {"source": "recorded", "name": package}} for name, n in files.items()]
     return items
