@@ -8,15 +8,18 @@ not depend on the training set (and evaluate.py never synthesizes training audio
   variants excluded), 30% flite (kal, kal16, rms, slt), 30% festival (kal, ked, slt HTS); and
   every number four more times, 0-99 twelve more, from its non-free voices: mbrola, SVOX Pico,
   RHVoice (a third each); and every number three more times, 0-99 nine more, from festival's
-  other voices: rab and don diphones, and the mbrola voices through festival's own front end.
-  One in five is spoken one word at a time ("seventy, three": the engines pause at commas).
-- A word bank: each English number word alone, in 280 training voices (40 per source group); at
+  other voices: rab and don diphones, and the mbrola voices through festival's own front end;
+  and every number four more times, 0-99 eight more, from hibari's neural voice (rate and noise
+  seed drawn per clip). One in five is spoken one word at a time ("seventy, three": the
+  engines pause at commas).
+- A word bank: each English number word alone, in 320 training voices (40 per source group); at
   training time numbers are also composed from it word by word with random pauses, as
   telephone systems speak them.
 - Evaluation sets, each with its own numbers: unseen espeak-ng variants; unseen utterances of
-  the flite/festival training voices; flite's ``awb`` voice, held out of training entirely; the
-  Piper neural voice ``en_US-joe-medium`` (never trained on), at 16 kHz and at 8 kHz; and number
-  words recorded for two Debian games (``RECORDED_WORDS``), read where apt installs them.
+  the flite/festival training voices and of hibari's neural voice; flite's ``awb`` voice, held
+  out of training entirely; the Piper neural voice ``en_US-joe-medium`` (never trained on), at
+  16 kHz and at 8 kHz; and number words recorded for two Debian games (``RECORDED_WORDS``),
+  read where apt installs them.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ EXCLUDED_VARIANTS = {"whisper", "whisperf"}  # unvoiced: outside what a number r
 MAIN_SOURCES = [("espeak", 0.4), ("flite", 0.3), ("festival", 0.3)]  # Debian main
 NON_FREE_SOURCES = [("mbrola", 1 / 3), ("pico", 1 / 3), ("rhvoice", 1 / 3)]  # Debian non-free
 EXTRA_SOURCES = [("festival_extra", 1.0)]  # added in stage 5: festival's rab, don and mbrola voices
+NEURAL_SOURCES = [("hibari", 1.0)]  # added in stage 6: hibari's neural voice (PyPI hibari-tts)
 WORDS = EN_ONES + [w for w in EN_TENS if w] + ["hundred", "and"]
 
 
@@ -66,6 +70,9 @@ def random_voice(source: str, rng: random.Random, espeak_pool: list[str], flite_
     if source in ("pico", "rhvoice"):
         return {"source": source, "name": rng.choice(PICO if source == "pico" else RHVOICE),
                 "rate": rng.uniform(0.8, 1.4), "pitch": rng.uniform(0.8, 1.25)}
+    if source == "hibari":
+        return {"source": source, "name": "heart", "rate": rng.uniform(0.8, 1.35), "pitch": 1.0,
+                "seed": rng.randrange(2**31)}
     if source == "piper":
         return {"source": source, "name": "en_US-joe-medium", "rate": rng.uniform(0.85, 1.25), "pitch": 1.0}
     raise ValueError(source)
@@ -104,7 +111,7 @@ def cached(work: Path, name: str, build) -> tuple[list, list[np.ndarray]]:
 
 def training_set(work: Path, seed: int):
     """(items, clips) for training: the main voices' part, the non-free voices' part, festival's extra voices'
-    part (three caches, in the order the stages added them)."""
+    part, hibari's part (four caches, in the order the stages added them)."""
     def part(sources, repeats: int, seed_offset: int):
         def build():
             rng = random.Random(seed + seed_offset)
@@ -116,7 +123,8 @@ def training_set(work: Path, seed: int):
     items, clips = cached(work, "train", part(MAIN_SOURCES, 12, 0))
     more_items, more_clips = cached(work, "train_non_free", part(NON_FREE_SOURCES, 4, 2))
     extra_items, extra_clips = cached(work, "train_festival_extra", part(EXTRA_SOURCES, 3, 4))
-    return items + more_items + extra_items, clips + more_clips + extra_clips
+    neural_items, neural_clips = cached(work, "train_hibari", part(NEURAL_SOURCES, 4, 6))
+    return items + more_items + extra_items + neural_items, clips + more_clips + extra_clips + neural_clips
 
 
 def word_bank(work: Path, seed: int, voices_per_source: int = 40):
@@ -135,7 +143,8 @@ def word_bank(work: Path, seed: int, voices_per_source: int = 40):
     items, clips = cached(work, "words", part(MAIN_SOURCES, 1))
     more_items, more_clips = cached(work, "words_non_free", part(NON_FREE_SOURCES, 3))
     extra_items, extra_clips = cached(work, "words_festival_extra", part(EXTRA_SOURCES, 5))
-    return items + more_items + extra_items, clips + more_clips + extra_clips
+    neural_items, neural_clips = cached(work, "words_hibari", part(NEURAL_SOURCES, 7))
+    return items + more_items + extra_items + neural_items, clips + more_clips + extra_clips + neural_clips
 
 
 EVAL_SETS = {  # name: (sources, flite voices, clips, description)
@@ -143,6 +152,8 @@ EVAL_SETS = {  # name: (sources, flite voices, clips, description)
     "flite_festival_unseen_utterances": ([("flite", 0.5), ("festival", 0.5)], FLITE_TRAIN, 300,
                                          "flite kal/kal16/rms/slt and festival kal/ked/slt-hts, new utterances"),
     "flite_awb_held_out_voice": ([("flite", 1.0)], FLITE_HELD_OUT, 200, "flite awb, held out of training entirely"),
+    "hibari_unseen_utterances": ([("hibari", 1.0)], [], 200,
+                                 "hibari's neural voice heart, a training voice, new utterances"),
     "piper_joe": ([("piper", 1.0)], [], 200, "Piper en_US-joe-medium neural voice, never trained on"),
 }
 

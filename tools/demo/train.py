@@ -11,6 +11,7 @@
     python tools/demo/train.py --init weights/numbers-en-de --steps 4600 --lr 5e-4 --warmup 200 --seed 2  # stage 3
     python tools/demo/train.py --init weights/numbers-en-de --steps 4800 --lr 5e-4 --warmup 200 --seed 3  # stage 4
     python tools/demo/train.py --init weights/numbers-en-de --steps 5000 --lr 5e-4 --warmup 200 --seed 4  # stage 5
+    python tools/demo/train.py --init weights/numbers-en-de --steps 4500 --lr 5e-4 --warmup 200 --seed 8  # stage 6
     python tools/demo/evaluate.py    # per-source held-out accuracy, minis2t2 vs transformers, samples
 
 Each later stage restarts the learning rate from the previous stage's weights: at the end of
@@ -18,9 +19,10 @@ each the loss was still falling when the cosine schedule reached 0.
 
 Data (tools/demo/data.py): every English voice Debian ships (espeak-ng, flite, festival in main;
 mbrola, SVOX Pico, RHVoice in non-free; festival's rab and don diphones and its mbrola voices,
-added in stage 5), one speaker (CMU ARCTIC's awb: flite's awb and RHVoice's
-alan) held out entirely, numbers also composed word by word from a word bank, and
-clips with no number in them (target: the empty string). Augmentation on the fly
+added in stage 5) and hibari's neural voice (PyPI hibari-tts, added in stage 6), one speaker
+(CMU ARCTIC's awb: flite's awb and RHVoice's alan) and the Piper voice held out entirely,
+numbers also composed word by word from a word bank, and clips with no number in them (target:
+the empty string). Augmentation on the fly
 (tools/demo/augment.py): speed perturbation (tempo, pitch and vocal-tract length together),
 leading/trailing silence, random EQ and tilt, room reverb, babble and coloured noise, telephone
 band with mu-law or GSM, 8-48 kHz source rates, gain; SpecAugment time and channel masking in
@@ -28,7 +30,7 @@ the encoder (the Wav2Vec2 config's mask_time_prob / mask_feature_prob). A furthe
 change by Praat (--speaker-change 0.5: formants, pitch and tempo each on its own) was tried as a
 sixth stage (3600 steps, seed 5) and did not move the unseen voices, nor did an encoder grown
 from 4 to 8 layers (--grow-encoder-layers 4, 4000 steps, seed 6, then 3600 more, seed 7); the model
-card has the figures.
+card has the figures. The sixth stage kept is the one that added hibari's voice.
 
 The model is transformers' own SpeechEncoderDecoderModel (Wav2Vec2 encoder with layer-norm
 convs, stable layer norm and attention masks; Speech2Text2 decoder), trained with torch on the

