@@ -109,6 +109,16 @@ def cached(work: Path, name: str, build) -> tuple[list, list[np.ndarray]]:
     return items, audio
 
 
+def concatenated(work: Path, caches) -> tuple[list, list[np.ndarray]]:
+    """The items and clips of several ``(name, build)`` caches, one after the other."""
+    items, clips = [], []
+    for name, build in caches:
+        more_items, more_clips = cached(work, name, build)
+        items += more_items
+        clips += more_clips
+    return items, clips
+
+
 def training_set(work: Path, seed: int):
     """(items, clips) for training: the main voices' part, the non-free voices' part, festival's extra voices'
     part, hibari's part (four caches, in the order the stages added them)."""
@@ -120,11 +130,10 @@ def training_set(work: Path, seed: int):
             items = make_items(numbers, sources, rng, train_variants, FLITE_TRAIN)
             return items, [(spoken(it), it["voice"]) for it in items]
         return build
-    items, clips = cached(work, "train", part(MAIN_SOURCES, 12, 0))
-    more_items, more_clips = cached(work, "train_non_free", part(NON_FREE_SOURCES, 4, 2))
-    extra_items, extra_clips = cached(work, "train_festival_extra", part(EXTRA_SOURCES, 3, 4))
-    neural_items, neural_clips = cached(work, "train_hibari", part(NEURAL_SOURCES, 4, 6))
-    return items + more_items + extra_items + neural_items, clips + more_clips + extra_clips + neural_clips
+    return concatenated(work, [("train", part(MAIN_SOURCES, 12, 0)),
+                               ("train_non_free", part(NON_FREE_SOURCES, 4, 2)),
+                               ("train_festival_extra", part(EXTRA_SOURCES, 3, 4)),
+                               ("train_hibari", part(NEURAL_SOURCES, 4, 6))])
 
 
 def word_bank(work: Path, seed: int, voices_per_source: int = 40):
@@ -140,11 +149,10 @@ def word_bank(work: Path, seed: int, voices_per_source: int = 40):
                     items += [{"word": w, "voice": voice} for w in WORDS]
             return items, [(it["word"], it["voice"]) for it in items]
         return build
-    items, clips = cached(work, "words", part(MAIN_SOURCES, 1))
-    more_items, more_clips = cached(work, "words_non_free", part(NON_FREE_SOURCES, 3))
-    extra_items, extra_clips = cached(work, "words_festival_extra", part(EXTRA_SOURCES, 5))
-    neural_items, neural_clips = cached(work, "words_hibari", part(NEURAL_SOURCES, 7))
-    return items + more_items + extra_items + neural_items, clips + more_clips + extra_clips + neural_clips
+    return concatenated(work, [("words", part(MAIN_SOURCES, 1)),
+                               ("words_non_free", part(NON_FREE_SOURCES, 3)),
+                               ("words_festival_extra", part(EXTRA_SOURCES, 5)),
+                               ("words_hibari", part(NEURAL_SOURCES, 7))])
 
 
 EVAL_SETS = {  # name: (sources, flite voices, clips, description)

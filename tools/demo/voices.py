@@ -142,7 +142,7 @@ class Hibari:
         self.tts = _Hibari()
 
     def __call__(self, text: str, voice: dict) -> np.ndarray:
-        return _to_int16(self.tts(text, speed=1 / voice["rate"], seed=voice["seed"]), 24000)
+        return _to_int16(self.tts(text, speed=1 / voice["rate"], seed=voice["seed"]), self.tts.sample_rate)
 
 
 def synthesize(jobs: list[tuple[str, dict]], workers: int = 2) -> list[np.ndarray]:
