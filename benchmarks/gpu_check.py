@@ -1,6 +1,6 @@
 """The CuPy backend on a GPU: correctness first, then speed.
 
-    python benchmarks/gpu_check.py --out DIR     # on a machine with a GPU and CuPy (one run, ~5 min on an H200)
+    python benchmarks/gpu_check.py --out DIR     # on a machine with a GPU and CuPy (one run, under a minute on an H200)
     python benchmarks/gpu_check.py --dry-run     # anywhere: tests/strict_xp.py stands in for CuPy, small sizes
 
 1. Goldens on CuPy: every variant in tests/golden, teacher-forced with every intermediate and
