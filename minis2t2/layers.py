@@ -34,7 +34,9 @@ def layer_norm(p, x, eps: float):
     """nn.LayerNorm over the last axis (biased variance, as torch).   (*, C) -> (*, C)"""
     xp = array_module(x)
     centered = x - x.mean(axis=-1, keepdims=True)  # (*, C)
-    var = xp.einsum("...c,...c->...", centered, centered)[..., None] / x.shape[-1]  # (*, 1), no squared copy
+    # Each row's dot product with itself, as one batched (1, C) @ (C, 1) product: no squared
+    # (*, C) copy, and on CuPy one cuBLAS call (einsum spent ~0.2 ms a call parsing, on the host).
+    var = (centered[..., None, :] @ centered[..., :, None])[..., 0] / x.shape[-1]  # (*, 1)
     # The rest in place on `centered`, our own array: one (*, C) buffer instead of four (the
     # first conv layer's output on 10 s of audio is 32,000 x 512 numbers, 64 MB a buffer).
     centered /= xp.sqrt(var + eps)

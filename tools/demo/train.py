@@ -223,11 +223,17 @@ def main() -> None:
                                              "'previous') instead of random weights; use another --seed")
     p.add_argument("--grow-encoder-layers", type=int, default=0, metavar="N",
                    help="with --init: append N encoder layers that start as the identity (see grow_encoder)")
+    p.add_argument("--freeze-feature-encoder-after", type=int, metavar="STEP",
+                   help="from this step on, the conv feature encoder stops learning (HF's freeze_feature_encoder): "
+                        "its backward pass is most of a step's cost, so later steps take about half as long")
     args = p.parse_args()
     if args.grow_encoder_layers < 0:
         p.error(f"--grow-encoder-layers: expected a count >= 0, got {args.grow_encoder_layers}")
     if args.grow_encoder_layers and not args.init:
         p.error("--grow-encoder-layers: needs --init, the trained model to grow")
+    if args.freeze_feature_encoder_after is not None and not 0 <= args.freeze_feature_encoder_after <= args.steps:
+        p.error(f"--freeze-feature-encoder-after: expected a step in [0, --steps={args.steps}], "
+                f"got {args.freeze_feature_encoder_after}")
     if not 0.0 <= args.speaker_change <= 1.0:
         p.error(f"--speaker-change: expected a probability in [0, 1], got {args.speaker_change}")
 
@@ -273,6 +279,9 @@ def main() -> None:
     start, losses, history = time.time(), [], []
     model.train()
     for step, (values, mask, labels, targets, target_lengths) in enumerate(loader, start=1):
+        if step - 1 == args.freeze_feature_encoder_after:
+            model.freeze_feature_encoder()
+            print(json.dumps({"step": step, "feature_encoder": "frozen"}), flush=True)
         encoded = model.encoder(values, attention_mask=mask)
         attention_loss = model(encoder_outputs=encoded, attention_mask=mask, labels=labels).loss
         frames = model.encoder._get_feat_extract_output_lengths(mask.sum(-1))
@@ -316,6 +325,7 @@ def main() -> None:
         "seed": args.seed, "train_clips": len(clips), "word_bank_clips": len(bank),
         "p_word_bank": P_WORD_BANK, "p_non_speech": P_NON_SPEECH, "speaker_change": args.speaker_change,
         "grow_encoder_layers": args.grow_encoder_layers,
+        "freeze_feature_encoder_after": args.freeze_feature_encoder_after,
         "wall_time_s": round(time.time() - start), "torch": torch.__version__, "history": history,
         "init": str(args.init) if args.init else None, "previous": previous,
     }, indent=1) + "\n")
