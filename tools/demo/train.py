@@ -226,7 +226,7 @@ def main() -> None:
     p.add_argument("--grow-encoder-layers", type=int, default=0, metavar="N",
                    help="with --init: append N encoder layers that start as the identity (see grow_encoder)")
     p.add_argument("--freeze-feature-encoder-after", type=int, metavar="STEP",
-                   help="from this step on, the conv feature encoder stops learning (HF's freeze_feature_encoder): "
+                   help="after this many steps the conv feature encoder stops learning (HF's freeze_feature_encoder): "
                         "its backward pass is most of a step's cost, so later steps take about half as long")
     args = p.parse_args()
     if args.grow_encoder_layers < 0:
