@@ -23,7 +23,8 @@ sys.path.insert(0, str(ROOT / "tools" / "demo"))
 import data  # noqa: E402
 from bpe import SPECIALS, learn_merges  # noqa: E402
 from spell import english, german, german_parts  # noqa: E402
-from train import grow_encoder  # noqa: E402
+import train  # noqa: E402
+from train import Batches, build_model, channels_last_feature_encoder, grow_encoder  # noqa: E402
 
 
 def test_german_matches_num2words():
@@ -66,6 +67,49 @@ def test_grown_encoder_computes_what_the_trained_one_did(tmp_path):
     grown = minis2t2.load(tmp_path)  # must read the grown folder's layer count
     ours, _ = grown.encode(audio.numpy(), attention_mask=mask.numpy())
     np.testing.assert_allclose(ours, projected, atol=1e-4)  # fp32, activations of unit scale after layer norm
+
+
+def test_channels_last_feature_encoder_matches_hf():
+    """The training-speed feature encoder against HF's own, forward and backward, on a fresh model."""
+    torch.manual_seed(0)
+    reference = build_model(44).train()
+    fast = build_model(44).train()
+    fast.load_state_dict(reference.state_dict())
+    channels_last_feature_encoder(fast)
+    audio = torch.from_numpy(np.random.default_rng(1).standard_normal((3, 12345)).astype(np.float32))
+    results = []
+    for model in (reference, fast):
+        features = model.encoder.feature_extractor(audio)  # (batch, channels, frames)
+        (features * torch.linspace(-1, 1, features.shape[-1])).sum().backward()
+        results.append((features.detach(), {n: p.grad for n, p in model.encoder.feature_extractor.named_parameters()}))
+    (theirs, their_grads), (ours, our_grads) = results
+    assert ours.shape == theirs.shape == (3, 144, 38)
+    torch.testing.assert_close(ours, theirs, atol=1e-4, rtol=0)  # fp32, unit scale after LayerNorm + GELU
+    assert our_grads.keys() == their_grads.keys() and len(our_grads) == 16  # conv and norm, weight and bias, x 4
+    for name, grad in their_grads.items():  # sums over ~10^4 positions: tolerance relative to each one's scale
+        torch.testing.assert_close(our_grads[name], grad, atol=1e-4 * grad.abs().max().item(), rtol=0, msg=name)
+
+
+def test_clean_start_batches_begin_clean(monkeypatch):
+    """--clean-start N: batch 0 holds the clips as synthesized (only silence around them), batch N
+    and later go through the augmentation chain."""
+    monkeypatch.setattr(train, "P_WORD_BANK", 0.0)
+    monkeypatch.setattr(train, "P_NON_SPEECH", 0.0)
+    rng = np.random.default_rng(0)
+    clips = [(rng.uniform(-1, 1, int(rng.integers(4000, 8000))) * 3000).astype(np.int16) | 1 for _ in range(40)]
+    items = [{"number": i, "british_and": False} for i in range(40)]
+    word_id = {w: i + 1 for i, w in enumerate(data.WORDS)}
+    labels_of = {n: [5, 2] for n in range(40)}
+    unpadded = lambda waves, **_: {"input_values": waves, "attention_mask": None}  # noqa: E731
+    batches = Batches(clips, items, [], [], labels_of, word_id, unpadded, 8, 100, 3, 0.0, clean_start=50)
+    sources = {clip.tobytes() for clip in clips}
+
+    def clean(wave):
+        spoken = np.flatnonzero(wave)
+        return (wave[spoken[0] : spoken[-1] + 1] * 32768).astype(np.int16).tobytes() in sources
+
+    assert all(clean(w) for w in batches[0][0])
+    assert not any(clean(w) for w in batches[50][0] + batches[99][0])
 
 
 def test_recorded_words_missing_package_is_one_line_exit_2(tmp_path, monkeypatch, capsys):
