@@ -90,6 +90,30 @@ def test_channels_last_feature_encoder_matches_hf():
         torch.testing.assert_close(our_grads[name], grad, atol=1e-4 * grad.abs().max().item(), rtol=0, msg=name)
 
 
+def test_40_ms_frames_model(tmp_path):
+    """train.py --frame-ms 40: half the frames of the 20 ms model, the time masks and positional
+    conv as long in seconds, and a folder that minis2t2 reads and computes as transformers does."""
+    torch.manual_seed(0)
+    model, base = build_model(44, frame_ms=40).eval(), build_model(44).eval()
+    lengths = torch.tensor([16000, 12345])
+    assert model.encoder._get_feat_extract_output_lengths(lengths).tolist() == [24, 19]
+    assert base.encoder._get_feat_extract_output_lengths(lengths).tolist() == [49, 38]
+    assert (model.config.encoder.mask_time_length, base.config.encoder.mask_time_length) == (3, 5)
+    assert (model.config.encoder.num_conv_pos_embeddings, base.config.encoder.num_conv_pos_embeddings) == (16, 32)
+
+    shutil.copytree(DEMO, tmp_path, dirs_exist_ok=True)  # the tokenizer and processor files
+    model.save_pretrained(str(tmp_path), safe_serialization=True)
+    audio = torch.from_numpy(np.random.default_rng(2).standard_normal((2, 16000)).astype(np.float32))
+    mask = torch.ones(2, 16000, dtype=torch.long)
+    mask[1, 12345:] = 0
+    with torch.no_grad():
+        theirs = model.enc_to_dec_proj(model.encoder(audio, attention_mask=mask).last_hidden_state).numpy()
+    ours, _ = minis2t2.load(tmp_path).encode(audio.numpy(), attention_mask=mask.numpy())
+    assert ours.shape == theirs.shape == (2, 24, 96)
+    np.testing.assert_allclose(ours[0], theirs[0], atol=1e-4)  # fp32, activations of unit scale
+    np.testing.assert_allclose(ours[1, :19], theirs[1, :19], atol=1e-4)  # the frames the mask keeps
+
+
 def test_clean_start_batches_begin_clean(monkeypatch):
     """--clean-start N: batch 0 holds the clips as synthesized (only silence around them), batch N
     and later go through the augmentation chain."""

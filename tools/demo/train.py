@@ -68,17 +68,23 @@ P_WORD_BANK = 0.15  # share of a batch composed word by word from the word bank
 P_NON_SPEECH = 0.04  # share of a batch with no number in it
 
 
-def build_model(vocab_size: int):
+def build_model(vocab_size: int, frame_ms: int = 20):
+    """A fresh model. ``frame_ms`` is the encoder's frame hop: 20 ms (320 samples, wav2vec 2.0's own)
+    or 40 ms, where the last conv layer strides 8 instead of 4 and the encoder's transformer sees
+    half as many frames; the positional conv and SpecAugment's time masks keep their length in
+    seconds (0.64 s and ~0.1 s)."""
     from transformers import (GenerationConfig, Speech2Text2Config, Speech2Text2ForCausalLM,
                               SpeechEncoderDecoderConfig, SpeechEncoderDecoderModel, Wav2Vec2Config, Wav2Vec2Model)
 
+    last = {20: 4, 40: 8}[frame_ms]  # the last conv layer's kernel and stride
     encoder = Wav2Vec2Config(
         hidden_size=144, num_hidden_layers=4, num_attention_heads=4, intermediate_size=576,
-        conv_dim=(32, 64, 96, 144), conv_kernel=(10, 8, 4, 4), conv_stride=(5, 4, 4, 4),  # 320 samples = 20 ms a frame
+        conv_dim=(32, 64, 96, 144), conv_kernel=(10, 8, 4, last), conv_stride=(5, 4, 4, last),  # 5*4*4*4 = 320 samples
         feat_extract_norm="layer", do_stable_layer_norm=True, conv_bias=True,
-        num_conv_pos_embeddings=32, num_conv_pos_embedding_groups=8,
+        num_conv_pos_embeddings=32 * 20 // frame_ms, num_conv_pos_embedding_groups=8,
         hidden_dropout=0.1, attention_dropout=0.0, activation_dropout=0.0, feat_proj_dropout=0.0,
-        layerdrop=0.0, mask_time_prob=0.1, mask_time_length=5, mask_feature_prob=0.1, mask_feature_length=12,
+        layerdrop=0.0, mask_time_prob=0.1, mask_time_length=math.ceil(100 / frame_ms),
+        mask_feature_prob=0.1, mask_feature_length=12,
         vocab_size=vocab_size,
     )
     decoder = Speech2Text2Config(
@@ -267,12 +273,16 @@ def main() -> None:
                    help="after this many steps the conv feature encoder stops learning (HF's freeze_feature_encoder): "
                         "later steps skip its backward pass (on 2 cores 0.84 -> 0.58 s a step; 1.14 -> 0.58 s in HF's own "
                         "layout, before channels_last_feature_encoder)")
+    p.add_argument("--frame-ms", type=int, choices=(20, 40), default=20,
+                   help="a new model's encoder frame hop (see build_model): 40 ms halves the transformer's frames")
     p.add_argument("--clean-start", type=int, default=0, metavar="N",
                    help="curriculum: over the first N steps the share of clips that go through the augmentation "
                         "chain grows from 0 to 1 (the others are the clean synthesized clips)")
     args = p.parse_args()
     if args.grow_encoder_layers < 0:
         p.error(f"--grow-encoder-layers: expected a count >= 0, got {args.grow_encoder_layers}")
+    if args.init and args.frame_ms != 20:
+        p.error("--frame-ms: a new model's setting; with --init the saved model's config decides")
     if args.grow_encoder_layers and not args.init:
         p.error("--grow-encoder-layers: needs --init, the trained model to grow")
     if args.freeze_feature_encoder_after is not None and not 0 <= args.freeze_feature_encoder_after <= args.steps:
@@ -304,7 +314,7 @@ def main() -> None:
         grow_encoder(model, args.grow_encoder_layers)
     else:
         previous = None
-        model = build_model(len(tokenizer))
+        model = build_model(len(tokenizer), args.frame_ms)
     channels_last_feature_encoder(model)
     print(f"vocabulary: {len(tokenizer)} tokens; parameters: {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M"
           f"; {len(clips)} clips, {len(bank)} word clips", flush=True)
@@ -371,7 +381,7 @@ def main() -> None:
         "ctc_weight": args.ctc_weight,
         "seed": args.seed, "train_clips": len(clips), "word_bank_clips": len(bank),
         "p_word_bank": P_WORD_BANK, "p_non_speech": P_NON_SPEECH, "speaker_change": args.speaker_change,
-        "clean_start": args.clean_start,
+        "clean_start": args.clean_start, "frame_ms": args.frame_ms,
         "grow_encoder_layers": args.grow_encoder_layers,
         "freeze_feature_encoder_after": args.freeze_feature_encoder_after,
         "wall_time_s": round(time.time() - start), "torch": torch.__version__, "history": history,
