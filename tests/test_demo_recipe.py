@@ -48,6 +48,15 @@ def test_bpe_pieces_are_morphemes(tmp_path):
         assert [t.rstrip("@") for t in probe.tokenize(german(n))] == german_parts(n), n
 
 
+def minis2t2_encode(model, folder: Path, audio: torch.Tensor, mask: torch.Tensor) -> np.ndarray:
+    """Save ``model`` as a demo-model folder (its tokenizer and processor files) and return what
+    minis2t2, loading that folder, encodes ``audio`` to: decoder-width frames (B, T, 96)."""
+    shutil.copytree(DEMO, folder, dirs_exist_ok=True)
+    model.save_pretrained(str(folder), safe_serialization=True)  # over config.json and the weights
+    ours, _ = minis2t2.load(folder).encode(audio.numpy(), attention_mask=mask.numpy())
+    return ours
+
+
 def test_grown_encoder_computes_what_the_trained_one_did(tmp_path):
     model = SpeechEncoderDecoderModel.from_pretrained(str(DEMO)).eval()
     layers = model.config.encoder.num_hidden_layers
@@ -62,10 +71,7 @@ def test_grown_encoder_computes_what_the_trained_one_did(tmp_path):
     assert torch.equal(before, after)  # the new layers add exact zeros to the residual stream
     assert model.encoder.encoder.layers[-1].attention.q_proj.weight.abs().sum() > 0  # the rest is initialised
 
-    shutil.copytree(DEMO, tmp_path, dirs_exist_ok=True)  # the tokenizer and processor files
-    model.save_pretrained(str(tmp_path), safe_serialization=True)  # over config.json (new layer count) and weights
-    grown = minis2t2.load(tmp_path)  # must read the grown folder's layer count
-    ours, _ = grown.encode(audio.numpy(), attention_mask=mask.numpy())
+    ours = minis2t2_encode(model, tmp_path, audio, mask)  # must read the grown folder's layer count
     np.testing.assert_allclose(ours, projected, atol=1e-4)  # fp32, activations of unit scale after layer norm
 
 
@@ -101,14 +107,12 @@ def test_40_ms_frames_model(tmp_path):
     assert (model.config.encoder.mask_time_length, base.config.encoder.mask_time_length) == (3, 5)
     assert (model.config.encoder.num_conv_pos_embeddings, base.config.encoder.num_conv_pos_embeddings) == (16, 32)
 
-    shutil.copytree(DEMO, tmp_path, dirs_exist_ok=True)  # the tokenizer and processor files
-    model.save_pretrained(str(tmp_path), safe_serialization=True)
     audio = torch.from_numpy(np.random.default_rng(2).standard_normal((2, 16000)).astype(np.float32))
     mask = torch.ones(2, 16000, dtype=torch.long)
     mask[1, 12345:] = 0
     with torch.no_grad():
         theirs = model.enc_to_dec_proj(model.encoder(audio, attention_mask=mask).last_hidden_state).numpy()
-    ours, _ = minis2t2.load(tmp_path).encode(audio.numpy(), attention_mask=mask.numpy())
+    ours = minis2t2_encode(model, tmp_path, audio, mask)
     assert ours.shape == theirs.shape == (2, 24, 96)
     np.testing.assert_allclose(ours[0], theirs[0], atol=1e-4)  # fp32, activations of unit scale
     np.testing.assert_allclose(ours[1, :19], theirs[1, :19], atol=1e-4)  # the frames the mask keeps

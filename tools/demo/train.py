@@ -78,7 +78,7 @@ def build_model(vocab_size: int, frame_ms: int = 20):
     last = {20: 4, 40: 8}[frame_ms]  # the last conv layer's kernel and stride
     encoder = Wav2Vec2Config(
         hidden_size=144, num_hidden_layers=4, num_attention_heads=4, intermediate_size=576,
-        conv_dim=(32, 64, 96, 144), conv_kernel=(10, 8, 4, last), conv_stride=(5, 4, 4, last),  # 5*4*4*4 = 320 samples
+        conv_dim=(32, 64, 96, 144), conv_kernel=(10, 8, 4, last), conv_stride=(5, 4, 4, last),  # 5*4*4*last samples a frame
         feat_extract_norm="layer", do_stable_layer_norm=True, conv_bias=True,
         num_conv_pos_embeddings=32 * 20 // frame_ms, num_conv_pos_embedding_groups=8,
         hidden_dropout=0.1, attention_dropout=0.0, activation_dropout=0.0, feat_proj_dropout=0.0,
@@ -380,7 +380,7 @@ def main() -> None:
         "ctc_weight": args.ctc_weight,
         "seed": args.seed, "train_clips": len(clips), "word_bank_clips": len(bank),
         "p_word_bank": P_WORD_BANK, "p_non_speech": P_NON_SPEECH, "speaker_change": args.speaker_change,
-        "clean_start": args.clean_start, "frame_ms": args.frame_ms,
+        "clean_start": args.clean_start, "frame_ms": 1000 * math.prod(model.config.encoder.conv_stride) // SR,
         "grow_encoder_layers": args.grow_encoder_layers,
         "freeze_feature_encoder_after": args.freeze_feature_encoder_after,
         "wall_time_s": round(time.time() - start), "torch": torch.__version__, "history": history,
