@@ -14,6 +14,7 @@ recorded in HF's own (B, C, T) layout so traces line up with forward hooks on th
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 from .backend import array_module
 from .config import EncoderConfig
@@ -213,12 +214,59 @@ def encode(p, input_values, sample_mask, cfg: EncoderConfig, record=None):
     return x, mask
 
 
-def min_samples(cfg: EncoderConfig) -> int:
-    """The shortest input that yields one frame: the conv stack's receptive field (400 by default)."""
+def min_samples(cfg: EncoderConfig, num_layers: int | None = None) -> int:
+    """The shortest input that yields one frame: the receptive field of the conv stack (400 samples
+    by default), or of its first ``num_layers`` layers. Walk back from one output frame: a layer
+    needs (L - 1) * stride + kernel inputs to make L outputs."""
     length = 1
-    for kernel, stride in reversed(list(zip(cfg.conv_kernel, cfg.conv_stride))):
+    layers = list(zip(cfg.conv_kernel, cfg.conv_stride))[:num_layers]
+    for kernel, stride in reversed(layers):
         length = (length - 1) * stride + kernel
     return length
+
+
+@dataclass(frozen=True)
+class FrameTiming:
+    """Where the encoder's frames sit in the audio: frame t sees samples [t * hop, t * hop + field).
+
+    Derived from the conv stack alone (``frame_timing``), so every time axis, frame rate and
+    "frames = seconds" statement follows the model it describes.
+    """
+
+    hop: int  # samples from one frame to the next: the product of the conv strides
+    field: int  # samples one frame sees: the receptive field (min_samples)
+    sampling_rate: int  # samples per second of the audio the model reads
+
+    @property
+    def seconds(self) -> float:
+        """The frame length in seconds: hop / sampling rate."""
+        return self.hop / self.sampling_rate
+
+    @property
+    def per_second(self) -> float:
+        """Frames per second of audio."""
+        return self.sampling_rate / self.hop
+
+    def count(self, num_samples: int) -> int:
+        """Frames made of ``num_samples`` samples: (N - field) // hop + 1, the same number as
+        conv_output_length (the per-layer floors nest into one), 0 when N < field."""
+        return 0 if num_samples < self.field else (num_samples - self.field) // self.hop + 1
+
+    def check(self, num_frames: int, duration: float) -> None:
+        """Raise unless ``num_frames`` frames are what ``duration`` seconds of audio make, to within a
+        frame: the guard against a time axis drawn with another model's frame length."""
+        expected = self.count(round(duration * self.sampling_rate))
+        if abs(num_frames - expected) > 1:
+            raise ValueError(f"{num_frames} frames do not fit {duration:.3f} s of audio: this model makes "
+                             f"{expected} frames of {self.seconds * 1000:g} ms of it (is the frame length "
+                             "from another model?)")
+
+
+def frame_timing(cfg: EncoderConfig, sampling_rate: int, num_layers: int | None = None) -> FrameTiming:
+    """The frame hop (product of the conv strides), receptive field and rate of this encoder's frames,
+    or of the frames that come out of its first ``num_layers`` conv layers."""
+    return FrameTiming(hop=math.prod(cfg.conv_stride[:num_layers]), field=min_samples(cfg, num_layers),
+                       sampling_rate=sampling_rate)
 
 
 def encoder_weight_shapes(cfg: EncoderConfig, prefix: str = "encoder.") -> dict[str, tuple]:

@@ -18,6 +18,7 @@ from . import encoder as enc
 from .audio import FeatureExtractor, waveform
 from .backend import device_module, to_numpy
 from .config import ModelConfig
+from .encoder import FrameTiming, frame_timing
 from .generation import GenerationConfig, SearchSettings, beam_search, greedy_search
 from .layers import linear, log_softmax, padding_bias, record_to
 from .processor import IGNORE_INDEX, Processor
@@ -90,6 +91,12 @@ class Model:
         self.positions_table = positions_table  # (P, C_dec) decoder sinusoidal positions
         self.dtype = np.dtype(dtype)
         self.xp = xp  # the array module the weights live in (numpy, or cupy for device="cuda")
+
+    @property
+    def frame_timing(self) -> FrameTiming:
+        """Frame hop, receptive field and seconds per encoder frame, from config.json's conv stack
+        and the feature extractor's sampling rate (the one source of every time axis)."""
+        return frame_timing(self.config.encoder, self.processor.sampling_rate)
 
     # --- loading -------------------------------------------------------------------------
 
