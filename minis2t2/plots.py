@@ -83,8 +83,9 @@ def spectrogram(ax, audio: np.ndarray, sampling_rate: int = 16000, spans=(), tit
     ``spans`` as in ``waveform``."""
     db, centres = log_mel(audio, sampling_rate)  # (n_mels, F), (n_mels,)
     duration = len(audio) / sampling_rate
+    left = (0.025 - 0.010) / 2  # log_mel's frame f is centred at f * hop + window / 2: each column spans one hop
     ax.imshow(db, origin="lower", aspect="auto", cmap="magma", vmin=db.max() - 60, vmax=db.max(),
-              extent=(0, duration, -0.5, len(centres) - 0.5), interpolation="nearest")
+              extent=(left, left + db.shape[1] * 0.010, -0.5, len(centres) - 0.5), interpolation="nearest")
     ticks = np.linspace(0, len(centres) - 1, 5).round().astype(int)
     ax.set_yticks(ticks)
     ax.set_yticklabels([f"{centres[i]:.0f}" for i in ticks])

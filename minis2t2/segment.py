@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import numpy as np
 
-FRAME_SECONDS = 0.01  # loudness is measured in 10 ms frames
+LOUDNESS_FRAME_SECONDS = 0.01  # loudness is measured in 10 ms frames
 # A frame is speech when it is louder than all of: 40 dB below the loudest frame; 6 dB above the
-# noise floor (the 10th percentile frame), but never more than 20 dB below the loudest frame (a
+# noise floor (the 10th percentile frame), but at least 20 dB below the loudest frame (a
 # recording that is nearly all speech has its "floor" in the speech); and -50 dB full scale.
 BELOW_PEAK_DB = 40
 ABOVE_FLOOR_DB = 6
@@ -31,7 +31,7 @@ MIN_SPEECH_SECONDS = 0.1  # shorter bursts (clicks, pops) are not speech
 
 def frame_length(rate: int) -> int:
     """Samples in a 10 ms frame: 160 at 16 kHz."""
-    return max(1, int(rate * FRAME_SECONDS))
+    return max(1, int(rate * LOUDNESS_FRAME_SECONDS))
 
 
 def frame_loudness(audio: np.ndarray, rate: int) -> np.ndarray:
@@ -45,9 +45,9 @@ def frame_loudness(audio: np.ndarray, rate: int) -> np.ndarray:
 def quiet_cuts(audio: np.ndarray, rate: int, max_seconds: float) -> list[tuple[int, int]]:
     """Cut into consecutive pieces of at most ``max_seconds``, each cut at the quietest frame of
     the last half of its piece.   -> [(start, end), ...] covering all samples"""
-    if not max_seconds >= 2 * FRAME_SECONDS:
+    if not max_seconds >= 2 * LOUDNESS_FRAME_SECONDS:
         raise ValueError(f"max_seconds={max_seconds} is too short to cut audio into pieces (at least "
-                         f"{2 * FRAME_SECONDS} s)")
+                         f"{2 * LOUDNESS_FRAME_SECONDS} s)")
     if len(audio) <= max_seconds * rate:
         return [(0, len(audio))]
     frame = frame_length(rate)
@@ -80,13 +80,13 @@ def speech_segments(audio: np.ndarray, rate: int, min_pause: float = 0.5,
     loud = np.flatnonzero(loudness > threshold)  # frames with speech in them
     if len(loud) == 0:
         return []
-    gap = int(round(min_pause / FRAME_SECONDS))
+    gap = int(round(min_pause / LOUDNESS_FRAME_SECONDS))
     breaks = np.flatnonzero(np.diff(loud) > gap)  # a pause of min_pause or more follows loud[breaks]
     firsts, lasts = np.r_[loud[0], loud[breaks + 1]], np.r_[loud[breaks], loud[-1]]  # frame spans of speech
-    margin = int(round(MARGIN_SECONDS / FRAME_SECONDS))
+    margin = int(round(MARGIN_SECONDS / LOUDNESS_FRAME_SECONDS))
     segments = []
     for first, last in zip(firsts, lasts):
-        if (last - first + 1) * FRAME_SECONDS < MIN_SPEECH_SECONDS:
+        if (last - first + 1) * LOUDNESS_FRAME_SECONDS < MIN_SPEECH_SECONDS:
             continue
         start = max(0, (first - margin) * frame)
         end = min(len(audio), (last + 1 + margin) * frame)
