@@ -78,14 +78,17 @@ def log_mel(audio: np.ndarray, sampling_rate: int = 16000, n_mels: int = 64, win
     return 10 * np.log10(np.maximum(energy, 1e-10)), edges[1:-1]
 
 
-def spectrogram(ax, audio: np.ndarray, sampling_rate: int = 16000, spans=(), title: str | None = None):
+def spectrogram(ax, audio: np.ndarray, sampling_rate: int = 16000, spans=(), title: str | None = None,
+                colorbar: bool = False):
     """The log-mel spectrogram on a seconds axis (y: band centre in Hz), 60 dB of range shown;
-    ``spans`` as in ``waveform``."""
+    ``spans`` as in ``waveform``; ``colorbar`` (in dB) keeps it aligned under pictures that have one."""
     db, centres = log_mel(audio, sampling_rate)  # (n_mels, F), (n_mels,)
     duration = len(audio) / sampling_rate
     left = (0.025 - 0.010) / 2  # log_mel's frame f is centred at f * hop + window / 2: each column spans one hop
-    ax.imshow(db, origin="lower", aspect="auto", cmap="magma", vmin=db.max() - 60, vmax=db.max(),
-              extent=(left, left + db.shape[1] * 0.010, -0.5, len(centres) - 0.5), interpolation="nearest")
+    im = ax.imshow(db, origin="lower", aspect="auto", cmap="magma", vmin=db.max() - 60, vmax=db.max(),
+                   extent=(left, left + db.shape[1] * 0.010, -0.5, len(centres) - 0.5), interpolation="nearest")
+    if colorbar:
+        ax.figure.colorbar(im, ax=ax, fraction=0.025, pad=0.01, label="dB")
     ticks = np.linspace(0, len(centres) - 1, 5).round().astype(int)
     ax.set_yticks(ticks)
     ax.set_yticklabels([f"{centres[i]:.0f}" for i in ticks])
@@ -129,13 +132,15 @@ def heatmap(ax, matrix: np.ndarray, x_seconds: float | None = None, xlabel: str 
 
 
 def attention_heads(weights: np.ndarray, title: str, tokens=None, timing=None, duration: float | None = None,
-                    query_time: bool = True, xlabel: str = "key", ylabel: str = "query"):
+                    query_time: bool = True, xlabel: str = "key", ylabel: str = "query", audio=None,
+                    sampling_rate: int = 16000):
     """One layer's attention, one panel per head, each with its own colour bar (heads have their
     own scales): weights (H, Lq, Lk) -> figure.
 
     With ``timing`` (a FrameTiming) and ``duration`` (seconds of audio) the key axis is in seconds,
     and the query axis too when ``query_time`` (self-attention over frames); the frame count is
-    checked against the duration first.
+    checked against the duration first. With ``audio`` (N,) its spectrogram is drawn under each
+    head, on the same seconds axis.
     """
     H, Lq, Lk = weights.shape
     x_seconds = y_seconds = None
@@ -143,12 +148,20 @@ def attention_heads(weights: np.ndarray, title: str, tokens=None, timing=None, d
         timing.check(Lk, duration)
         x_seconds = timing.seconds
         y_seconds = timing.seconds if query_time else None
-    fig, axes = figure(1, H, width=3.4 * H, height=3.0)
+    rows = 1 if audio is None else 2
+    fig, axes = figure(rows, H, width=3.4 * H, height=3.0 if rows == 1 else 2.2,
+                       gridspec_kw=None if rows == 1 else {"height_ratios": [2.6, 1]})
     for h in range(H):
         heatmap(axes[0, h], weights[h], x_seconds=x_seconds, y_seconds=y_seconds, xlabel=xlabel,
                 ylabel=ylabel if h == 0 else "", yticklabels=tokens if h == 0 else None, title=f"head {h}", vmin=0)
         if h and tokens is not None:
             axes[0, h].set_yticks([])
+        if timing is not None:
+            axes[0, h].set_xlim(0, duration)
+        if audio is not None:
+            spectrogram(axes[1, h], audio, sampling_rate, colorbar=True)
+            if h:
+                axes[1, h].set_ylabel("")
     fig.suptitle(title)
     fig.tight_layout()
     return fig
