@@ -286,10 +286,12 @@ def best_first(totals, n: int):
     return xp.take_along_axis(kept, order, axis=1)
 
 
-def beam_search(step: Step, cache: list, batch_size: int, s: SearchSettings) -> np.ndarray:
+def beam_search(step: Step, cache: list, batch_size: int, s: SearchSettings) -> tuple[np.ndarray, np.ndarray]:
     """HF _beam_search + BeamSearchScorer. ``cache`` holds B*K rows (each input repeated K times).
 
-    -> (B * num_return_sequences, L), finished hypotheses padded with pad_token_id.
+    -> ids (B * num_return_sequences, L), finished hypotheses padded with pad_token_id, and their
+    scores (B * num_return_sequences,): sum of log-probs / generated length ** length_penalty,
+    what transformers returns as ``sequences_scores``.
     """
     B, K = batch_size, s.num_beams
     prompt_len = 1  # the decoder start token
@@ -339,8 +341,9 @@ def beam_search(step: Step, cache: list, batch_size: int, s: SearchSettings) -> 
     return finalize_beams(ids, beam_scores, hyps, done, s)
 
 
-def finalize_beams(ids, beam_scores, hyps, done, s: SearchSettings) -> np.ndarray:
-    """BeamSearchScorer.finalize: add still-running beams, keep the best, pad and append EOS where room."""
+def finalize_beams(ids, beam_scores, hyps, done, s: SearchSettings) -> tuple[np.ndarray, np.ndarray]:
+    """BeamSearchScorer.finalize: add still-running beams, keep the best, pad and append EOS where room.
+    -> ids (B * num_return_sequences, L), scores (B * num_return_sequences,)"""
     K, prompt_len = s.num_beams, 1
     for b, hyp in enumerate(hyps):
         if done[b]:
@@ -348,10 +351,13 @@ def finalize_beams(ids, beam_scores, hyps, done, s: SearchSettings) -> np.ndarra
         for k in range(K):
             row = b * K + k
             hyp.add(ids[row], float(beam_scores[row]), generated_len=ids.shape[1] - prompt_len)
-    best = []
+    best, scores = [], []
     for hyp in hyps:
         ranked = sorted(hyp.beams, key=lambda x: x[0])
-        best.extend(ranked.pop()[1] for _ in range(s.num_return_sequences))
+        for _ in range(s.num_return_sequences):
+            score, hyp_ids = ranked.pop()
+            best.append(hyp_ids)
+            scores.append(score)
     lengths = [len(h) for h in best]
     width = min(max(lengths) + 1, s.max_length)
     if min(lengths) != max(lengths) and s.pad_token_id is None:
@@ -361,4 +367,4 @@ def finalize_beams(ids, beam_scores, hyps, done, s: SearchSettings) -> np.ndarra
         out[i, : len(h)] = h
         if len(h) < width:
             out[i, len(h)] = s.eos_token_ids[0]
-    return out
+    return out, np.array(scores, dtype=np.float32)

@@ -266,8 +266,10 @@ class Model:
             steps += 1
             return logits[:, -1], cache  # (rows, V)
 
-        search = greedy_search if settings.num_beams == 1 else beam_search
-        ids = search(step, cache, B, settings)
+        if settings.num_beams == 1:
+            ids = greedy_search(step, cache, B, settings)
+        else:
+            ids, _ = beam_search(step, cache, B, settings)  # (B * num_return_sequences, L), scores
         to_host(record)
         return ids
 
