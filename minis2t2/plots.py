@@ -69,9 +69,8 @@ def log_mel(audio: np.ndarray, sampling_rate: int = 16000, n_mels: int = 64, win
     frames = audio[starts[:, None] + np.arange(window)] * np.hanning(window)  # (F, window)
     power = np.abs(np.fft.rfft(frames, axis=1)) ** 2  # (F, window // 2 + 1)
     freqs = np.fft.rfftfreq(window, 1 / sampling_rate)  # (window // 2 + 1,)
-    mel = lambda f: 2595 * np.log10(1 + f / 700)  # noqa: E731
-    hz = lambda m: 700 * (10 ** (m / 2595) - 1)  # noqa: E731
-    edges = hz(np.linspace(0, mel(sampling_rate / 2), n_mels + 2))  # (n_mels + 2,) Hz
+    top_mel = 2595 * np.log10(1 + sampling_rate / 2 / 700)  # the Nyquist frequency on the mel scale
+    edges = 700 * (10 ** (np.linspace(0, top_mel, n_mels + 2) / 2595) - 1)  # (n_mels + 2,) Hz, evenly spaced in mel
     lower, centre, upper = edges[:-2, None], edges[1:-1, None], edges[2:, None]  # (n_mels, 1) each
     filters = np.clip(np.minimum((freqs - lower) / (centre - lower), (upper - freqs) / (upper - centre)), 0, None)
     energy = filters @ power.T  # (n_mels, F)
@@ -142,7 +141,7 @@ def attention_heads(weights: np.ndarray, title: str, tokens=None, timing=None, d
     checked against the duration first. With ``audio`` (N,) its spectrogram is drawn under each
     head, on the same seconds axis.
     """
-    H, Lq, Lk = weights.shape
+    H, _, Lk = weights.shape  # (H, Lq, Lk)
     x_seconds = y_seconds = None
     if timing is not None:
         timing.check(Lk, duration)
@@ -236,8 +235,8 @@ def architecture_rows(cfg, seconds: float = 1.0, sampling_rate: int = 16000) -> 
     dec_text = (f"post-LN: causal self-attention (KV cache)\n+ cross-attention over the T frames, "
                 f"{d.decoder_attention_heads} heads\n+ feed-forward {d.decoder_ffn_dim}, {d.activation_function}")
     rows += [
-        ("decoder", "embeddings", f"{scale} + sinusoidal positions\n(start token </s>, positions from "
-         f"{d.pad_token_id + 1})", f"(1, S, {d.d_model})"),
+        ("decoder", "embeddings", f"{scale} + sinusoidal positions\n(start token </s>, positions from {d.pad_token_id + 1})",
+         f"(1, S, {d.d_model})"),
         ("decoder", f"{d.decoder_layers} decoder layers", dec_text, f"(1, S, {d.d_model})"),
         ("decoder", "lm_head", "Linear, no bias", f"(1, S, V={d.vocab_size})"),
         ("text", "search + BPE", "greedy / beam search\njoin \"@@ \" pieces", "text"),
@@ -265,11 +264,12 @@ def architecture(cfg, title: str):
         ax.text(3.35, y, what, va="center", fontsize=7)
         ax.text(9.1, y, shape, va="center", fontsize=9, family="monospace")
         if i:
-            ax.annotate("", xy=(1.2, y + 0.36), xytext=(1.2, y + 0.64), arrowprops=dict(arrowstyle="->", color="grey"))
+            ax.annotate("", xy=(1.2, y + 0.36), xytext=(1.2, y + 0.64), arrowprops={"arrowstyle": "->", "color": "grey"})
     source = max(i for i, row in enumerate(rows) if row[0] == "encoder")  # the encoder output the decoder reads
     target = next(i for i, row in enumerate(rows) if row[1].endswith("decoder layers"))
     ax.annotate("", xy=(0.28, -target - 0.4), xytext=(0.28, -source - 0.4),
-                arrowprops=dict(arrowstyle="->", color=COLORS["attention"], connectionstyle="arc3,rad=0.5"))
+                arrowprops={"arrowstyle": "->", "color": COLORS["attention"],
+                            "connectionstyle": "arc3,rad=0.5"})
     ax.text(-0.2, -(source + target) / 2 - 0.4, "cross-\nattention", ha="right", va="center", fontsize=8,
             color=COLORS["attention"])
     return fig

@@ -49,7 +49,7 @@ def test_sequences_scores_match_transformers(models, keep, length_penalty, early
     model, hf = models
     audio = minis2t2.load_audio(DEMO / "samples" / "741_piper-en_US-joe-medium_24000.wav", 16000)
     inputs = model.processor(audio[: int(len(audio) * keep)], sampling_rate=16000)
-    kwargs = dict(num_beams=4, num_return_sequences=4, length_penalty=length_penalty, early_stopping=early_stopping)
+    kwargs = {"num_beams": 4, "num_return_sequences": 4, "length_penalty": length_penalty, "early_stopping": early_stopping}
     ids, scores = minis2t2_beam_search(model, inputs, **kwargs)
     with torch.no_grad():
         out = hf.generate(torch.from_numpy(inputs["input_values"]),

@@ -69,7 +69,7 @@ def test_frame_timing_refuses_another_models_frame_length():
     T, duration = timing.count(15047), 15047 / 16000
     with pytest.raises(ValueError, match="do not fit"):
         wrong.check(T, duration)
-    fig, axes = plots.figure(1, 1)
+    _, axes = plots.figure(1, 1)
     with pytest.raises(ValueError, match="do not fit"):
         plots.cross_attention(axes[0, 0], np.full((2, T), 1 / T), ["a", "b"], wrong, duration)
     plots.cross_attention(axes[0, 0], np.full((2, T), 1 / T), ["a", "b"], timing, duration)

@@ -15,10 +15,8 @@ from pathlib import Path
 
 import matplotlib
 
-matplotlib.use("Agg")
-
-from minis2t2.config import ModelConfig  # noqa: E402
-from minis2t2.plots import architecture, architecture_rows  # noqa: E402
+from minis2t2.config import ModelConfig
+from minis2t2.plots import architecture, architecture_rows
 
 ROOT = Path(__file__).resolve().parents[1]
 FOLDER = ROOT / "weights" / "numbers-en-de"
@@ -26,6 +24,7 @@ OUT = ROOT / "docs" / "architecture.png"
 
 
 def main() -> None:
+    matplotlib.use("Agg")
     cfg = ModelConfig.from_file(FOLDER / "config.json")
     fig = architecture(cfg, "Speech2Text2 = Wav2Vec2 encoder + Speech2Text2 decoder (weights/numbers-en-de)")
     description = json.dumps(architecture_rows(cfg), ensure_ascii=False)
