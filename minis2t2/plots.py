@@ -50,8 +50,9 @@ def shade(ax, spans=()):
     """Shade ``spans`` = [(start_s, end_s, text), ...] on a seconds axis, the text at the top."""
     for start, end, text in spans:
         ax.axvspan(start, end, color=COLORS["attention"], alpha=0.15)
-        ax.text((start + end) / 2, 1.0, text, ha="center", va="bottom", fontsize=8,
-                transform=ax.get_xaxis_transform())
+        if text:
+            ax.text((start + end) / 2, 0.97, text, ha="center", va="top", fontsize=8, transform=ax.get_xaxis_transform(),
+                    bbox={"facecolor": "white", "alpha": 0.7, "edgecolor": "none", "pad": 1})
     return ax
 
 
