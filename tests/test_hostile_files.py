@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import GOLDEN
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from safetensors.numpy import load as st_load
 from safetensors.numpy import save as st_save
@@ -128,6 +128,28 @@ def test_foreign_globals_are_refused_by_name(tmp_path):
         read_torch_bin(write(tmp_path / "evil.bin", with_pickle(pkl)))
 
 
+@pytest.mark.parametrize("protocol", [2, 4])
+def test_eval_is_refused_in_either_spelling(tmp_path, protocol):
+    """Protocol 2 spells builtins as Python 2's __builtin__, protocols 3+ as builtins."""
+    class Evil:
+        def __reduce__(self):
+            return (eval, ("1 + 1",))
+
+    spelled = "__builtin__.eval" if protocol == 2 else "builtins.eval"
+    with pytest.raises(WeightsError, match=f"references {spelled}"):
+        read_torch_bin(write(tmp_path / "evil.bin", with_pickle(pickle.dumps({"w": Evil()}, protocol=protocol))))
+
+
+def test_the_allowed_globals_are_exactly_what_a_state_dict_needs():
+    """Pinned: adding a name to the unpickler's allow-list must be a deliberate change here too."""
+    from minis2t2.torch_bin import ALLOWED_GLOBALS
+
+    storages = {"FloatStorage", "DoubleStorage", "HalfStorage", "BFloat16Storage", "LongStorage", "IntStorage",
+                "ShortStorage", "CharStorage", "ByteStorage", "BoolStorage"}
+    assert set(ALLOWED_GLOBALS) == {("collections", "OrderedDict"), ("torch._utils", "_rebuild_tensor_v2"),
+                                    ("torch._utils", "_rebuild_parameter")} | {("torch", s) for s in storages}
+
+
 def _storage_pickle(types_and_keys) -> bytes:
     """A state dict {"t<i>": 4 elements of storage key k as type T} pickled as torch does."""
     class Ref:
@@ -149,6 +171,27 @@ def _storage_pickle(types_and_keys) -> bytes:
     P(buffer, protocol=2).dump(collections.OrderedDict(
         (f"t{i}", T(Ref(t, k))) for i, (t, k) in enumerate(types_and_keys)))
     return buffer.getvalue()
+
+
+def test_build_on_a_tensor_is_refused(tmp_path):
+    """BUILD {"dtype_name": "F64"} on a rebuilt tensor would have changed its dtype silently."""
+    pkl = _storage_pickle([(torch.FloatStorage, "0")])
+    tensor_end = pkl.rindex(b"R")  # the REDUCE that calls _rebuild_tensor_v2
+    build = b"}X\x0a\x00\x00\x00dtype_nameX\x03\x00\x00\x00F64sb"
+    members = members_of(torch_bin_bytes(GOOD_STATE))
+    members[next(n for n in members if n.endswith("/data.pkl"))] = pkl[: tensor_end + 1] + build + pkl[tensor_end + 1 :]
+    with pytest.raises(WeightsError, match=r"build.bin: refusing to load: the pickle sets the state of a Tensor"):
+        read_torch_bin(write(tmp_path / "build.bin", zip_with(members)))
+
+
+def test_more_than_64_dimensions_are_refused(tmp_path):
+    members = members_of(torch_bin_bytes({"a": torch.zeros(1)}))
+    name = next(n for n in members if n.endswith("/data.pkl"))
+    pkl = members[name]
+    assert b"K\x01\x85" in pkl  # size (1,) and stride (1,), pickled as one-tuples
+    members[name] = pkl.replace(b"K\x01\x85", b"(" + b"K\x01" * 65 + b"t")
+    with pytest.raises(WeightsError, match="65 dimensions"):
+        read_torch_bin(write(tmp_path / "deep.bin", zip_with(members)))
 
 
 def test_one_storage_with_two_dtypes_is_refused(tmp_path):
@@ -194,6 +237,26 @@ def test_compressed_and_misdirected_members(tmp_path):
     struct.pack_into("<I", data, offsets[f"{prefix}/data/0"] + 42, target)  # data/0 -> data/1's bytes
     with pytest.raises(WeightsError, match="local header does not match"):
         read_torch_bin(write(tmp_path / "misdirected.bin", bytes(data)))
+
+
+def test_bytes_read_from_elsewhere_fail_the_crc(tmp_path):
+    """A local header whose extra-field length was changed points at shifted bytes, and a flipped
+    byte inside a storage. torch 2.13 loads both, damaged numbers and all (it does not check a
+    storage's CRC-32); minis2t2 checks it and refuses: a wrong weight is worse than an error."""
+    good = torch_bin_bytes(GOOD_STATE)
+    prefix = next(n for n in members_of(good) if n.endswith("/data.pkl"))[: -len("/data.pkl")]
+    with zipfile.ZipFile(io.BytesIO(good)) as z:
+        info = z.getinfo(f"{prefix}/data/0")
+    shifted = bytearray(good)
+    struct.pack_into("<H", shifted, info.header_offset + 28, struct.unpack_from("<H", good, info.header_offset + 28)[0] - 4)
+    flipped = bytearray(good)
+    data_at = info.header_offset + 30 + len(info.orig_filename) + struct.unpack_from("<H", good, info.header_offset + 28)[0]
+    flipped[data_at] ^= 0x40
+    for name, data in (("shifted.bin", shifted), ("flipped.bin", flipped)):
+        path = write(tmp_path / name, bytes(data))
+        assert not torch.equal(torch.load(path, weights_only=True)["a"], GOOD_STATE["a"])
+        with pytest.raises(WeightsError, match=f"{name}: storage 0 fails its CRC-32 check"):
+            read_torch_bin(path)
 
 
 def test_shards_stay_inside_the_model_folder(tmp_path):
@@ -277,6 +340,8 @@ GOOD_BIN = torch_bin_bytes(GOOD_STATE)
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(flips=st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 255)), max_size=4), cut=st.integers(0, 2000))
+@example(flips=[(1494, 0), (11870, 0)], cut=0)  # stored bytes flipped: torch refuses on the CRC, so must we
+@example(flips=[(len(GOOD_BIN) - 38, 0xFF)], cut=0)  # in the ZIP64 end-of-directory locator: is_zipfile raised
 def test_fuzzed_bin_refused_or_equal_to_torch(tmp_path, flips, cut):
     path = write(tmp_path / "f.bin", damaged(GOOD_BIN, flips, cut))
     try:
