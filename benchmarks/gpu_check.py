@@ -41,7 +41,7 @@ sys.path.insert(0, str(ROOT))
 import minis2t2  # noqa: E402
 from minis2t2.compare import compare_dicts, first_divergence  # noqa: E402
 from minis2t2.config import ModelConfig  # noqa: E402
-from minis2t2.model import expected_weight_shapes  # noqa: E402
+from minis2t2.loading import expected_weight_shapes  # noqa: E402
 from minis2t2.weights import read_safetensors, write_safetensors  # noqa: E402
 
 GOLDEN = ROOT / "tests" / "golden"
@@ -166,7 +166,7 @@ def main() -> None:
         sys.path.insert(0, str(ROOT / "tests"))
         import strict_xp
 
-        minis2t2.model.device_module = lambda name: strict_xp
+        minis2t2.loading.device_module = lambda name: strict_xp
         sync, pool_bytes, gpu = (lambda: None), (lambda: 0), "dry run: tests/strict_xp.py on the CPU"
         encoder, decoder, lengths, decode_seconds = SMALL_ENCODER, SMALL_DECODER, [1.0, 2.0], 1.0
     else:

@@ -4,13 +4,12 @@
     print(model.translate("speech.wav"))
 """
 
-from .audio import AudioError, load_audio
+from .audio import load_audio
 from .compare import compare
-from .config import ConfigError
-from .errors import InputError
-from .model import Model, Seq2SeqOutput, load
-from .trace import TraceError, load_trace, trace
-from .weights import WeightsError
+from .errors import AudioError, ConfigError, InputError, TraceError, WeightsError
+from .loading import load
+from .model import Model, Seq2SeqOutput
+from .trace import load_trace, trace
 
 __version__ = "0.1.0"
 __all__ = ["AudioError", "ConfigError", "InputError", "Model", "Seq2SeqOutput", "TraceError", "WeightsError",

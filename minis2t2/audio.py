@@ -12,12 +12,8 @@ from pathlib import Path
 import numpy as np
 import scipy.signal
 
-from .config import ConfigError, check_fields, read_json, show
-from .errors import InputError
-
-
-class AudioError(InputError):
-    """Audio that cannot be turned into model input."""
+from .errors import AudioError, ConfigError
+from .validate import check_fields, read_json, show
 
 
 def resample(audio: np.ndarray, orig_rate: int, target_rate: int) -> np.ndarray:

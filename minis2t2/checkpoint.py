@@ -8,9 +8,10 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from .config import read_json
+from .errors import WeightsError
 from .torch_bin import read_torch_bin
-from .weights import WeightsError, read_safetensors, write_safetensors
+from .validate import read_json
+from .weights import read_safetensors, write_safetensors
 
 # (single file, shard index, reader), in order of preference
 WEIGHT_FORMATS = (

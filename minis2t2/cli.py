@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from .model import DEFAULT_MODEL_NAME, default_model, load
+from .loading import DEFAULT_MODEL_NAME, default_model, load
 
 
 def _translate(args) -> int:

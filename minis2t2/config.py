@@ -11,13 +11,11 @@ not load silently. The known-field lists were read off transformers 4.40.2's
 from __future__ import annotations
 
 import dataclasses
-import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import InputError
-from .layers import ACTIVATIONS
+from .errors import ConfigError
+from .validate import check_fields, check_known, is_count, read_json, show
 
 # Attributes every HF PretrainedConfig carries (transformers 4.40.2), plus keys older
 # releases wrote into checkpoints that 4.40.2 still loads without complaint.
@@ -59,71 +57,9 @@ SPEECH2TEXT2_FIELDS = frozenset("""
 
 SPEECH_ENCODER_DECODER_FIELDS = frozenset({"encoder", "decoder"}) | PRETRAINED_CONFIG_FIELDS
 
-
-class ConfigError(InputError):
-    """A config.json that minis2t2 cannot run faithfully."""
-
-
-def _check_known(d: dict, known: frozenset, where: str) -> None:
-    unknown = sorted(set(d) - known)
-    if unknown:
-        raise ConfigError(f"{where}: unknown field(s) {unknown}; transformers 4.40.2 has no such setting")
-
-
-def is_int(v) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)  # JSON true is not the number 1
-
-
-def is_count(v) -> bool:
-    """An integer >= 0: a size, an offset, a token id."""
-    return is_int(v) and v >= 0
-
-
-INT_LIST = (lambda v: isinstance(v, list) and len(v) > 0 and all(map(is_int, v)), "a non-empty list of integers")
-
-
-# What each annotation of the config dataclasses accepts from JSON, and how to say it.
-KINDS = {
-    "int": (is_int, "an integer"),
-    "float": (lambda v: is_int(v) or (isinstance(v, float) and math.isfinite(v)), "a finite number"),
-    "bool": (lambda v: isinstance(v, bool), "true or false"),
-    "str": (lambda v: isinstance(v, str), "a string"),
-    "None": (lambda v: v is None, "null"),
-    "tuple": INT_LIST,  # JSON has lists only; the dataclasses keep them as tuples
-    "list": INT_LIST,
-}
-
-
-def show(value) -> str:
-    """A value as the user wrote it, cut short: "128" (a string) versus 128."""
-    try:
-        text = json.dumps(value)
-    except (TypeError, ValueError):
-        text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
-
-
-def check_fields(cls, d: dict, where: str, bounds: dict[str, tuple]) -> dict:
-    """The entries of ``d`` that are fields of dataclass ``cls``, each checked against the field's
-    annotation and, for numbers and lists of numbers, against ``bounds[name] = (low, high)``
-    (inclusive). Lists become tuples. Raises ConfigError naming ``where``, the field and what
-    was expected."""
-    out = {}
-    for f in dataclasses.fields(cls):
-        if f.name not in d:
-            continue
-        v = d[f.name]
-        kinds = [k.strip() for k in str(f.type).split("|")]
-        if not any(KINDS[k][0](v) for k in kinds):
-            expected = " or ".join(KINDS[k][1] for k in kinds)
-            raise ConfigError(f"{where}: {f.name} must be {expected}, got {show(v)}")
-        if f.name in bounds and v is not None and not isinstance(v, (str, bool)):
-            low, high = bounds[f.name]
-            if any(not low <= x <= high for x in (v if isinstance(v, list) else [v])):
-                raise ConfigError(f"{where}: {f.name} must be between {low} and {high}"
-                                  f"{' (each entry)' if isinstance(v, list) else ''}, got {show(v)}")
-        out[f.name] = tuple(v) if isinstance(v, list) else v
-    return out
+# HF's names of the activations minis2t2 implements; layers.ACTIVATIONS maps each to its function
+# (tests/test_bad_configs.py checks that the two name the same set).
+ACTIVATION_NAMES = frozenset({"gelu", "gelu_new", "gelu_pytorch_tanh", "relu", "silu", "swish"})
 
 
 # Limits on sizes. Far above any released checkpoint (wav2vec2 xlarge: hidden 1920, 48 layers),
@@ -179,7 +115,7 @@ class EncoderConfig:
         model_type = d.get("model_type")
         if model_type not in ("wav2vec2", "hubert"):
             raise ConfigError(f"{where}: model_type {show(model_type)} is not supported: use 'wav2vec2' or 'hubert'")
-        _check_known(d, WAV2VEC2_FIELDS, where)
+        check_known(d, WAV2VEC2_FIELDS, where)
         cfg = cls(**check_fields(cls, d, where, ENCODER_BOUNDS))
         if model_type == "wav2vec2" and not cfg.feat_proj_layer_norm:
             raise ConfigError(f"{where}: feat_proj_layer_norm=false exists only for HuBERT")
@@ -191,8 +127,8 @@ class EncoderConfig:
         if "num_feat_extract_layers" in d and d["num_feat_extract_layers"] != len(cfg.conv_dim):
             raise ConfigError(f"{where}: num_feat_extract_layers disagrees with len(conv_dim)")
         for name in ("hidden_act", "feat_extract_activation"):
-            if getattr(cfg, name) not in ACTIVATIONS:
-                raise ConfigError(f"{where}: {name}={show(getattr(cfg, name))} is not supported: one of {sorted(ACTIVATIONS)}")
+            if getattr(cfg, name) not in ACTIVATION_NAMES:
+                raise ConfigError(f"{where}: {name}={show(getattr(cfg, name))} is not supported: one of {sorted(ACTIVATION_NAMES)}")
         if not cfg.layer_norm_eps > 0:
             raise ConfigError(f"{where}: layer_norm_eps must be > 0, got {show(cfg.layer_norm_eps)}")
         if cfg.hidden_size % cfg.num_attention_heads:
@@ -231,11 +167,11 @@ class DecoderConfig:
     def from_dict(cls, d: dict, where: str = "config.json decoder") -> "DecoderConfig":
         if d.get("model_type") != "speech_to_text_2":
             raise ConfigError(f"{where}: model_type {show(d.get('model_type'))} is not supported: use 'speech_to_text_2'")
-        _check_known(d, SPEECH2TEXT2_FIELDS, where)
+        check_known(d, SPEECH2TEXT2_FIELDS, where)
         cfg = cls(**check_fields(cls, d, where, DECODER_BOUNDS))
-        if cfg.activation_function not in ACTIVATIONS:
+        if cfg.activation_function not in ACTIVATION_NAMES:
             raise ConfigError(f"{where}: activation_function={show(cfg.activation_function)} is not supported: "
-                              f"one of {sorted(ACTIVATIONS)}")
+                              f"one of {sorted(ACTIVATION_NAMES)}")
         if cfg.d_model % cfg.decoder_attention_heads:
             raise ConfigError(f"{where}: d_model must be divisible by decoder_attention_heads")
         for name in ("pad_token_id", "bos_token_id", "eos_token_id", "decoder_start_token_id"):
@@ -262,7 +198,7 @@ class ModelConfig:
             )
         if not isinstance(d.get("encoder"), dict) or not isinstance(d.get("decoder"), dict):
             raise ConfigError(f"{where} must hold both an 'encoder' and a 'decoder' section, each an object")
-        _check_known(d, SPEECH_ENCODER_DECODER_FIELDS, where)
+        check_known(d, SPEECH_ENCODER_DECODER_FIELDS, where)
         for name in ("pad_token_id", "decoder_start_token_id"):
             if not (d.get(name) is None or (is_count(d[name]) and d[name] < MAX_VOCAB)):
                 raise ConfigError(f"{where}: {name} must be a token id (an integer >= 0) or null, got {show(d[name])}")
@@ -287,18 +223,3 @@ class ModelConfig:
         """HF SpeechEncoderDecoderModel adds enc_to_dec_proj iff the widths differ (and no
         cross_attention_hidden_size is set)."""
         return self.encoder.hidden_size != self.decoder.d_model and self.decoder.cross_attention_hidden_size is None
-
-
-def read_json(path: str | Path) -> dict:
-    """Read a JSON file whose top level is an object, turning every failure into one clear error."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist")
-    try:
-        with open(path, encoding="utf-8") as f:
-            d = json.load(f)
-    except (ValueError, RecursionError) as e:  # bad JSON, bad UTF-8, nesting or integers beyond Python's limits
-        raise ConfigError(f"{path} is not valid JSON: {str(e)[:200]}") from e
-    if not isinstance(d, dict):
-        raise ConfigError(f"{path}: expected a JSON object at the top level, got {type(d).__name__}")
-    return d

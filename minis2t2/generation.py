@@ -18,9 +18,11 @@ from typing import Callable
 import numpy as np
 
 from .backend import array_module, to_numpy
-from .config import MAX_POSITIONS, MAX_VOCAB, ConfigError, check_fields, read_json, show
+from .config import MAX_POSITIONS, MAX_VOCAB
 from .decoder import reorder_cache
+from .errors import ConfigError
 from .layers import log_softmax
+from .validate import check_fields, read_json, show
 
 # GenerationConfig fields of transformers 4.40.2 that minis2t2 does not implement. Loading a
 # config that sets one of them to a non-default value is an error rather than a silent

@@ -1,4 +1,6 @@
-"""SpeechEncoderDecoderModel: the encoder, the glue and the decoder, plus loading and generation.
+"""SpeechEncoderDecoderModel: the encoder, the glue and the decoder, the loss, and generation.
+
+Loading lives in loading.py, long audio in transcribe.py.
 
 Dimension legend: B batch, N samples, T encoder frames, S decoder steps, C channels, V vocabulary.
 
@@ -9,26 +11,20 @@ Dimension legend: B batch, N samples, T encoder frames, S decoder steps, C chann
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
 from . import decoder as dec
 from . import encoder as enc
-from .audio import FeatureExtractor, waveform
-from .backend import device_module, to_numpy
+from .backend import to_numpy
 from .config import ModelConfig
 from .encoder import FrameTiming, frame_timing
 from .generation import GenerationConfig, SearchSettings, beam_search, greedy_search
 from .layers import linear, log_softmax, padding_bias, record_to
 from .processor import IGNORE_INDEX, Processor
-from .segment import quiet_cuts, speech_segments
 from .tokenizer import Tokenizer
-from .checkpoint import from_hub, load_state_dict
-from .weights import Tree, WeightsError, check_shapes, normalise_weight_norm_names, to_float, unflatten
-
-REQUIRED_FILES = ("config.json", "preprocessor_config.json", "vocab.json")
-DTYPES = {"float32": np.float32, "float64": np.float64}
+from .transcribe import segments, translate
+from .weights import Tree
 
 
 @dataclass
@@ -40,15 +36,6 @@ class Seq2SeqOutput:
     encoder_attentions: tuple | None = None  # (B, H, T, T) per encoder layer
     decoder_attentions: tuple | None = None  # (B, H, S, S) per decoder layer, causal self-attention
     cross_attentions: tuple | None = None  # (B, H, S, T) per decoder layer, over the encoder frames
-
-
-def expected_weight_shapes(cfg: ModelConfig) -> dict[str, tuple]:
-    """Every tensor a SpeechEncoderDecoderModel checkpoint holds, with its shape."""
-    shapes = enc.encoder_weight_shapes(cfg.encoder) | dec.decoder_weight_shapes(cfg.decoder)
-    if cfg.has_enc_to_dec_proj:
-        shapes["enc_to_dec_proj.weight"] = (cfg.decoder.d_model, cfg.encoder.hidden_size)
-        shapes["enc_to_dec_proj.bias"] = (cfg.decoder.d_model,)
-    return shapes
 
 
 def to_host(record: dict | None) -> None:
@@ -97,55 +84,6 @@ class Model:
         """Frame hop, receptive field and seconds per encoder frame, from config.json's conv stack
         and the feature extractor's sampling rate (the one source of every time axis)."""
         return frame_timing(self.config.encoder, self.processor.sampling_rate)
-
-    # --- loading -------------------------------------------------------------------------
-
-    @classmethod
-    def from_folder(cls, folder: str | Path, dtype: str = "float32", device: str = "cpu") -> "Model":
-        folder = Path(folder)
-        if not folder.is_dir():
-            raise FileNotFoundError(f"{folder} is not a model folder")
-        missing = [name for name in REQUIRED_FILES if not (folder / name).is_file()]
-        if missing:
-            raise FileNotFoundError(f"{folder} is missing {', '.join(missing)} (a HF model folder needs them)")
-        if dtype not in DTYPES:
-            raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
-        config = ModelConfig.from_file(folder / "config.json")
-        tensors = normalise_weight_norm_names(load_state_dict(folder))
-        expected = expected_weight_shapes(config)
-        optional = {"decoder.model.decoder.embed_positions.weights"}  # HF recomputes the table when absent
-        if config.decoder.tie_word_embeddings:
-            optional.add("decoder.lm_head.weight")
-        check_shapes(tensors, expected, frozenset(optional))
-
-        xp = device_module(device)
-        np_dtype = DTYPES[dtype]
-        flat = {name: xp.asarray(to_float(array, kind, np_dtype)) for name, (array, kind) in tensors.items()}
-        embed = "decoder.model.decoder.embed_tokens.weight"
-        if config.decoder.tie_word_embeddings:
-            # HF ties lm_head to embed_tokens; a file may still carry the (identical) copy.
-            stored = flat.get("decoder.lm_head.weight")
-            if stored is not None and not bool(xp.array_equal(stored, flat[embed])):
-                raise WeightsError(f"{folder}: config.json ties lm_head to embed_tokens but the checkpoint stores "
-                                   "a different lm_head.weight")
-            flat["decoder.lm_head.weight"] = flat[embed]
-        table_key = "decoder.model.decoder.embed_positions.weights"
-        table = flat.pop(table_key, None)
-        if table is None:
-            d = config.decoder
-            table = dec.sinusoidal_table(d.max_target_positions + dec.POSITION_OFFSET, d.d_model, d.pad_token_id)
-            table = xp.asarray(table.astype(np_dtype))
-        tokenizer = Tokenizer.from_folder(folder)
-        return cls(
-            config=config,
-            params=unflatten(flat),
-            processor=Processor(FeatureExtractor.from_file(folder / "preprocessor_config.json"), tokenizer),
-            tokenizer=tokenizer,
-            generation_config=GenerationConfig.from_model_folder(folder, config.raw),
-            positions_table=table,
-            dtype=np_dtype,
-            xp=xp,
-        )
 
     # --- the forward pass ------------------------------------------------------------------
 
@@ -273,95 +211,7 @@ class Model:
         to_host(record)
         return ids
 
-    def translate(self, audio, sampling_rate: int | None = None, max_seconds: float | None = 20.0, progress=None,
-                  **generation_kwargs) -> str:
-        """An audio file path, or one mono waveform with its ``sampling_rate`` -> the decoded text of
-        the best hypothesis.
+    # --- long audio: transcribe.py's functions, as methods (as whisper binds its transcribe) ---
 
-        Audio longer than ``max_seconds`` (None: no limit) is cut at its quietest points into pieces
-        of at most that length (``segment.quiet_cuts``); each is translated on its own and the texts
-        are joined with spaces. ``progress(i, n, start_s, end_s)`` is called before each piece when
-        there are several.
-        """
-        rate = self.processor.sampling_rate
-        samples = waveform(audio, sampling_rate, rate)
-        pieces = [(0, len(samples))] if max_seconds is None else quiet_cuts(samples, rate, max_seconds)
-        return " ".join(text for text in self._translate_pieces(samples, pieces, progress, generation_kwargs) if text)
-
-    def segments(self, audio, sampling_rate: int | None = None, min_pause: float = 0.5,
-                 max_seconds: float | None = 20.0, progress=None, **generation_kwargs) -> list[dict]:
-        """A recording of separate utterances, split at pauses of at least ``min_pause`` seconds
-        (``segment.speech_segments``; an utterance longer than ``max_seconds`` is cut further at
-        its quietest points), each translated on its own.
-        -> [{"start": seconds, "end": seconds, "text": ...}, ...] in order; [] for silence."""
-        rate = self.processor.sampling_rate
-        samples = waveform(audio, sampling_rate, rate)
-        pieces = speech_segments(samples, rate, min_pause, max_seconds)
-        texts = self._translate_pieces(samples, pieces, progress, generation_kwargs)
-        return [{"start": round(int(start) / rate, 3), "end": round(int(end) / rate, 3), "text": text}
-                for (start, end), text in zip(pieces, texts)]
-
-    def _translate_pieces(self, samples: np.ndarray, pieces, progress, generation_kwargs) -> list[str]:
-        """Translate samples[start:end] for each (start, end) of ``pieces``, one at a time: memory
-        stays that of one piece, however long the recording."""
-        rate = self.processor.sampling_rate
-        texts = []
-        for i, (start, end) in enumerate(pieces):
-            if progress is not None and len(pieces) > 1:
-                progress(i, len(pieces), start / rate, end / rate)
-            inputs = self.processor(samples[start:end], sampling_rate=rate)
-            ids = self.generate(inputs["input_values"], inputs.get("attention_mask"), **generation_kwargs)
-            texts.append(self.tokenizer.decode(ids[0], skip_special_tokens=True))
-        return texts
-
-
-def load(path: str | Path, dtype: str = "float32", device: str = "cpu", revision: str | None = None) -> Model:
-    """Load a model: a HF-layout folder, or a hub id such as "facebook/s2t-wav2vec2-large-en-de".
-
-    A folder holds config.json, preprocessor_config.json, vocab.json (+ merges.txt, ...) and the
-    weights as model.safetensors or pytorch_model.bin, single or sharded. ``dtype`` is the compute
-    dtype, "float32" (as HF) or "float64" (a more exact reference).
-    """
-    if isinstance(path, str) and not Path(path).exists():
-        shipped = shipped_model(path)
-        if shipped is not None:
-            path = shipped
-        elif not looks_like_a_path(path):
-            path = from_hub(path, revision=revision)
-    if not Path(path).exists():
-        raise FileNotFoundError(f"{path}: no such model folder")
-    return Model.from_folder(path, dtype=dtype, device=device)
-
-
-DEFAULT_MODEL_NAME = "numbers-en-de"  # the demo model every command uses when no model is given
-
-
-def shipped_model(name: str) -> Path | None:
-    """The folder of a model shipped with minis2t2, by name ("numbers-en-de"), or None.
-
-    A wheel (or a non-editable install) carries the repository's weights/ folder as package data
-    in minis2t2/weights/; an editable install or a checkout finds weights/ beside the package.
-    """
-    if not name or "/" in name or "\\" in name or name.startswith("."):
-        return None
-    package = Path(__file__).resolve().parent
-    for root in (package / "weights", package.parent / "weights"):
-        if (root / name / "config.json").is_file():
-            return root / name
-    return None
-
-
-def default_model() -> Path:
-    """The shipped demo model's folder."""
-    folder = shipped_model(DEFAULT_MODEL_NAME)
-    if folder is None:
-        raise FileNotFoundError(f"no model given and the shipped {DEFAULT_MODEL_NAME} was not found "
-                                "(weights/ is missing from this install); pass --model DIR")
-    return folder
-
-
-def looks_like_a_path(name: str) -> bool:
-    """A local path rather than a hub id "org/name": it starts with "." or "~", has more or fewer
-    than one "/" (or a backslash), or its first part is an existing folder ("weights/typo")."""
-    first = name.split("/")[0]
-    return name.startswith((".", "~", "/")) or name.count("/") != 1 or "\\" in name or Path(first).is_dir()
+    translate = translate
+    segments = segments

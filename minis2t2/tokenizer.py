@@ -12,7 +12,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .config import ConfigError, is_count, read_json, show
+from .errors import ConfigError
+from .validate import is_count, read_json, show
 
 BPE_TOKEN_MERGES = "</w>"  # end-of-word marker used while merging
 BPE_TOKEN_VOCAB = "@@ "  # continuation marker in the vocabulary

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .weights import WeightsError
+from .errors import WeightsError
 
 STORAGE_DTYPES = {
     "FloatStorage": ("F32", np.float32),

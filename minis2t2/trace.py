@@ -38,8 +38,8 @@ import numpy as np
 
 from .audio import waveform
 from .backend import to_numpy
-from .errors import InputError
-from .weights import WeightsError, read_safetensors, write_safetensors
+from .errors import TraceError, WeightsError
+from .weights import read_safetensors, write_safetensors
 
 FORMAT = "minis2t2-trace/1"
 DTYPE_NAMES = {np.dtype(np.float32): "F32", np.dtype(np.float64): "F64", np.dtype(np.int64): "I64",
@@ -57,9 +57,6 @@ def save_trace(path: str | Path, tensors: dict, metadata: dict) -> None:
     meta = {k: str(v) for k, v in metadata.items()} | {"format": FORMAT, "order": json.dumps(list(arrays))}
     write_safetensors(path, {n: (a, DTYPE_NAMES[a.dtype]) for n, a in arrays.items()}, metadata=meta)
 
-
-class TraceError(InputError):
-    """A file that is not a readable minis2t2 trace."""
 
 
 def load_trace(path: str | Path) -> tuple[dict, dict]:
@@ -98,7 +95,8 @@ def trace(audio, model=None, out: str | Path | None = None, num_beams: int | Non
     folder (default: the shipped model). Returns (tensors, metadata) as ``load_trace`` would.
     """
     from . import __version__
-    from .model import Model, default_model, load
+    from .loading import default_model, load
+    from .model import Model
 
     if not isinstance(model, Model):
         model = load(model or default_model(), dtype=dtype, device=device)

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import is_count
-from .errors import InputError
+from .errors import WeightsError
+from .validate import is_count
 
 SAFETENSORS_DTYPES = {
     "F64": np.float64,
@@ -31,9 +31,6 @@ SAFETENSORS_DTYPES = {
     "BOOL": np.bool_,
 }
 
-
-class WeightsError(InputError):
-    """A weight file that is damaged or does not fit the model's config."""
 
 
 MAX_HEADER_BYTES = 100_000_000  # the safetensors library's own limit on the JSON header

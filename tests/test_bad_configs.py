@@ -146,3 +146,11 @@ def test_merges_not_utf8(folder):
     (folder / "merges.txt").write_bytes(b"a b\n\xff\xfe c\n")
     with pytest.raises(ConfigError, match="merges.txt: not UTF-8"):
         minis2t2.load(folder)
+
+
+def test_config_knows_the_activations_layers_implement():
+    """config.py names the activations without importing layer code; the two lists must agree."""
+    from minis2t2.config import ACTIVATION_NAMES
+    from minis2t2.layers import ACTIVATIONS
+
+    assert set(ACTIVATIONS) == ACTIVATION_NAMES

@@ -19,7 +19,7 @@ import torch
 
 import minis2t2
 from minis2t2.cli import main
-from minis2t2.model import DEFAULT_MODEL_NAME
+from minis2t2.loading import DEFAULT_MODEL_NAME
 
 DEMO = Path(__file__).resolve().parents[1] / "weights" / DEFAULT_MODEL_NAME
 EXPECTED = json.loads((DEMO / "samples" / "expected.json").read_text(encoding="utf-8"))

@@ -15,7 +15,7 @@ from num2words import num2words
 from transformers import Speech2Text2Tokenizer, SpeechEncoderDecoderModel
 
 import minis2t2
-from minis2t2.model import DEFAULT_MODEL_NAME
+from minis2t2.loading import DEFAULT_MODEL_NAME
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "weights" / DEFAULT_MODEL_NAME

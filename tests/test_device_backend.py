@@ -21,7 +21,7 @@ MODEL = GOLDEN / "large_layer_stable_proj" / "model"
 @pytest.fixture(scope="module")
 def on_device():
     with pytest.MonkeyPatch.context() as m:
-        m.setattr(minis2t2.model, "device_module", lambda name: strict_xp)
+        m.setattr(minis2t2.loading, "device_module", lambda name: strict_xp)
         return minis2t2.load(MODEL, device="cuda")
 
 

@@ -29,7 +29,7 @@ def loaded(request):
     with pytest.MonkeyPatch.context() as m:
         device = "cpu"
         if request.param == "strict_xp":
-            m.setattr(minis2t2.model, "device_module", lambda name: strict_xp)
+            m.setattr(minis2t2.loading, "device_module", lambda name: strict_xp)
             device = "cuda"
         return {v: (minis2t2.load(GOLDEN / v / "model", device=device),
                     load_file(str(GOLDEN / v / "golden.safetensors"))) for v in VARIANTS}
