@@ -218,9 +218,7 @@ def greedy_search(step: Step, cache: list, batch_size: int, s: SearchSettings) -
 
     The logits stay on the model's device; only the B chosen ids come to the host each step."""
     ids = np.full((batch_size, 1), s.start_token_id, dtype=np.int64)  # (B, 1)
-    unfinished = np.ones(batch_size, dtype=bool)  # (B,)
-    if s.eos_token_ids and s.pad_token_id is None:
-        raise ConfigError("eos_token_id is set but pad_token_id is not")
+    unfinished = np.ones(batch_size, dtype=bool)  # (B,); with an EOS there is a pad (SearchSettings.resolve)
     while True:
         logits, cache = step(ids[:, -1:], cache)  # (B, V)
         next_tokens = to_numpy(process_logits(ids, logits, s).argmax(axis=-1)).astype(np.int64)  # (B,)
