@@ -101,22 +101,33 @@ def reorder_cache(cache: list[dict], index) -> list[dict]:
 def cross_attend(q, k, v, bias):
     """Attention of the decoder rows to their input's encoder frames.
 
-    q (B, H, S, D) with B = B_in * K (K beams of each input, consecutive); k, v (B_in, H, T, D) and
-    bias (B_in, 1, 1, T) or None, one row per input.   -> (B, H, S, D), weights (B, H, S, T)
+    q (B, H, S, D) with B = B_in * K (K beams of each input, consecutive rows); k, v (B_in, H, T, D)
+    and bias (B_in, 1, 1, T) or None, one row per input.   -> (B, H, S, D), weights (B, H, S, T)
 
-    The K beams of an input go in as K*S query rows of that input, so its keys and values are
-    read once, not once per beam, and never copied per beam (wav2vec2-large's decoder, 5 beams on
-    5 s: 14 MB less to read a step). Without beams K = 1 and the reshapes change nothing.
+    Plain form: row b attends to input b // K's frames, i.e. ``attend(q, k[b // K], v[b // K], ...)``.
+    Rather than copying each input's keys and values once per beam, its K beams go in as K*S query
+    rows of that input (``fold_beams``), so the keys and values are read once (wav2vec2-large's
+    decoder, 5 beams on 5 s: 14 MB less to read a step). Without beams (B == B_in) it is ``attend``.
     """
-    B, H, S, D = q.shape
     B_in = k.shape[0]
-    K = B // B_in
-    stacked = q.reshape(B_in, K, H, S, D).transpose(0, 2, 1, 3, 4).reshape(B_in, H, K * S, D)
-    heads, weights = attend(stacked, k, v, bias)  # (B_in, H, K*S, D), (B_in, H, K*S, T)
+    if q.shape[0] == B_in:
+        return attend(q, k, v, bias)
+    heads, weights = attend(fold_beams(q, B_in), k, v, bias)  # (B_in, H, K*S, D), (B_in, H, K*S, T)
+    return unfold_beams(heads, q.shape[2]), unfold_beams(weights, q.shape[2])
 
-    def per_beam(a):  # (B_in, H, K*S, X) -> (B, H, S, X)
-        return a.reshape(B_in, H, K, S, -1).transpose(0, 2, 1, 3, 4).reshape(B, H, S, a.shape[-1])
-    return per_beam(heads), per_beam(weights)
+
+def fold_beams(q, B_in: int):
+    """The K beams of each input as K*S query rows of it: (B_in * K, H, S, D) -> (B_in, H, K*S, D)."""
+    B, H, S, D = q.shape
+    K = B // B_in
+    return q.reshape(B_in, K, H, S, D).transpose(0, 2, 1, 3, 4).reshape(B_in, H, K * S, D)
+
+
+def unfold_beams(a, S: int):
+    """Back to one row per beam: (B_in, H, K*S, X) -> (B_in * K, H, S, X)."""
+    B_in, H, KS, X = a.shape
+    K = KS // S
+    return a.reshape(B_in, H, K, S, X).transpose(0, 2, 1, 3, 4).reshape(B_in * K, H, S, X)
 
 
 def decoder_layer(p, x, cache: dict, self_bias, cross_bias, cfg: DecoderConfig):

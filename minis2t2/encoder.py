@@ -1,6 +1,6 @@
 """Wav2Vec2 / HuBERT speech encoder: waveform -> frame features.
 
-Dimension legend: B batch, N samples, T frames, C channels, H heads, D head dim, K kernel taps.
+Dimension legend: B batch, N samples, T frames, C channels, H heads, D head dim, W kernel width (taps).
 Mirrors transformers 4.40.2 ``Wav2Vec2Model`` / ``HubertModel`` in eval mode (no SpecAugment,
 no dropout). Activations are channels-last (B, T, C) throughout; the conv layers are
 recorded in HF's own (B, C, T) layout so traces line up with forward hooks on the reference.
@@ -63,20 +63,49 @@ def feature_encoder(p, input_values, cfg: EncoderConfig, record=None):
              conv -> act on the others.
     "layer": conv -> LayerNorm over channels (eps 1e-5, torch's default) -> act on every layer.
 
-    With "layer" norm every output frame depends on its receptive field alone, so long audio goes
-    through the stack in overlapping slices of CONV_CHUNK_FRAMES frames: the same frames, and the
-    first layers' wide activations (512 x 3200 per second in wav2vec2-large) exist for one slice
-    at a time. GroupNorm normalises over all of time, so "group" stacks (and records) run whole.
+    The plain form is ``conv_stack`` on the whole input. Long audio through a "layer" stack goes
+    through it in overlapping slices instead (``conv_stack_in_slices``): every output frame depends
+    on its receptive field alone, so the frames are the same, and the first layers' wide
+    activations (512 x 3200 per second in wav2vec2-large) exist for one slice at a time. GroupNorm
+    normalises over all of time, so "group" stacks always run whole.
     """
+    T = conv_output_length(input_values.shape[1], cfg)
+    if cfg.feat_extract_norm == "layer" and T > CONV_CHUNK_FRAMES and slices_see_every_frame(cfg):
+        return conv_stack_in_slices(p, input_values, cfg, record)
+    return conv_stack(p, input_values, cfg, record)
+
+
+def slices_see_every_frame(cfg: EncoderConfig) -> bool:
+    """Does a slice cut for the last layer's frames also hold every earlier layer's frames that
+    belong to it? Yes unless a later layer's kernel is shorter than its stride (it skips samples)."""
+    hop, field = math.prod(cfg.conv_stride), min_samples(cfg)
+    return all(field - min_samples(cfg, i) >= hop - math.prod(cfg.conv_stride[:i]) for i in range(1, len(cfg.conv_stride)))
+
+
+def conv_stack_in_slices(p, input_values, cfg: EncoderConfig, record=None):
+    """``conv_stack`` on overlapping slices of CONV_CHUNK_FRAMES output frames each -> the same
+    (B, T, conv_dim[-1]). Slice j makes output frames [j*F, (j+1)*F) (F = CONV_CHUNK_FRAMES); of
+    conv layer i's frames it keeps those that start in the same stretch of samples,
+    [j*F*hop, (j+1)*F*hop), so each layer's record is whole and in order, as from one pass.
+    (B, N) -> (B, T, conv_dim[-1])"""
     xp = array_module(input_values)
-    N = input_values.shape[1]
-    T = conv_output_length(N, cfg)
-    if record is not None or cfg.feat_extract_norm != "layer" or T <= CONV_CHUNK_FRAMES:
-        return conv_stack(p, input_values, cfg, record)
+    T = conv_output_length(input_values.shape[1], cfg)
     hop, field = math.prod(cfg.conv_stride), min_samples(cfg)  # a frame every `hop` samples, each seeing `field`
-    slices = [input_values[:, start * hop : (min(start + CONV_CHUNK_FRAMES, T) - 1) * hop + field]
-              for start in range(0, T, CONV_CHUNK_FRAMES)]  # (B, <= (CONV_CHUNK_FRAMES - 1) * hop + field)
-    return xp.concatenate([conv_stack(p, piece, cfg) for piece in slices], axis=1)  # (B, T, conv_dim[-1])
+    layer_hops = [math.prod(cfg.conv_stride[: i + 1]) for i in range(len(cfg.conv_stride))]
+    outputs, records = [], []
+    for start in range(0, T, CONV_CHUNK_FRAMES):
+        end = min(start + CONV_CHUNK_FRAMES, T)
+        stop = input_values.shape[1] if end == T else (end - 1) * hop + field  # the last slice: to the end,
+        piece = input_values[:, start * hop : stop]  # so earlier layers keep their tail frames too
+        piece_record = None if record is None else {}
+        outputs.append(conv_stack(p, piece, cfg, piece_record))  # (B, end - start, conv_dim[-1])
+        if record is not None:
+            last = end == T
+            records.append({name: value if last else value[:, :, : (end - start) * hop // layer_hop]  # HF (B, C, T_i)
+                            for (name, value), layer_hop in zip(piece_record.items(), layer_hops)})
+    for name in records[0] if records else ():
+        record_to(record, name, xp.concatenate([r[name] for r in records], axis=2))  # (B, C_i, T_i)
+    return xp.concatenate(outputs, axis=1)  # (B, T, conv_dim[-1])
 
 
 def conv_stack(p, input_values, cfg: EncoderConfig, record=None):
@@ -108,24 +137,24 @@ def feature_projection(p, x, cfg: EncoderConfig):
 def weight_norm(g, v):
     """torch weight_norm with dim=2: w = g * v / ||v||, the norm taken over every axis but the kernel axis.
 
-    v (C_out, C_in/G, K), g (1, 1, K) -> w (C_out, C_in/G, K)
+    v (C_out, C_in/G, W), g (1, 1, W) -> w (C_out, C_in/G, W)
     """
     xp = array_module(v)
-    norm = xp.sqrt(xp.square(v).sum(axis=(0, 1), keepdims=True))  # (1, 1, K)
-    return v * (g / norm)  # (C_out, C_in/G, K)
+    norm = xp.sqrt(xp.square(v).sum(axis=(0, 1), keepdims=True))  # (1, 1, W)
+    return v * (g / norm)  # (C_out, C_in/G, W)
 
 
 def positional_conv_embedding(p, x, cfg: EncoderConfig):
     """Wav2Vec2PositionalConvEmbedding: a wide grouped conv over time gives each frame its position.
 
-    (B, T, C) -> (B, T, C). Kernel K (128), G groups (16), padding K//2 on both sides, so an
-    even K yields T + 1 frames and Wav2Vec2SamePadLayer drops the last one. Then the feature
+    (B, T, C) -> (B, T, C). Kernel W (128), G groups (16), padding W//2 on both sides, so an
+    even W yields T + 1 frames and Wav2Vec2SamePadLayer drops the last one. Then the feature
     extractor's activation (not hidden_act).
     """
-    K = cfg.num_conv_pos_embeddings
-    w = weight_norm(p.conv.weight_g, p.conv.weight_v)  # (C, C/G, K)
-    y = conv1d(x, w, p.conv.bias, padding=K // 2, groups=cfg.num_conv_pos_embedding_groups)  # (B, T + 1 - K%2, C)
-    if K % 2 == 0:
+    W = cfg.num_conv_pos_embeddings
+    w = weight_norm(p.conv.weight_g, p.conv.weight_v)  # (C, C/G, W)
+    y = conv1d(x, w, p.conv.bias, padding=W // 2, groups=cfg.num_conv_pos_embedding_groups)  # (B, T + 1 - W%2, C)
+    if W % 2 == 0:
         y = y[:, :-1]  # (B, T, C)
     return ACTIVATIONS[cfg.feat_extract_activation](y)  # (B, T, C)
 
@@ -288,9 +317,9 @@ def encoder_weight_shapes(cfg: EncoderConfig, prefix: str = "encoder.") -> dict[
         shapes["feature_projection.layer_norm.bias"] = (c_in,)
     shapes["feature_projection.projection.weight"] = (C, c_in)
     shapes["feature_projection.projection.bias"] = (C,)
-    K, G = cfg.num_conv_pos_embeddings, cfg.num_conv_pos_embedding_groups
-    shapes["encoder.pos_conv_embed.conv.weight_g"] = (1, 1, K)
-    shapes["encoder.pos_conv_embed.conv.weight_v"] = (C, C // G, K)
+    W, G = cfg.num_conv_pos_embeddings, cfg.num_conv_pos_embedding_groups
+    shapes["encoder.pos_conv_embed.conv.weight_g"] = (1, 1, W)
+    shapes["encoder.pos_conv_embed.conv.weight_v"] = (C, C // G, W)
     shapes["encoder.pos_conv_embed.conv.bias"] = (C,)
     shapes["encoder.layer_norm.weight"] = (C,)
     shapes["encoder.layer_norm.bias"] = (C,)

@@ -2,8 +2,8 @@
 
 Dimension legend (used in every shape comment of this package):
     B batch      N audio samples   T encoder frames   S decoder steps
-    C channels   H heads           D head dim (C // H) K kernel taps
-    G groups     V vocabulary      *  any leading dims
+    C channels   H heads           D head dim (C // H) W kernel width (taps)
+    G groups     V vocabulary      K beams (generation)  *  any leading dims
 
 Every function is pure: arrays in, arrays out, weights passed as the checkpoint's own
 subtree (``p.weight``, ``p.bias``), so stored arrays stay bit-identical to the file.
@@ -23,7 +23,7 @@ def record_to(record: dict | None, name: str, value) -> None:
 
 
 def linear(p, x):
-    """nn.Linear: x @ W.T + b.   (*, C_in) -> (*, C_out); W is stored (C_out, C_in)."""
+    """nn.Linear: x @ weight.T + bias.   (*, C_in) -> (*, C_out); weight is stored (C_out, C_in)."""
     y = x @ p.weight.T  # (*, C_out)
     if "bias" in p:
         y += p.bias  # in place: y is our own fresh array, so no second (*, C_out) temporary
@@ -63,25 +63,25 @@ def group_norm(p, x, num_groups: int, eps: float = 1e-5):
 def conv1d(x, weight, bias, stride: int = 1, padding: int = 0, groups: int = 1):
     """nn.Conv1d on channels-last input, as one matmul over sliding windows (im2col).
 
-    x (B, L, C_in), weight (C_out, C_in/G, K) as torch stores it -> (B, T, C_out) with
-    T = (L + 2*padding - K) // stride + 1. Plain form: y[b, t, o] = bias[o] +
+    x (B, L, C_in), weight (C_out, C_in/G, W) as torch stores it -> (B, T, C_out) with
+    T = (L + 2*padding - W) // stride + 1. Plain form: y[b, t, o] = bias[o] +
     sum_{c, k} x[b, t*stride + k, c] * weight[o, c, k], summed within o's group only.
     """
     xp = array_module(x)
     if padding:
         x = xp.pad(x, ((0, 0), (padding, padding), (0, 0)))  # (B, L + 2*padding, C_in)
     B, L, C_in = x.shape
-    C_out, C_group, K = weight.shape
+    C_out, C_group, W = weight.shape
     assert C_in == C_group * groups, f"conv1d: input has {C_in} channels, weight expects {C_group * groups}"
-    windows = xp.lib.stride_tricks.sliding_window_view(x, K, axis=1)[:, ::stride]  # (B, T, C_in, K), a view
+    windows = xp.lib.stride_tricks.sliding_window_view(x, W, axis=1)[:, ::stride]  # (B, T, C_in, W), a view
     T = windows.shape[1]
-    # im2col, tap-major: a window's K taps x C_in channels lie next to each other in x, so copying
-    # them out in (K, C_in) order moves runs of C_in numbers rather than single numbers K apart
+    # im2col, tap-major: a window's W taps x C_in channels lie next to each other in x, so copying
+    # them out in (W, C_in) order moves runs of C_in numbers rather than single numbers W apart
     # (wav2vec2-large's positional conv on 10 s: 0.40 s -> 0.23 s; the strided convs unchanged).
-    windows = windows.transpose(0, 1, 3, 2).reshape(B * T, K, groups, C_group)  # (B*T, K, G, C_in/G)
-    windows = windows.transpose(2, 0, 1, 3).reshape(groups, B * T, K * C_group)  # (G, B*T, K * C_in/G)
-    w = weight.reshape(groups, C_out // groups, C_group, K).transpose(0, 3, 2, 1)  # (G, K, C_in/G, C_out/G)
-    y = windows @ w.reshape(groups, K * C_group, C_out // groups)  # (G, B*T, C_out/G)
+    windows = windows.transpose(0, 1, 3, 2).reshape(B * T, W, groups, C_group)  # (B*T, W, G, C_in/G)
+    windows = windows.transpose(2, 0, 1, 3).reshape(groups, B * T, W * C_group)  # (G, B*T, W * C_in/G)
+    w = weight.reshape(groups, C_out // groups, C_group, W).transpose(0, 3, 2, 1)  # (G, W, C_in/G, C_out/G)
+    y = windows @ w.reshape(groups, W * C_group, C_out // groups)  # (G, B*T, C_out/G)
     y = y.transpose(1, 0, 2).reshape(B, T, C_out)  # (B, T, C_out)
     if bias is not None:
         y += bias  # in place: y is the matmul's fresh output
@@ -89,7 +89,12 @@ def conv1d(x, weight, bias, stride: int = 1, padding: int = 0, groups: int = 1):
 
 
 def gelu(x):
-    """Exact GELU, x * Phi(x) = x * (1 + erf(x / sqrt 2)) / 2 (HF "gelu"; torch's default)."""
+    """GELU in its erf form, x * Phi(x) = x * (1 + erf(x / sqrt 2)) / 2 (HF "gelu"; torch's default).
+
+    erf is ``backend.erf``: exact, except for float32 arrays on the CPU, where it is an
+    approximation at most 6.5e-7 from the exact erf (so this GELU is within 3.3e-7 |x| of the
+    exact one; float32 itself rounds GELU's output by about 6e-8 |x|).
+    """
     y = erf(x * (1 / math.sqrt(2.0)))  # multiplying by 1/sqrt(2), as torch's kernel does
     y += 1.0  # in place on erf's fresh output: one temporary instead of four
     y *= x
@@ -149,27 +154,45 @@ def merge_heads(x):
     return x.transpose(0, 2, 1, 3).reshape(B, L, H * D)
 
 
-ATTENTION_BLOCK_BYTES = 1 << 24  # 16 MiB of scores per block of queries (softmax's temporaries: ~4x that)
-
-
 def attend(q, k, v, bias=None, keep_weights: bool = True):
-    """Scaled dot-product attention on already-scaled queries.
+    """Scaled dot-product attention on already-scaled queries:
 
-    q (B, H, Lq, D), k and v (B, H, Lk, D), bias broadcastable to (B, H, Lq, Lk) holding
-    0 where attending is allowed and the dtype's most negative finite value where not
-    (as HF, never -inf, so a fully masked row stays finite).
-    -> output (B, H, Lq, D) and the attention probabilities (B, H, Lq, Lk), each row summing
-    to 1: what HF returns with ``output_attentions=True``; None when not ``keep_weights``.
+        scores = q @ kᵀ + bias,  weights = softmax(scores) per row,  output = weights @ v
 
-    Queries go through in blocks of rows, at most 16 MiB of scores at a time. Softmax is per
-    row, so the result is the same; without ``keep_weights`` no (Lq, Lk) matrix for all heads
-    is ever built, and memory grows linearly with the audio's length (60 s of audio is 3000
-    frames: 9 M scores per head, 576 MB for wav2vec2-large's 16 heads at once).
+    q (B, H, Lq, D), k and v (B, H, Lk, D), bias broadcastable to (B, H, Lq, Lk) holding 0 where
+    attending is allowed and the dtype's most negative finite value where not (as HF, never
+    -inf, so a fully masked row stays finite).
+    -> output (B, H, Lq, D) and the attention probabilities (B, H, Lq, Lk), each row summing to
+    1 (what HF returns with ``output_attentions=True``), or None without ``keep_weights``.
+
+    When the scores would take more than ATTENTION_BLOCK_BYTES (long audio: about 10 s for
+    wav2vec2-large's 16 heads), ``attend_in_blocks`` computes the same a block of queries at a
+    time. The size decides, never whether the weights are wanted.
+    """
+    B, H, Lq, _ = q.shape
+    if B * H * Lq * k.shape[2] * q.dtype.itemsize > ATTENTION_BLOCK_BYTES:
+        return attend_in_blocks(q, k, v, bias, keep_weights)
+    scores = q @ k.transpose(0, 1, 3, 2)  # (B, H, Lq, Lk)
+    if bias is not None:
+        scores += bias
+    weights = softmax(scores, axis=-1)  # (B, H, Lq, Lk)
+    return weights @ v, weights if keep_weights else None  # (B, H, Lq, D), (B, H, Lq, Lk)
+
+
+ATTENTION_BLOCK_BYTES = 1 << 24  # 16 MiB of scores at once (softmax's temporaries: ~4x that)
+
+
+def attend_in_blocks(q, k, v, bias=None, keep_weights: bool = True, rows: int | None = None):
+    """``attend`` a block of ``rows`` queries at a time (by default as many as fit in
+    ATTENTION_BLOCK_BYTES of scores). Softmax is per row, so the result is the same; without
+    ``keep_weights`` no (Lq, Lk) matrix for all heads is ever built, and memory grows linearly
+    with the audio's length (60 s of audio is 3000 frames: 9 M scores per head, 576 MB for
+    wav2vec2-large's 16 heads at once).
     """
     xp = array_module(q)
-    B, H, Lq, D = q.shape
+    B, H, Lq, _ = q.shape
     Lk = k.shape[2]
-    rows = max(1, ATTENTION_BLOCK_BYTES // (B * H * Lk * q.dtype.itemsize))  # queries per block
+    rows = rows or max(1, ATTENTION_BLOCK_BYTES // (B * H * Lk * q.dtype.itemsize))  # queries per block
     k_t = k.transpose(0, 1, 3, 2)  # (B, H, D, Lk)
     outputs, weights = [], []
     for start in range(0, Lq, rows):
@@ -180,10 +203,8 @@ def attend(q, k, v, bias=None, keep_weights: bool = True):
         outputs.append(probabilities @ v)  # (B, H, rows, D)
         if keep_weights:
             weights.append(probabilities)
-    output = outputs[0] if len(outputs) == 1 else xp.concatenate(outputs, axis=2)  # (B, H, Lq, D)
-    if not keep_weights:
-        return output, None
-    return output, weights[0] if len(weights) == 1 else xp.concatenate(weights, axis=2)  # (B, H, Lq, Lk)
+    output = xp.concatenate(outputs, axis=2)  # (B, H, Lq, D)
+    return output, xp.concatenate(weights, axis=2) if keep_weights else None  # (B, H, Lq, Lk)
 
 
 def padding_bias(mask, dtype):

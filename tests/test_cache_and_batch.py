@@ -55,3 +55,22 @@ def test_padded_batch_item_equals_item_alone(variant):
         alone_in = model.processor(audio[i], sampling_rate=16000)
         single = model.generate(alone_in["input_values"], alone_in["attention_mask"], num_beams=3)[0]
         np.testing.assert_array_equal(generated[i, : len(single)], single)
+
+
+def test_cross_attend_folds_beams_as_the_plain_form_reads():
+    """cross_attend with K beams per input equals the plain form: each row attending to its own
+    input's keys and values, copied per beam."""
+    from minis2t2.decoder import cross_attend
+    from minis2t2.layers import attend
+
+    rng = np.random.default_rng(0)
+    B_in, K, H, S, T, D = 2, 3, 2, 4, 7, 5
+    q = rng.standard_normal((B_in * K, H, S, D))
+    k, v = rng.standard_normal((B_in, H, T, D)), rng.standard_normal((B_in, H, T, D))
+    bias = np.zeros((B_in, 1, 1, T))
+    bias[1, ..., 5:] = np.finfo(np.float64).min  # input 1 has two padded frames
+    rows = np.arange(B_in * K) // K  # the input each row belongs to
+    plain_out, plain_w = attend(q, k[rows], v[rows], bias[rows])
+    out, w = cross_attend(q, k, v, bias)
+    np.testing.assert_allclose(out, plain_out, atol=1e-12)
+    np.testing.assert_allclose(w, plain_w, atol=1e-12)

@@ -13,7 +13,7 @@ import pytest
 
 import minis2t2
 from minis2t2 import layers
-from minis2t2.layers import attend, padding_bias
+from minis2t2.layers import attend, attend_in_blocks, padding_bias
 from minis2t2.segment import quiet_cuts, speech_segments
 
 DEMO = Path(__file__).resolve().parents[1] / "weights" / "numbers-en-de"
@@ -34,7 +34,7 @@ def test_blocked_attention_is_the_same_and_linear_in_memory(monkeypatch):
     assert weights is None
     assert peak < 6 * layers.ATTENTION_BLOCK_BYTES, f"peak {peak / 2**20:.0f} MiB: a (T, T) matrix was built"
 
-    monkeypatch.setattr(layers, "ATTENTION_BLOCK_BYTES", 1 << 40)  # one block: the plain textbook form
+    monkeypatch.setattr(layers, "ATTENTION_BLOCK_BYTES", 1 << 40)  # everything fits: attend's plain form
     whole, whole_weights = attend(q, k, v, bias)
     assert whole_weights.shape == (B, H, T, T)
     # the same sums in another BLAS blocking: fp32 rounding over 3000 keys, ~sqrt(3000) * 6e-8 * max|v| ~ 1e-5
@@ -45,17 +45,16 @@ def test_blocks_of_a_causal_bias():
     rng = np.random.default_rng(1)
     q, k, v = (rng.standard_normal((2, 3, 50, 4)) for _ in range(3))  # float64
     causal = np.triu(np.full((50, 50), np.finfo(np.float64).min), 1)[None, None]  # (1, 1, Lq, Lk)
-    whole, w = attend(q, k, v, causal)
-    with pytest.MonkeyPatch.context() as m:
-        m.setattr(layers, "ATTENTION_BLOCK_BYTES", 2 * 3 * 50 * 8 * 7)  # 7 query rows per block
-        blocked, wb = attend(q, k, v, causal)
+    whole, w = attend(q, k, v, causal)  # the plain form: these scores fit in one block
+    blocked, wb = attend_in_blocks(q, k, v, causal, rows=7)  # 7 query rows per block
     np.testing.assert_allclose(blocked, whole, atol=1e-12)
     np.testing.assert_allclose(wb, w, atol=1e-12)
 
 
 def test_conv_stack_in_slices_gives_the_same_frames(monkeypatch):
     """A layer-norm conv stack run on overlapping slices of the audio (7 frames each, so the slice
-    borders fall everywhere) gives the frames of one pass, for every padded item of a batch."""
+    borders fall everywhere) gives the frames of one pass, and the same record of every conv
+    layer, for every padded item of a batch."""
     from conftest import GOLDEN
 
     from minis2t2 import encoder
@@ -65,12 +64,18 @@ def test_conv_stack_in_slices_gives_the_same_frames(monkeypatch):
     rng = np.random.default_rng(2)
     inputs = model.processor([rng.standard_normal(n).astype(np.float32) for n in (9000, 6100)], sampling_rate=16000)
     values, cfg = inputs["input_values"], model.config.encoder
-    whole = encoder.feature_encoder(model.params.encoder.feature_extractor, values, cfg)  # (B, T, C)
+    whole_record, sliced_record = {}, {}
+    whole = encoder.conv_stack(model.params.encoder.feature_extractor, values, cfg, whole_record)  # (B, T, C)
     whole_out, _ = model.encode(values, inputs["attention_mask"])
     monkeypatch.setattr(encoder, "CONV_CHUNK_FRAMES", 7)
-    sliced = encoder.feature_encoder(model.params.encoder.feature_extractor, values, cfg)
+    sliced = encoder.feature_encoder(model.params.encoder.feature_extractor, values, cfg, sliced_record)
     sliced_out, _ = model.encode(values, inputs["attention_mask"])
     assert sliced.shape == whole.shape and sliced_out.shape == whole_out.shape
+    # recording does not change the path: every conv layer's record, assembled from the slices
+    assert sorted(sliced_record) == sorted(whole_record)
+    for name, value in whole_record.items():
+        assert sliced_record[name].shape == value.shape, name
+        np.testing.assert_allclose(sliced_record[name], value, atol=1e-5, rtol=0, err_msg=name)
     # the same sums, but BLAS may block a shorter matrix differently: a few fp32 ulps (~1e-6 on
     # unit-scale frames, measured 1.2e-6), a little more after the transformer layers
     np.testing.assert_allclose(sliced, whole, atol=1e-5, rtol=0)
