@@ -38,11 +38,11 @@ os.environ.setdefault("CUPY_TF32", "0")  # plain fp32 matmuls, like the CPU refe
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-import minis2t2  # noqa: E402
-from minis2t2.compare import compare_dicts, first_divergence  # noqa: E402
-from minis2t2.config import ModelConfig  # noqa: E402
-from minis2t2.loading import expected_weight_shapes  # noqa: E402
-from minis2t2.weights import read_safetensors, write_safetensors  # noqa: E402
+import minis2t2
+from minis2t2.compare import compare_dicts, first_divergence
+from minis2t2.config import ModelConfig
+from minis2t2.loading import expected_weight_shapes
+from minis2t2.weights import read_safetensors, write_safetensors
 
 GOLDEN = ROOT / "tests" / "golden"
 # facebook/s2t-wav2vec2-large-en-de's architecture, as in tests/test_fullsize.py

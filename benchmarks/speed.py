@@ -35,10 +35,10 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
-import reference as R  # noqa: E402
-from test_fullsize import DECODER, ENCODER, _write_vocab  # noqa: E402
+import reference as R
+from test_fullsize import DECODER, ENCODER, _write_vocab
 
-import minis2t2  # noqa: E402
+import minis2t2
 
 SHORT, LONG = 8, 40  # new tokens of the two decoding runs whose difference gives the per-token cost
 

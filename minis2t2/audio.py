@@ -117,7 +117,7 @@ class FeatureExtractor:
     feature_size: int = 1
 
     @classmethod
-    def from_file(cls, path: str | Path) -> "FeatureExtractor":
+    def from_file(cls, path: str | Path) -> FeatureExtractor:
         d = read_json(path)
         unknown = sorted(set(d) - PREPROCESSOR_FIELDS)
         if unknown:

@@ -98,7 +98,7 @@ def _inspect(args) -> int:
     print(f"{'name':<62} {'shape':<18} {'min':>10} {'max':>10} {'mean':>10} {'std':>10}")
     for name, value in tensors.items():
         v = np.asarray(value, dtype=np.float64)
-        print(f"{name:<62} {str(tuple(v.shape)):<18} {v.min():>10.4g} {v.max():>10.4g} {v.mean():>10.4g} "
+        print(f"{name:<62} {tuple(v.shape)!s:<18} {v.min():>10.4g} {v.max():>10.4g} {v.mean():>10.4g} "
               f"{v.std():>10.4g}")
     tok = model.tokenizer
     print("\ndecoding (row 0 of each step: the chosen token and the top 3 by probability)")

@@ -111,7 +111,7 @@ class EncoderConfig:
     adapter_attn_dim: int | None = None
 
     @classmethod
-    def from_dict(cls, d: dict, where: str = "config.json encoder") -> "EncoderConfig":
+    def from_dict(cls, d: dict, where: str = "config.json encoder") -> EncoderConfig:
         model_type = d.get("model_type")
         if model_type not in ("wav2vec2", "hubert"):
             raise ConfigError(f"{where}: model_type {show(model_type)} is not supported: use 'wav2vec2' or 'hubert'")
@@ -164,7 +164,7 @@ class DecoderConfig:
     cross_attention_hidden_size: int | None = None
 
     @classmethod
-    def from_dict(cls, d: dict, where: str = "config.json decoder") -> "DecoderConfig":
+    def from_dict(cls, d: dict, where: str = "config.json decoder") -> DecoderConfig:
         if d.get("model_type") != "speech_to_text_2":
             raise ConfigError(f"{where}: model_type {show(d.get('model_type'))} is not supported: use 'speech_to_text_2'")
         check_known(d, SPEECH2TEXT2_FIELDS, where)
@@ -191,7 +191,7 @@ class ModelConfig:
     raw: dict = dataclasses.field(default_factory=dict, repr=False, compare=False)  # config.json as read
 
     @classmethod
-    def from_dict(cls, d: dict, where: str = "config.json") -> "ModelConfig":
+    def from_dict(cls, d: dict, where: str = "config.json") -> ModelConfig:
         if d.get("model_type") != "speech-encoder-decoder":
             raise ConfigError(
                 f"{where}: model_type is {show(d.get('model_type'))}; minis2t2 runs 'speech-encoder-decoder' models"
@@ -215,7 +215,7 @@ class ModelConfig:
         )
 
     @classmethod
-    def from_file(cls, path: str | Path) -> "ModelConfig":
+    def from_file(cls, path: str | Path) -> ModelConfig:
         return cls.from_dict(read_json(path), str(path))
 
     @property

@@ -174,7 +174,7 @@ def decode(p, ids, cache: list[dict], cross_bias, positions_table, cfg: DecoderC
     """
     xp = array_module(ids)
     past = cache[0]["self_k"].shape[2]
-    B, S = ids.shape
+    S = ids.shape[1]
     embed = p.model.decoder.embed_tokens.weight[ids]  # (B, S, C)
     record_to(record, "decoder.model.decoder.embed_tokens", embed)
     scale = math.sqrt(cfg.d_model) if cfg.scale_embedding else 1.0

@@ -231,7 +231,7 @@ def transformer_encoder(p, x, mask, cfg: EncoderConfig, record=None):
 
 def encode(p, input_values, sample_mask, cfg: EncoderConfig, record=None):
     """Wav2Vec2Model / HubertModel: (B, N), keep-mask (B, N) or None -> hidden (B, T, C), keep-mask (B, T) or None."""
-    B, N = input_values.shape
+    N = input_values.shape[1]
     if conv_output_length(N, cfg) < 1:
         raise ValueError(f"{N} samples is too short: the conv stack needs at least {min_samples(cfg)}")
     x = feature_encoder(p.feature_extractor, input_values, cfg, record)  # (B, T, C_conv)

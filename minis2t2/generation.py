@@ -11,9 +11,9 @@ bookkeeping (``BeamHypotheses``) uses Python floats exactly as HF's does.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -89,7 +89,7 @@ class GenerationConfig:
     forced_eos_token_id: int | list | None = None
 
     @classmethod
-    def from_dict(cls, d: dict, where: str = "generation config") -> "GenerationConfig":
+    def from_dict(cls, d: dict, where: str = "generation config") -> GenerationConfig:
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - names - set(UNSUPPORTED_DEFAULTS) - IGNORED_FIELDS)
         if unknown:
@@ -105,7 +105,7 @@ class GenerationConfig:
         return cfg
 
     @classmethod
-    def from_model_folder(cls, folder: str | Path, model_config: dict) -> "GenerationConfig":
+    def from_model_folder(cls, folder: str | Path, model_config: dict) -> GenerationConfig:
         """generation_config.json if present, else HF's GenerationConfig.from_model_config(config.json).
 
         from_model_config takes the top-level generation fields, then fills any still at its
@@ -123,7 +123,7 @@ class GenerationConfig:
                 d[k] = decoder[k]
         return cls.from_dict({k: v for k, v in d.items() if v != defaults[k]}, "config.json")
 
-    def update(self, **kwargs) -> "GenerationConfig":
+    def update(self, **kwargs) -> GenerationConfig:
         """A copy with ``kwargs`` applied (generate()'s keyword arguments), validated like a file."""
         return GenerationConfig.from_dict(dataclasses.asdict(self) | kwargs, "generate() arguments")
 
@@ -147,9 +147,9 @@ class SearchSettings:
     forced_eos_token_ids: tuple
 
     @classmethod
-    def resolve(cls, g: GenerationConfig) -> "SearchSettings":
+    def resolve(cls, g: GenerationConfig) -> SearchSettings:
         """HF generate()'s preparation: max_new_tokens/min_new_tokens count after the start token."""
-        as_tuple = lambda v: () if v is None else (tuple(v) if isinstance(v, (list, tuple)) else (v,))  # noqa: E731
+        as_tuple = lambda v: () if v is None else (tuple(v) if isinstance(v, (list, tuple)) else (v,))
         eos = as_tuple(g.eos_token_id)
         start = g.decoder_start_token_id if g.decoder_start_token_id is not None else g.bos_token_id
         if start is None:

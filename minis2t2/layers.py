@@ -70,7 +70,7 @@ def conv1d(x, weight, bias, stride: int = 1, padding: int = 0, groups: int = 1):
     xp = array_module(x)
     if padding:
         x = xp.pad(x, ((0, 0), (padding, padding), (0, 0)))  # (B, L + 2*padding, C_in)
-    B, L, C_in = x.shape
+    B, _, C_in = x.shape  # (B, L + 2*padding, C_in)
     C_out, C_group, W = weight.shape
     assert C_in == C_group * groups, f"conv1d: input has {C_in} channels, weight expects {C_group * groups}"
     windows = xp.lib.stride_tricks.sliding_window_view(x, W, axis=1)[:, ::stride]  # (B, T, C_in, W), a view

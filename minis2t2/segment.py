@@ -80,10 +80,10 @@ def speech_segments(audio: np.ndarray, rate: int, min_pause: float = 0.5,
     loud = np.flatnonzero(loudness > threshold)  # frames with speech in them
     if len(loud) == 0:
         return []
-    gap = int(round(min_pause / LOUDNESS_FRAME_SECONDS))
+    gap = round(min_pause / LOUDNESS_FRAME_SECONDS)
     breaks = np.flatnonzero(np.diff(loud) > gap)  # a pause of min_pause or more follows loud[breaks]
     firsts, lasts = np.r_[loud[0], loud[breaks + 1]], np.r_[loud[breaks], loud[-1]]  # frame spans of speech
-    margin = int(round(MARGIN_SECONDS / LOUDNESS_FRAME_SECONDS))
+    margin = round(MARGIN_SECONDS / LOUDNESS_FRAME_SECONDS)
     segments = []
     for first, last in zip(firsts, lasts):
         if (last - first + 1) * LOUDNESS_FRAME_SECONDS < MIN_SPEECH_SECONDS:

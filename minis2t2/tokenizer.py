@@ -7,6 +7,7 @@ Decoding joins tokens with spaces and deletes every "@@ ", so "ein@@ und@@ zwanz
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections import Counter
 from dataclasses import dataclass, field
@@ -21,7 +22,7 @@ BPE_TOKEN_VOCAB = "@@ "  # continuation marker in the vocabulary
 
 def get_pairs(word: tuple) -> set:
     """Adjacent symbol pairs of a word: ("a", "b", "c") -> {("a", "b"), ("b", "c")}."""
-    return set(zip(word[:-1], word[1:]))
+    return set(itertools.pairwise(word))
 
 
 def clean_up_tokenization(text: str) -> str:
@@ -59,7 +60,7 @@ class Tokenizer:
         return [self.bos_token, self.eos_token, self.unk_token, self.pad_token]
 
     @classmethod
-    def from_folder(cls, folder: str | Path) -> "Tokenizer":
+    def from_folder(cls, folder: str | Path) -> Tokenizer:
         folder = Path(folder)
         encoder = read_json(folder / "vocab.json")
         bad = next((t for t, i in encoder.items() if not is_count(i)), None)

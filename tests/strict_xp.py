@@ -39,7 +39,7 @@ def _wrap(a):
     return ndarray(a) if isinstance(a, np.ndarray) else (ndarray(np.asarray(a)) if isinstance(a, np.generic) else a)
 
 
-class ndarray:  # noqa: N801 - CuPy's spelling
+class ndarray:
     __array_ufunc__ = None  # NumPy ufuncs refuse it, and np_array + x defers to x.__radd__
     __array_priority__ = 1000
 
@@ -156,7 +156,7 @@ float16, float32, float64, int32, int64, uint8, uint16, uint32, bool_ = (
 inf, nan, newaxis = np.inf, np.nan, np.newaxis
 
 
-class lib:  # noqa: N801
-    class stride_tricks:  # noqa: N801
+class lib:
+    class stride_tricks:
         sliding_window_view = staticmethod(_function(np.lib.stride_tricks.sliding_window_view, "sliding_window_view"))
         as_strided = staticmethod(_function(np.lib.stride_tricks.as_strided, "as_strided"))

@@ -22,7 +22,7 @@ def test_translate_json_matches_transformers(tmp_path, capsys):
     assert main(["translate", str(tmp_path / "a.wav"), "--model", str(MODEL), "--json", "--num-beams", "2"]) == 0
     line = json.loads(capsys.readouterr().out)
 
-    from transformers import SpeechEncoderDecoderModel, Speech2Text2Tokenizer
+    from transformers import Speech2Text2Tokenizer, SpeechEncoderDecoderModel
 
     hf = SpeechEncoderDecoderModel.from_pretrained(str(MODEL)).eval()
     inputs = R.feature_extractor(MODEL)(audio, sampling_rate=16000, return_tensors="np")
@@ -37,7 +37,8 @@ def test_missing_file_is_a_clear_error(capsys):  # the default model itself: tes
 
 
 def test_console_script_help():
-    out = subprocess.run([sys.executable, "-m", "minis2t2", "translate", "--help"], capture_output=True, text=True)
+    out = subprocess.run([sys.executable, "-m", "minis2t2", "translate", "--help"], capture_output=True, text=True,
+                         check=False)
     assert out.returncode == 0 and "--num-beams" in out.stdout
 
 
@@ -87,9 +88,11 @@ def test_a_bad_file_does_not_stop_the_batch(tmp_path, capsys):
 
 
 def test_version_typo_paths_and_exit_codes(tmp_path, capsys):
-    with_version = subprocess.run([sys.executable, "-m", "minis2t2", "--version"], capture_output=True, text=True)
+    with_version = subprocess.run([sys.executable, "-m", "minis2t2", "--version"], capture_output=True, text=True,
+                                  check=False)
     assert with_version.returncode == 0 and with_version.stdout.strip() == f"minis2t2 {minis2t2.__version__}"
-    usage = subprocess.run([sys.executable, "-m", "minis2t2", "--help"], capture_output=True, text=True).stdout
+    usage = subprocess.run([sys.executable, "-m", "minis2t2", "--help"], capture_output=True, text=True,
+                           check=False).stdout
     assert "2 bad input or usage, 3 internal error" in " ".join(usage.split())
     typo = str(MODEL.parent / "modell")  # looks like a path: never a hub lookup
     assert main(["translate", "x.wav", "--model", typo]) == 2

@@ -65,6 +65,6 @@ def test_sample_translates_correctly_and_as_transformers(models, name):
 
 
 def test_cli_default_model_translates_a_sample(capsys):
-    name = sorted(EXPECTED)[0]
+    name = min(EXPECTED)
     assert main(["translate", str(DEMO / "samples" / name)]) == 0
     assert capsys.readouterr().out == f"{DEMO / 'samples' / name}\t{EXPECTED[name]['german']}\n"

@@ -20,11 +20,11 @@ from minis2t2.loading import DEFAULT_MODEL_NAME
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "weights" / DEFAULT_MODEL_NAME
 sys.path.insert(0, str(ROOT / "tools" / "demo"))
-import data  # noqa: E402
-from bpe import SPECIALS, learn_merges  # noqa: E402
-from spell import english, german, german_parts  # noqa: E402
-import train  # noqa: E402
-from train import Batches, build_model, channels_last_feature_encoder, grow_encoder  # noqa: E402
+import data
+import train
+from bpe import SPECIALS, learn_merges
+from spell import english, german, german_parts
+from train import Batches, build_model, channels_last_feature_encoder, grow_encoder
 
 
 def test_german_matches_num2words():
@@ -128,7 +128,7 @@ def test_clean_start_batches_begin_clean(monkeypatch):
     items = [{"number": i, "british_and": False} for i in range(40)]
     word_id = {w: i + 1 for i, w in enumerate(data.WORDS)}
     labels_of = {n: [5, 2] for n in range(40)}
-    unpadded = lambda waves, **_: {"input_values": waves, "attention_mask": None}  # noqa: E731
+    unpadded = lambda waves, **_: {"input_values": waves, "attention_mask": None}
     batches = Batches(clips, items, [], [], labels_of, word_id, unpadded, 8, 100, 3, 0.0, clean_start=50)
     sources = {clip.tobytes() for clip in clips}
 

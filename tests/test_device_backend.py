@@ -87,7 +87,7 @@ def test_gpu_check_script_runs_with_only_what_the_gpu_machine_has(tmp_path):
             f"sys.meta_path.insert(0, Absent())\n"
             f"sys.argv = ['gpu_check.py', '--dry-run', '--out', {str(tmp_path)!r}]; "
             f"runpy.run_path({str(script)!r}, run_name='__main__')")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
     report = json.loads((tmp_path / "gpu_check.json").read_text())
     assert report["goldens"]["failures"] == []

@@ -10,7 +10,6 @@ Ids exactly; logits atol = rtol = 1e-4 (fp32, unit-scale activations).
 
 import json
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest

@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 import minis2t2
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
-from trace_transformers import attention_tensors  # noqa: E402
+from trace_transformers import attention_tensors
 
 VOCAB = R.vocab_size()
 
@@ -132,10 +132,11 @@ def test_generation_attentions_match_transformers(variant, kwargs):
 def test_sinusoidal_table_matches_transformers(num_positions, dim, padding_idx):
     """The table minis2t2 computes when a checkpoint does not store embed_positions.weights
     (every test checkpoint stores it, so only this test checks the computation)."""
-    from minis2t2.decoder import sinusoidal_table
     from transformers.models.speech_to_text_2.modeling_speech_to_text_2 import (
         Speech2Text2SinusoidalPositionalEmbedding as HFTable,
     )
+
+    from minis2t2.decoder import sinusoidal_table
 
     expected = HFTable.get_embedding(num_positions, dim, padding_idx).numpy()
     # float32 angles reach ~1000 rad at position 1025, where one ulp is 6e-5: torch's and NumPy's

@@ -5,6 +5,7 @@ all heads is built, and the result is the same; the conv stack runs in slices. L
 are cut at quiet points or split at pauses (minis2t2/segment.py) and translated piece by piece.
 """
 
+import itertools
 import tracemalloc
 from pathlib import Path
 
@@ -102,7 +103,7 @@ def test_quiet_cuts_fall_in_the_pauses():
     x = bursts(spans, 60)
     pieces = quiet_cuts(x, RATE, max_seconds=5)
     assert pieces[0][0] == 0 and pieces[-1][1] == len(x)
-    assert all(a[1] == b[0] for a, b in zip(pieces, pieces[1:]))  # contiguous: nothing lost or repeated
+    assert all(a[1] == b[0] for a, b in itertools.pairwise(pieces))  # contiguous: nothing lost or repeated
     assert all(end - start <= 5 * RATE for start, end in pieces)
     for _, cut in pieces[:-1]:  # every cut is in a pause, not through a burst
         assert not any(start * RATE < cut < end * RATE for start, end in spans), cut / RATE
@@ -122,7 +123,7 @@ def test_speech_segments_are_the_utterances_between_pauses():
     assert speech_segments(bursts([], 2.0), RATE) == []  # quiet noise alone: nothing either
     long = speech_segments(bursts([(0.5, 50.5)], 51), RATE, max_seconds=20)  # 50 s without a pause
     assert len(long) >= 3 and all(end - start <= 20 * RATE for start, end in long)  # cut, at its quietest
-    assert all(a[1] == b[0] for a, b in zip(long, long[1:])) and long[0][0] <= 0.5 * RATE <= 50.5 * RATE <= long[-1][1]
+    assert all(a[1] == b[0] for a, b in itertools.pairwise(long)) and long[0][0] <= 0.5 * RATE <= 50.5 * RATE <= long[-1][1]
 
 
 @pytest.fixture(scope="module")

@@ -18,10 +18,10 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
-import reference as R  # noqa: E402
-from test_fullsize import DECODER, ENCODER, _write_vocab  # noqa: E402
+import reference as R
+from test_fullsize import DECODER, ENCODER, _write_vocab
 
-import minis2t2  # noqa: E402
+import minis2t2
 
 IDS = np.array([[2, 5, 77, 1000, 9]])
 
@@ -66,8 +66,8 @@ def main():
         enc = np.abs(results[a][0].astype(np.float64) - results[b][0]).max()
         logits = np.abs(results[a][1].astype(np.float64) - results[b][1]).max()
         print(f"| {a} vs {b} | {enc:.2e} | {logits:.2e} |")
-    print("\nscale: encoder output max |x| = %.2f, logits max |x| = %.2f" % (
-        np.abs(results["HF fp64"][0]).max(), np.abs(results["HF fp64"][1]).max()))
+    print(f"\nscale: encoder output max |x| = {np.abs(results['HF fp64'][0]).max():.2f}, "
+          f"logits max |x| = {np.abs(results['HF fp64'][1]).max():.2f}")
     for name, (_, _, seconds) in results.items():
         print(f"{name}: teacher-forced forward {seconds:.1f} s")
     print(f"minis2t2.load of the {size_gb:.2f} GB model.safetensors: {load_seconds:.2f} s")

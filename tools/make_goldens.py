@@ -24,7 +24,7 @@ from safetensors.numpy import save_file
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
-import reference as R  # noqa: E402
+import reference as R
 
 OUT = ROOT / "tests" / "golden"
 ATOL = RTOL = 1e-4  # fp32; observed differences are ~5e-6 on unit-scale activations (summation order)

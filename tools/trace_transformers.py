@@ -26,8 +26,8 @@ from transformers import Speech2Text2Tokenizer, SpeechEncoderDecoderModel, Wav2V
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from minis2t2.audio import load_audio  # noqa: E402
-from minis2t2.trace import FORMAT, config_sha256, save_trace  # noqa: E402
+from minis2t2.audio import load_audio
+from minis2t2.trace import FORMAT, config_sha256, save_trace
 
 ENCODER_PATHS = r"^(encoder|enc_to_dec_proj|encoder\.feature_extractor\.conv_layers\.\d+|encoder\.feature_projection" \
                 r"|encoder\.encoder\.(pos_conv_embed|layer_norm|layers\.\d+))$"

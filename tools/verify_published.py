@@ -39,10 +39,10 @@ def main() -> int:
 
     import datasets
     import soundfile
+    from trace_transformers import trace_transformers
 
     import minis2t2
     from minis2t2.checkpoint import from_hub
-    from trace_transformers import trace_transformers
 
     ds = datasets.load_dataset("hf-internal-testing/librispeech_asr_dummy", "clean", split="validation").sort("id")
     item = ds[40]

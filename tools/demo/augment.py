@@ -21,7 +21,7 @@ def speed(x: np.ndarray, rng: np.random.Generator, low: float = 0.85, high: floa
     """Kaldi-style speed perturbation: resampling by factor f changes tempo, pitch and formants
     (vocal-tract length) together, as a shorter or longer speaker would."""
     f = rng.uniform(low, high)
-    return signal.resample_poly(x, 100, int(round(100 * f))).astype(np.float32)
+    return signal.resample_poly(x, 100, round(100 * f)).astype(np.float32)
 
 
 def change_speaker(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:

@@ -9,6 +9,7 @@ piece inside a word ends in "@@", a word-final piece has no marker.
 
 from __future__ import annotations
 
+import itertools
 from collections import Counter
 
 SPECIALS = ["<s>", "<pad>", "</s>", "<unk>"]
@@ -27,7 +28,7 @@ def learn_merges(words: list[list[str]], num_merges: int) -> list[tuple[str, str
         pairs = Counter()
         for word, count in vocab.items():
             for part in word:
-                for pair in zip(part[:-1], part[1:]):
+                for pair in itertools.pairwise(part):
                     pairs[pair] += count
         if not pairs:
             break

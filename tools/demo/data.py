@@ -32,7 +32,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from spell import EN_ONES, EN_TENS, english
 from voices import FESTIVAL, FESTIVAL_EXTRA, FLITE_HELD_OUT, FLITE_TRAIN, MBROLA, PICO, RHVOICE, synthesize
 

@@ -26,13 +26,13 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(ROOT))
-from augment import SR, noise_bank, non_speech  # noqa: E402
-from data import EVAL_SETS, evaluation_set, recorded_words, spoken  # noqa: E402
-from spell import german  # noqa: E402
-from voices import synthesize  # noqa: E402
+from augment import SR, noise_bank, non_speech
+from data import EVAL_SETS, evaluation_set, recorded_words, spoken
+from spell import german
+from voices import synthesize
 
-import minis2t2  # noqa: E402
-from minis2t2.audio import load_audio, resample  # noqa: E402
+import minis2t2
+from minis2t2.audio import load_audio, resample
 
 # (sample rate, format, subtype) for the shipped samples: most not at 16 kHz on purpose
 SAMPLE_FORMATS = [(8000, "WAV", "PCM_16"), (11025, "FLAC", "PCM_16"), (22050, "FLAC", "PCM_16"),

@@ -64,7 +64,7 @@ def _read(wav: bytes) -> np.ndarray:
 
 def espeak(text: str, voice: dict) -> np.ndarray:
     """espeak-ng; voice name 'accent+variant'; rate 1 = 175 words/min; pitch 1 = 50 (of 0-99)."""
-    speed = int(round(175 / voice["rate"]))
+    speed = round(175 / voice["rate"])
     pitch = int(np.clip(round(50 * voice["pitch"]), 0, 99))
     wav = subprocess.run(["espeak-ng", "-v", voice["name"], "-s", str(speed), "-p", str(pitch), "--stdout", text],
                          capture_output=True, check=True).stdout
