@@ -36,7 +36,6 @@ def expected_weight_shapes(cfg: ModelConfig) -> dict[str, tuple]:
     return shapes
 
 
-
 def load_folder(folder: str | Path, dtype: str = "float32", device: str = "cpu") -> Model:
     """A HF-layout model folder -> Model: configs checked, weights checked against the shapes the
     config implies (strictly: a missing, unexpected or mis-shaped tensor is an error), tied weights
