@@ -30,6 +30,20 @@ def linear(p, x):
     return y
 
 
+
+def linear_backward(p, x, dy):
+    """Gradients of y = x @ weight.T + bias.   x (*, C_in), dy (*, C_out) -> dx (*, C_in), {name: grad}
+
+        dx = dy @ weight            dweight = dyᵀ x  (summed over every leading position)
+        dbias = Σ dy
+    """
+    x2, dy2 = x.reshape(-1, x.shape[-1]), dy.reshape(-1, dy.shape[-1])  # (M, C_in), (M, C_out)
+    grads = {"weight": dy2.T @ x2}  # (C_out, C_in)
+    if "bias" in p:
+        grads["bias"] = dy2.sum(axis=0)  # (C_out,)
+    return dy @ p.weight, grads  # (*, C_in)
+
+
 def layer_norm(p, x, eps: float):
     """nn.LayerNorm over the last axis (biased variance, as torch).   (*, C) -> (*, C)"""
     xp = array_module(x)
@@ -45,6 +59,25 @@ def layer_norm(p, x, eps: float):
     return centered  # (*, C)
 
 
+
+def layer_norm_backward(p, x, dy, eps: float):
+    """Gradients of LayerNorm over the last axis.   x, dy (*, C) -> dx (*, C), {"weight", "bias"}
+
+    With x̂ = (x - mean) / σ, σ = sqrt(var + eps), y = x̂ γ + β, and g = dy γ:
+        dγ = Σ dy x̂,   dβ = Σ dy   (over every leading position)
+        dx = (g - mean(g) - x̂ mean(g x̂)) / σ     (the three terms: through x, the mean, the variance)
+    """
+    xp = array_module(x)
+    C = x.shape[-1]
+    centered = x - x.mean(axis=-1, keepdims=True)  # (*, C)
+    sigma = xp.sqrt((centered * centered).mean(axis=-1, keepdims=True) + eps)  # (*, 1)
+    x_hat = centered / sigma  # (*, C)
+    g = dy * p.weight  # (*, C)
+    dx = (g - g.mean(axis=-1, keepdims=True) - x_hat * (g * x_hat).mean(axis=-1, keepdims=True)) / sigma
+    grads = {"weight": (dy * x_hat).reshape(-1, C).sum(axis=0), "bias": dy.reshape(-1, C).sum(axis=0)}
+    return dx, grads
+
+
 def group_norm(p, x, num_groups: int, eps: float = 1e-5):
     """nn.GroupNorm on channels-last input: statistics over time and the group's channels.
 
@@ -58,6 +91,22 @@ def group_norm(p, x, num_groups: int, eps: float = 1e-5):
     var = xp.square(g - mean).mean(axis=(1, 3), keepdims=True)  # (B, 1, G, 1)
     g = (g - mean) / xp.sqrt(var + eps)  # (B, T, G, C/G)
     return g.reshape(B, T, C) * p.weight + p.bias  # (B, T, C)
+
+
+
+def group_norm_backward(p, x, num_groups: int, dy, eps: float = 1e-5):
+    """Gradients of ``group_norm``: layer norm's three terms, with the statistics over time and the
+    group's channels.   x, dy (B, T, C) -> dx (B, T, C), {"weight", "bias"}"""
+    xp = array_module(x)
+    B, T, C = x.shape
+    g_x = x.reshape(B, T, num_groups, C // num_groups)  # (B, T, G, C/G)
+    centered = g_x - g_x.mean(axis=(1, 3), keepdims=True)
+    sigma = xp.sqrt((centered * centered).mean(axis=(1, 3), keepdims=True) + eps)  # (B, 1, G, 1)
+    x_hat = centered / sigma  # (B, T, G, C/G)
+    g = (dy * p.weight).reshape(B, T, num_groups, C // num_groups)
+    dx = (g - g.mean(axis=(1, 3), keepdims=True) - x_hat * (g * x_hat).mean(axis=(1, 3), keepdims=True)) / sigma
+    grads = {"weight": (dy * x_hat.reshape(B, T, C)).sum(axis=(0, 1)), "bias": dy.sum(axis=(0, 1))}
+    return dx.reshape(B, T, C), grads
 
 
 def conv1d(x, weight, bias, stride: int = 1, padding: int = 0, groups: int = 1):
@@ -88,6 +137,36 @@ def conv1d(x, weight, bias, stride: int = 1, padding: int = 0, groups: int = 1):
     return y
 
 
+
+def conv1d_backward(x, weight, bias, dy, stride: int = 1, padding: int = 0, groups: int = 1):
+    """Gradients of ``conv1d``.   x (B, L, C_in), dy (B, T, C_out) -> dx (B, L, C_in), dweight, dbias
+
+    The forward is y = windows @ w with windows (B, T, W, C_in) the im2col view of x, so
+        dw = windowsᵀ dy,   dwindows = dy wᵀ,   dbias = Σ dy
+    and dx adds each window's gradient back where the window was cut: tap k of output frame t
+    came from input sample t * stride + k (col2im, one strided add per tap).
+    """
+    xp = array_module(x)
+    if padding:
+        x = xp.pad(x, ((0, 0), (padding, padding), (0, 0)))  # (B, L + 2*padding, C_in)
+    B, L, C_in = x.shape
+    C_out, C_group, W = weight.shape
+    T = dy.shape[1]
+    windows = xp.lib.stride_tricks.sliding_window_view(x, W, axis=1)[:, ::stride]  # (B, T, C_in, W)
+    windows = windows.reshape(B, T, groups, C_group, W)  # (B, T, G, C_in/G, W)
+    dy_g = dy.reshape(B, T, groups, C_out // groups)  # (B, T, G, C_out/G)
+    w = weight.reshape(groups, C_out // groups, C_group, W)  # (G, C_out/G, C_in/G, W)
+    dweight = xp.einsum("btgo,btgcw->gocw", dy_g, windows).reshape(C_out, C_group, W)  # (C_out, C_in/G, W)
+    dwindows = xp.einsum("btgo,gocw->btgcw", dy_g, w).reshape(B, T, C_in, W)  # (B, T, C_in, W)
+    dx = xp.zeros_like(x)  # (B, L, C_in)
+    for k in range(W):  # col2im: tap k of frame t is sample t * stride + k
+        dx[:, k : k + stride * (T - 1) + 1 : stride] += dwindows[:, :, :, k]
+    if padding:
+        dx = dx[:, padding : L - padding]  # (B, L - 2*padding, C_in)
+    dbias = None if bias is None else dy.sum(axis=(0, 1))  # (C_out,)
+    return dx, dweight, dbias
+
+
 def gelu(x):
     """GELU in its erf form, x * Phi(x) = x * (1 + erf(x / sqrt 2)) / 2 (HF "gelu"; torch's default).
 
@@ -102,20 +181,52 @@ def gelu(x):
     return y
 
 
+
+def gelu_backward(x, dy):
+    """d/dx [x Φ(x)] = Φ(x) + x φ(x), with φ the standard normal density.   x, dy (*) -> dx (*)"""
+    xp = array_module(x)
+    cdf = 0.5 * (1.0 + erf(x * (1 / math.sqrt(2.0))))
+    pdf = xp.exp(-0.5 * x * x) * (1 / math.sqrt(2 * math.pi))
+    return dy * (cdf + x * pdf)
+
+
 def gelu_tanh(x):
     """Tanh approximation of GELU (HF "gelu_new", "gelu_pytorch_tanh")."""
     xp = array_module(x)
     return 0.5 * x * (1.0 + xp.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x**3)))
 
 
+
+def gelu_tanh_backward(x, dy):
+    """d/dx of 0.5 x (1 + tanh(u)), u = sqrt(2/π) (x + 0.044715 x³):
+    0.5 (1 + tanh u) + 0.5 x (1 - tanh² u) sqrt(2/π) (1 + 3 · 0.044715 x²).   x, dy (*) -> dx (*)"""
+    xp = array_module(x)
+    c = math.sqrt(2.0 / math.pi)
+    t = xp.tanh(c * (x + 0.044715 * x**3))
+    return dy * (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * c * (1.0 + 3 * 0.044715 * x * x))
+
+
 def relu(x):
     return array_module(x).maximum(x, 0)
+
+
+
+def relu_backward(x, dy):
+    """1 where x > 0, else 0 (torch's choice at x = 0).   x, dy (*) -> dx (*)"""
+    return dy * (x > 0)
 
 
 def silu(x):
     """x * sigmoid(x) (HF "silu" and "swish")."""
     xp = array_module(x)
     return x / (1.0 + xp.exp(-x))
+
+
+def silu_backward(x, dy):
+    """d/dx [x σ(x)] = σ(x) (1 + x (1 - σ(x))).   x, dy (*) -> dx (*)"""
+    xp = array_module(x)
+    sig = 1.0 / (1.0 + xp.exp(-x))
+    return dy * sig * (1.0 + x * (1.0 - sig))
 
 
 ACTIVATIONS = {
@@ -127,6 +238,16 @@ ACTIVATIONS = {
     "swish": silu,
 }
 
+# The derivative of each activation in ACTIVATIONS, under the same HF name
+ACTIVATION_BACKWARDS = {
+    "gelu": gelu_backward,
+    "gelu_new": gelu_tanh_backward,
+    "gelu_pytorch_tanh": gelu_tanh_backward,
+    "relu": relu_backward,
+    "silu": silu_backward,
+    "swish": silu_backward,
+}
+
 
 def softmax(x, axis: int = -1):
     xp = array_module(x)
@@ -134,6 +255,12 @@ def softmax(x, axis: int = -1):
     xp.exp(e, out=e)  # in place, as is the division: one temporary instead of three
     e /= e.sum(axis=axis, keepdims=True)
     return e
+
+
+
+def softmax_backward(y, dy, axis: int = -1):
+    """Softmax's Jacobian-vector product: dx = y (dy - Σ dy y), with y = softmax(x).   y, dy (*) -> dx (*)"""
+    return y * (dy - (dy * y).sum(axis=axis, keepdims=True))
 
 
 def log_softmax(x, axis: int = -1):
@@ -180,6 +307,20 @@ def attend(q, k, v, bias=None, keep_weights: bool = True):
 
 
 ATTENTION_BLOCK_BYTES = 1 << 24  # 16 MiB of scores at once (softmax's temporaries: ~4x that)
+
+
+
+def attend_backward(q, k, v, weights, d_out):
+    """Gradients of ``attend`` (the bias is a constant).   q (B, H, Lq, D), k and v (B, H, Lk, D),
+    weights (B, H, Lq, Lk) as the forward returned them, d_out (B, H, Lq, D) -> dq, dk, dv
+
+        dv = weightsᵀ d_out,   dweights = d_out vᵀ,   dscores = softmax_backward(weights, dweights)
+        dq = dscores k,        dk = dscoresᵀ q
+    (masked scores have weight 0, so no gradient flows to them).
+    """
+    dv = weights.transpose(0, 1, 3, 2) @ d_out  # (B, H, Lk, D)
+    dscores = softmax_backward(weights, d_out @ v.transpose(0, 1, 3, 2))  # (B, H, Lq, Lk)
+    return dscores @ k, dscores.transpose(0, 1, 3, 2) @ q, dv  # (B, H, Lq, D), (B, H, Lk, D), (B, H, Lk, D)
 
 
 def attend_in_blocks(q, k, v, bias=None, keep_weights: bool = True, rows: int | None = None):
