@@ -23,7 +23,20 @@ import numpy as np
 
 from .backend import array_module
 from .config import DecoderConfig
-from .layers import ACTIVATIONS, attend, layer_norm, linear, merge_heads, record_to, split_heads
+from .layers import (
+    ACTIVATION_BACKWARDS,
+    ACTIVATIONS,
+    attend,
+    attention_backward,
+    layer_norm,
+    layer_norm_backward,
+    linear,
+    linear_backward,
+    merge_heads,
+    prefixed,
+    record_to,
+    split_heads,
+)
 
 LAYER_NORM_EPS = 1e-5  # Speech2Text2 builds nn.LayerNorm(d_model) with torch's default eps
 POSITION_OFFSET = 2  # HF's table has max_target_positions + 2 rows; real positions start at padding_idx + 1
@@ -193,6 +206,74 @@ def decode(p, ids, cache: list[dict], cross_bias, positions_table, cfg: DecoderC
     logits = x @ p.lm_head.weight.T  # (B, S, V)  lm_head has no bias; tied models share embed_tokens
     record_to(record, "decoder.lm_head", logits)
     return logits, new_cache
+
+
+def decoder_layer_backward(p, x, cache: dict, encoder_hidden, self_bias, cross_bias, cfg: DecoderConfig, d_out):
+    """Gradients of ``decoder_layer`` run on all S steps at once (teacher forcing, so ``cache`` holds
+    no past steps, only the cross-attention K/V of ``encoder_hidden``).
+    x, d_out (B, S, C), encoder_hidden (B, T, C) -> dx, d_encoder_hidden, {name: grad}
+
+    Forward: x1 = LN1(x + self_attn(x)), x2 = LN2(x1 + cross_attn(x1, frames)),
+    y = LN3(x2 + fc2(act(fc1(x2)))); each LN backward hands its input's gradient to both the
+    sublayer and the residual.
+    """
+    H, act = cfg.decoder_attention_heads, cfg.activation_function
+    _, _, parts = decoder_layer(p, x, cache, self_bias, cross_bias, cfg)  # the sublayer outputs, recomputed
+    self_out, cross_out, ffn_out = parts["self_attn"], parts["encoder_attn"], parts["fc2"]  # (B, S, C) each
+    x1 = layer_norm(p.self_attn_layer_norm, x + self_out, LAYER_NORM_EPS)
+    x2 = layer_norm(p.encoder_attn_layer_norm, x1 + cross_out, LAYER_NORM_EPS)
+    hidden = linear(p.fc1, x2)  # (B, S, F)
+
+    d_sum3, g_ln3 = layer_norm_backward(p.final_layer_norm, x2 + ffn_out, d_out, LAYER_NORM_EPS)
+    d_act, g_fc2 = linear_backward(p.fc2, ACTIVATIONS[act](hidden), d_sum3)
+    d_x2, g_fc1 = linear_backward(p.fc1, x2, ACTIVATION_BACKWARDS[act](hidden, d_act))
+    d_sum2, g_ln2 = layer_norm_backward(p.encoder_attn_layer_norm, x1 + cross_out, d_x2 + d_sum3, LAYER_NORM_EPS)
+    d_x1, d_encoder, g_cross = attention_backward(p.encoder_attn, x1, encoder_hidden, cross_bias, H, d_sum2)
+    d_sum1, g_ln1 = layer_norm_backward(p.self_attn_layer_norm, x + self_out, d_x1 + d_sum2, LAYER_NORM_EPS)
+    d_q, d_kv, g_self = attention_backward(p.self_attn, x, x, self_bias, H, d_sum1)
+    grads = (prefixed("self_attn", g_self) | prefixed("self_attn_layer_norm", g_ln1) | prefixed("encoder_attn", g_cross)
+             | prefixed("encoder_attn_layer_norm", g_ln2) | prefixed("fc1", g_fc1) | prefixed("fc2", g_fc2)
+             | prefixed("final_layer_norm", g_ln3))
+    return d_sum1 + d_q + d_kv, d_encoder, grads
+
+
+def decode_backward(p, ids, encoder_hidden, cross_bias, positions_table, cfg: DecoderConfig, d_logits):
+    """Gradients of ``decode`` on all steps at once: ids (B, S), encoder_hidden (B, T, C),
+    d_logits (B, S, V) -> d_encoder_hidden (B, T, C), {name: grad} under the checkpoint's names
+    without the leading "decoder.".
+
+    embed_tokens' gradient is scattered back to the rows the ids read (np.add.at), except the
+    padding row, which nn.Embedding(padding_idx=pad) never updates; the sinusoidal table is not
+    trained. A tied lm_head adds its gradient to embed_tokens' (one parameter, two uses).
+    """
+    xp = array_module(encoder_hidden)
+    B, S = ids.shape
+    embed = p.model.decoder.embed_tokens.weight  # (V, C)
+    scale = math.sqrt(cfg.d_model) if cfg.scale_embedding else 1.0
+    x = embed[ids] * scale + positions_table[position_ids(ids, cfg.pad_token_id, 0)]  # (B, S, C)
+    self_bias = causal_bias(S, 0, x.dtype, xp)  # (1, 1, S, S)
+    cache = cross_attention_cache(p, encoder_hidden, cfg)  # no past steps; cross K/V once
+    inputs = []
+    for layer, layer_cache in zip(p.model.decoder.layers, cache):
+        inputs.append(x)
+        x = decoder_layer(layer, x, layer_cache, self_bias, cross_bias, cfg)[0]  # (B, S, C)
+    d_x = d_logits @ p.lm_head.weight  # (B, S, C)
+    d_head = d_logits.reshape(B * S, -1).T @ x.reshape(B * S, -1)  # (V, C)
+    grads, d_encoder = {}, xp.zeros_like(encoder_hidden)
+    for i in reversed(range(len(p.model.decoder.layers))):
+        d_x, d_enc, g = decoder_layer_backward(p.model.decoder.layers[i], inputs[i], cache[i], encoder_hidden,
+                                               self_bias, cross_bias, cfg, d_x)
+        d_encoder += d_enc
+        grads |= prefixed(f"model.decoder.layers.{i}", g)
+    d_embed = xp.zeros_like(embed)  # (V, C)
+    xp.add.at(d_embed, ids.reshape(-1), (d_x * scale).reshape(B * S, -1))  # rows read twice add up
+    d_embed[cfg.pad_token_id] = 0
+    if cfg.tie_word_embeddings:
+        d_embed += d_head
+    else:
+        grads["lm_head.weight"] = d_head
+    grads["model.decoder.embed_tokens.weight"] = d_embed
+    return d_encoder, grads
 
 
 def decoder_weight_shapes(cfg: DecoderConfig, prefix: str = "decoder.") -> dict[str, tuple]:

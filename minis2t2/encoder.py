@@ -19,14 +19,21 @@ from dataclasses import dataclass
 from .backend import array_module
 from .config import EncoderConfig
 from .layers import (
+    ACTIVATION_BACKWARDS,
     ACTIVATIONS,
     attend,
+    attention_backward,
     conv1d,
+    conv1d_backward,
     group_norm,
+    group_norm_backward,
     layer_norm,
+    layer_norm_backward,
     linear,
+    linear_backward,
     merge_heads,
     padding_bias,
+    prefixed,
     record_to,
     split_heads,
 )
@@ -123,6 +130,41 @@ def conv_stack(p, input_values, cfg: EncoderConfig, record=None):
     return x
 
 
+def conv_stack_backward(p, input_values, cfg: EncoderConfig, d_out) -> dict:
+    """Gradients of ``conv_stack``'s parameters: (B, N) audio, d_out (B, T, conv_dim[-1]) -> {name: grad}.
+
+    The forward is run again, keeping each layer's input and pre-activation; then, last layer
+    first: activation, norm, conv (no gradient is needed for the audio itself).
+    """
+    act, act_backward = ACTIVATIONS[cfg.feat_extract_activation], ACTIVATION_BACKWARDS[cfg.feat_extract_activation]
+    x, saved = input_values[:, :, None], []  # (B, N, 1)
+    for i, layer in enumerate(p.conv_layers):
+        conv = conv1d(x, layer.conv.weight, layer.conv.get("bias"), stride=cfg.conv_stride[i])  # (B, T_i, C_i)
+        if cfg.feat_extract_norm == "layer":
+            normed = layer_norm(layer.layer_norm, conv, eps=1e-5)
+        elif i == 0:
+            normed = group_norm(layer.layer_norm, conv, num_groups=conv.shape[-1])
+        else:
+            normed = conv
+        saved.append((x, conv, normed))
+        x = act(normed)  # (B, T_i, C_i)
+    grads, d = {}, d_out
+    for i in reversed(range(len(p.conv_layers))):
+        layer, (x, conv, normed) = p.conv_layers[i], saved[i]
+        d = act_backward(normed, d)  # (B, T_i, C_i) gradient of the norm's output
+        if cfg.feat_extract_norm == "layer":
+            d, g = layer_norm_backward(layer.layer_norm, conv, d, eps=1e-5)
+            grads |= prefixed(f"conv_layers.{i}.layer_norm", g)
+        elif i == 0:
+            d, g = group_norm_backward(layer.layer_norm, conv, conv.shape[-1], d)
+            grads |= prefixed(f"conv_layers.{i}.layer_norm", g)
+        d, d_weight, d_bias = conv1d_backward(x, layer.conv.weight, layer.conv.get("bias"), d, stride=cfg.conv_stride[i])
+        grads[f"conv_layers.{i}.conv.weight"] = d_weight
+        if d_bias is not None:
+            grads[f"conv_layers.{i}.conv.bias"] = d_bias
+    return grads
+
+
 def feature_projection(p, x, cfg: EncoderConfig):
     """Wav2Vec2FeatureProjection / HubertFeatureProjection: (B, T, C_conv) -> (B, T, C).
 
@@ -134,6 +176,17 @@ def feature_projection(p, x, cfg: EncoderConfig):
     return linear(p.projection, x)  # (B, T, C)
 
 
+def feature_projection_backward(p, x, cfg: EncoderConfig, d_out):
+    """Gradients of ``feature_projection``: x (B, T, C_conv), d_out (B, T, C) -> dx, {name: grad}"""
+    normed = layer_norm(p.layer_norm, x, cfg.layer_norm_eps) if cfg.feat_proj_layer_norm else x
+    d, grads = linear_backward(p.projection, normed, d_out)
+    grads = prefixed("projection", grads)
+    if cfg.feat_proj_layer_norm:
+        d, g = layer_norm_backward(p.layer_norm, x, d, cfg.layer_norm_eps)
+        grads |= prefixed("layer_norm", g)
+    return d, grads
+
+
 def weight_norm(g, v):
     """torch weight_norm with dim=2: w = g * v / ||v||, the norm taken over every axis but the kernel axis.
 
@@ -142,6 +195,16 @@ def weight_norm(g, v):
     xp = array_module(v)
     norm = xp.sqrt(xp.square(v).sum(axis=(0, 1), keepdims=True))  # (1, 1, W)
     return v * (g / norm)  # (C_out, C_in/G, W)
+
+
+def weight_norm_backward(g, v, d_w):
+    """Gradients of w = g v / ‖v‖ (norm over every axis but the kernel's):
+        dg = Σ d_w v / ‖v‖,   dv = (g / ‖v‖) (d_w - v Σ(d_w v) / ‖v‖²)    (sums over C_out, C_in/G)
+    g (1, 1, W), v and d_w (C_out, C_in/G, W) -> dg (1, 1, W), dv (C_out, C_in/G, W)"""
+    xp = array_module(v)
+    norm = xp.sqrt(xp.square(v).sum(axis=(0, 1), keepdims=True))  # (1, 1, W)
+    dot = (d_w * v).sum(axis=(0, 1), keepdims=True)  # (1, 1, W)
+    return dot / norm, (g / norm) * (d_w - v * dot / norm**2)
 
 
 def positional_conv_embedding(p, x, cfg: EncoderConfig):
@@ -157,6 +220,24 @@ def positional_conv_embedding(p, x, cfg: EncoderConfig):
     if W % 2 == 0:
         y = y[:, :-1]  # (B, T, C)
     return ACTIVATIONS[cfg.feat_extract_activation](y)  # (B, T, C)
+
+
+def positional_conv_embedding_backward(p, x, cfg: EncoderConfig, d_out):
+    """Gradients of ``positional_conv_embedding``: x, d_out (B, T, C) -> dx, {name: grad}, the weight
+    norm's two parameters under the names transformers 4.40.2 gives them with torch's
+    parametrizations (original0 = g, original1 = v)."""
+    xp = array_module(x)
+    W = cfg.num_conv_pos_embeddings
+    weight = weight_norm(p.conv.weight_g, p.conv.weight_v)  # (C, C/G, W)
+    y = conv1d(x, weight, p.conv.bias, padding=W // 2, groups=cfg.num_conv_pos_embedding_groups)  # (B, T + 1 - W%2, C)
+    d_y = ACTIVATION_BACKWARDS[cfg.feat_extract_activation](y[:, : x.shape[1]], d_out)  # (B, T, C)
+    if W % 2 == 0:  # the frame Wav2Vec2SamePadLayer dropped gets no gradient
+        d_y = xp.concatenate([d_y, xp.zeros_like(d_y[:, :1])], axis=1)  # (B, T + 1, C)
+    dx, d_weight, d_bias = conv1d_backward(x, weight, p.conv.bias, d_y, padding=W // 2,
+                                           groups=cfg.num_conv_pos_embedding_groups)
+    d_g, d_v = weight_norm_backward(p.conv.weight_g, p.conv.weight_v, d_weight)
+    return dx, {"conv.bias": d_bias, "conv.parametrizations.weight.original0": d_g,
+                "conv.parametrizations.weight.original1": d_v}
 
 
 def self_attention(p, x, bias, num_heads: int, keep_weights: bool = True):
@@ -202,6 +283,48 @@ def encoder_layer_stable(p, x, bias, cfg: EncoderConfig, keep_weights: bool = Tr
     return x + feed_forward(p.feed_forward, layer_norm(p.final_layer_norm, x, eps), act), weights
 
 
+def feed_forward_backward(p, x, act_name: str, d_out):
+    """Gradients of ``feed_forward``: x, d_out (B, T, C) -> dx, {name: grad}"""
+    hidden = linear(p.intermediate_dense, x)  # (B, T, intermediate_size)
+    d_act, g_out = linear_backward(p.output_dense, ACTIVATIONS[act_name](hidden), d_out)
+    dx, g_in = linear_backward(p.intermediate_dense, x, ACTIVATION_BACKWARDS[act_name](hidden, d_act))
+    return dx, prefixed("intermediate_dense", g_in) | prefixed("output_dense", g_out)
+
+
+def encoder_layer_backward(p, x, bias, cfg: EncoderConfig, d_out):
+    """Gradients of the post-LN ``encoder_layer``: x, d_out (B, T, C) -> dx, {name: grad}
+
+    Forward: x1 = LN1(x + attn(x)), y = LN2(x1 + ffn(x1)); backward in the reverse order.
+    """
+    eps, H = cfg.layer_norm_eps, cfg.num_attention_heads
+    attn = self_attention(p.attention, x, bias, H, keep_weights=False)[0]  # (B, T, C)
+    x1 = layer_norm(p.layer_norm, x + attn, eps)  # (B, T, C)
+    ffn = feed_forward(p.feed_forward, x1, ACTIVATIONS[cfg.hidden_act])  # (B, T, C)
+    d_sum2, g_ln2 = layer_norm_backward(p.final_layer_norm, x1 + ffn, d_out, eps)
+    d_x1, g_ff = feed_forward_backward(p.feed_forward, x1, cfg.hidden_act, d_sum2)
+    d_sum1, g_ln1 = layer_norm_backward(p.layer_norm, x + attn, d_x1 + d_sum2, eps)
+    d_q, d_kv, g_attn = attention_backward(p.attention, x, x, bias, H, d_sum1)
+    grads = prefixed("attention", g_attn) | prefixed("layer_norm", g_ln1) | prefixed("feed_forward", g_ff)
+    return d_sum1 + d_q + d_kv, grads | prefixed("final_layer_norm", g_ln2)
+
+
+def encoder_layer_stable_backward(p, x, bias, cfg: EncoderConfig, d_out):
+    """Gradients of the pre-LN ``encoder_layer_stable``: x, d_out (B, T, C) -> dx, {name: grad}
+
+    Forward: h = LN1(x), x1 = x + attn(h), y = x1 + ffn(LN2(x1)); the residuals pass d_out through.
+    """
+    eps, H = cfg.layer_norm_eps, cfg.num_attention_heads
+    h = layer_norm(p.layer_norm, x, eps)  # (B, T, C)
+    x1 = x + self_attention(p.attention, h, bias, H, keep_weights=False)[0]  # (B, T, C)
+    d_h2, g_ff = feed_forward_backward(p.feed_forward, layer_norm(p.final_layer_norm, x1, eps), cfg.hidden_act, d_out)
+    d_x1, g_ln2 = layer_norm_backward(p.final_layer_norm, x1, d_h2, eps)
+    d_x1 = d_x1 + d_out
+    d_q, d_kv, g_attn = attention_backward(p.attention, h, h, bias, H, d_x1)
+    d_x, g_ln1 = layer_norm_backward(p.layer_norm, x, d_q + d_kv, eps)
+    grads = prefixed("attention", g_attn) | prefixed("layer_norm", g_ln1) | prefixed("feed_forward", g_ff)
+    return d_x + d_x1, grads | prefixed("final_layer_norm", g_ln2)
+
+
 def transformer_encoder(p, x, mask, cfg: EncoderConfig, record=None):
     """Wav2Vec2Encoder / Wav2Vec2EncoderStableLayerNorm: (B, T, C), keep-mask (B, T) or None -> (B, T, C).
 
@@ -227,6 +350,43 @@ def transformer_encoder(p, x, mask, cfg: EncoderConfig, record=None):
         x = layer_norm(p.layer_norm, x, cfg.layer_norm_eps)  # (B, T, C)
         record_to(record, "encoder.encoder.layer_norm", x)
     return x
+
+
+def transformer_encoder_backward(p, x, mask, cfg: EncoderConfig, d_out):
+    """Gradients of ``transformer_encoder``: x (B, T, C) as it came from the feature projection,
+    keep-mask (B, T) or None, d_out (B, T, C) -> dx (B, T, C), {name: grad}
+
+    The forward is run again keeping each layer's input (one (B, T, C) array per layer), then
+    each layer's backward recomputes its own inside: activation memory grows with the layers and
+    the audio's length, not with every intermediate.
+    """
+    bias = None
+    if mask is not None:
+        x = x * mask[:, :, None].astype(x.dtype)  # (B, T, C)
+        bias = padding_bias(mask, x.dtype)
+    summed = x + positional_conv_embedding(p.pos_conv_embed, x, cfg)  # (B, T, C)
+    h = summed if cfg.do_stable_layer_norm else layer_norm(p.layer_norm, summed, cfg.layer_norm_eps)
+    layer_fn = encoder_layer_stable if cfg.do_stable_layer_norm else encoder_layer
+    layer_backward = encoder_layer_stable_backward if cfg.do_stable_layer_norm else encoder_layer_backward
+    inputs = []
+    for layer in p.layers:
+        inputs.append(h)
+        h = layer_fn(layer, h, bias, cfg, keep_weights=False)[0]  # (B, T, C)
+    grads, d = {}, d_out
+    if cfg.do_stable_layer_norm:  # the encoder's LayerNorm after the layers
+        d, g = layer_norm_backward(p.layer_norm, h, d, cfg.layer_norm_eps)
+        grads |= prefixed("layer_norm", g)
+    for i in reversed(range(len(p.layers))):
+        d, g = layer_backward(p.layers[i], inputs[i], bias, cfg, d)
+        grads |= prefixed(f"layers.{i}", g)
+    if not cfg.do_stable_layer_norm:  # ... or before them
+        d, g = layer_norm_backward(p.layer_norm, summed, d, cfg.layer_norm_eps)
+        grads |= prefixed("layer_norm", g)
+    d_x, g_pos = positional_conv_embedding_backward(p.pos_conv_embed, x, cfg, d)
+    d_x = d_x + d  # x feeds the positional conv and the sum
+    if mask is not None:
+        d_x = d_x * mask[:, :, None].astype(d_x.dtype)  # padded frames were zeroed
+    return d_x, grads | prefixed("pos_conv_embed", g_pos)
 
 
 def encode(p, input_values, sample_mask, cfg: EncoderConfig, record=None):
@@ -338,3 +498,21 @@ def encoder_weight_shapes(cfg: EncoderConfig, prefix: str = "encoder.") -> dict[
     if cfg.has_masked_spec_embed:
         shapes["masked_spec_embed"] = (C,)  # SpecAugment's mask vector: stored, unused at inference
     return {prefix + name: shape for name, shape in shapes.items()}
+
+
+def encode_backward(p, input_values, sample_mask, cfg: EncoderConfig, d_hidden) -> dict:
+    """Gradients of ``encode``'s parameters: (B, N), keep-mask (B, N) or None, d_hidden (B, T, C)
+    -> {name: grad} under the checkpoint's names without the leading "encoder." (masked_spec_embed,
+    used only by SpecAugment in training, gets zeros)."""
+    xp = array_module(input_values)
+    features = conv_stack(p.feature_extractor, input_values, cfg)  # (B, T, C_conv), whole: see conv_stack_backward
+    mask = None if sample_mask is None else frame_mask(sample_mask, features.shape[1], cfg)  # (B, T)
+    projected = feature_projection(p.feature_projection, features, cfg)  # (B, T, C)
+    d, grads = transformer_encoder_backward(p.encoder, projected, mask, cfg, d_hidden)
+    grads = prefixed("encoder", grads)
+    d, g = feature_projection_backward(p.feature_projection, features, cfg, d)
+    grads |= prefixed("feature_projection", g)
+    grads |= prefixed("feature_extractor", conv_stack_backward(p.feature_extractor, input_values, cfg, d))
+    if "masked_spec_embed" in p:
+        grads["masked_spec_embed"] = xp.zeros_like(p.masked_spec_embed)
+    return grads

@@ -348,6 +348,35 @@ def attend_in_blocks(q, k, v, bias=None, keep_weights: bool = True, rows: int | 
     return output, xp.concatenate(weights, axis=2) if keep_weights else None  # (B, H, Lq, Lk)
 
 
+def attention_backward(p, queries, keys, bias, num_heads: int, d_out):
+    """Gradients of BART-style attention (HF's Wav2Vec2Attention / Speech2Text2Attention without
+    cache): q = (queries @ Wqᵀ + bq) D**-0.5, k and v from ``keys``, output ``out_proj`` of
+    ``attend``. Self-attention passes the same array as queries and keys; cross-attention the
+    decoder states and the encoder frames.
+    queries (B, Lq, C), keys (B, Lk, C), d_out (B, Lq, C) -> d_queries, d_keys, {name: grad}
+
+    The forward is recomputed from ``queries`` and ``keys`` (it is cheap beside keeping every
+    layer's attention maps for the backward pass).
+    """
+    D = queries.shape[-1] // num_heads
+    q = split_heads(linear(p.q_proj, queries) * D**-0.5, num_heads)  # (B, H, Lq, D)
+    k = split_heads(linear(p.k_proj, keys), num_heads)  # (B, H, Lk, D)
+    v = split_heads(linear(p.v_proj, keys), num_heads)  # (B, H, Lk, D)
+    heads, weights = attend(q, k, v, bias)  # (B, H, Lq, D), (B, H, Lq, Lk)
+    d_merged, g_out = linear_backward(p.out_proj, merge_heads(heads), d_out)  # (B, Lq, C)
+    dq, dk, dv = attend_backward(q, k, v, weights, split_heads(d_merged, num_heads))
+    d_queries, g_q = linear_backward(p.q_proj, queries, merge_heads(dq) * D**-0.5)  # the scale after the bias
+    d_keys, g_k = linear_backward(p.k_proj, keys, merge_heads(dk))
+    d_values, g_v = linear_backward(p.v_proj, keys, merge_heads(dv))
+    grads = prefixed("q_proj", g_q) | prefixed("k_proj", g_k) | prefixed("v_proj", g_v) | prefixed("out_proj", g_out)
+    return d_queries, d_keys + d_values, grads
+
+
+def prefixed(prefix: str, grads: dict) -> dict:
+    """{name: grad} -> {prefix.name: grad}: gradients named by the parameter's path in the checkpoint."""
+    return {f"{prefix}.{name}": g for name, g in grads.items()}
+
+
 def padding_bias(mask, dtype):
     """Keep-mask (B, Lk) of 0/1 -> additive bias (B, 1, 1, Lk): 0 to keep, finfo.min to drop."""
     xp = array_module(mask)

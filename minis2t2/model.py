@@ -20,7 +20,7 @@ from .backend import to_numpy
 from .config import ModelConfig
 from .encoder import FrameTiming, frame_timing
 from .generation import GenerationConfig, SearchSettings, beam_search, greedy_search
-from .layers import linear, log_softmax, padding_bias, record_to
+from .layers import linear, linear_backward, log_softmax, padding_bias, prefixed, record_to, softmax
 from .processor import IGNORE_INDEX, Processor
 from .tokenizer import Tokenizer
 from .transcribe import segments, translate
@@ -59,6 +59,16 @@ def cross_entropy(logits: np.ndarray, labels: np.ndarray) -> float:
         return float("nan")  # torch also returns nan when every label is ignored
     logp = log_softmax(logits[keep])  # (M, V)
     return float(-logp[np.arange(len(logp)), labels[keep]].mean())
+
+
+def cross_entropy_backward(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Gradient of ``cross_entropy`` (mean over the M labelled positions) with respect to the
+    logits: (softmax(logits) - onehot(label)) / M where labelled, 0 at -100.   (B, S, V) -> (B, S, V)"""
+    keep = labels != IGNORE_INDEX  # (B, S)
+    d = softmax(logits)  # (B, S, V)
+    d[keep, labels[keep]] -= 1.0
+    d *= keep[..., None] / max(int(keep.sum()), 1)
+    return d
 
 
 class Model:
@@ -158,6 +168,40 @@ class Model:
             out.cross_attentions = per_layer("decoder.model.decoder.layers.{}.encoder_attn.attn_weights",
                                              self.config.decoder.decoder_layers)
         return out
+
+    def loss_and_grads(self, input_values, attention_mask=None, labels=None) -> tuple[float, dict]:
+        """The loss of ``model(..., labels=labels)`` and its gradient for every trainable parameter.
+
+        -> (loss, {name: gradient}) with the names of transformers' ``named_parameters()`` for the
+        same model: tied weights once (under embed_tokens), the positional conv's weight norm as
+        ``...parametrizations.weight.original0`` (g) and ``original1`` (v); each gradient has its
+        parameter's shape and the model's dtype. Eval mode: no dropout, LayerDrop or SpecAugment.
+
+        The backward pass mirrors the forward layer by layer (``*_backward`` beside each forward
+        in layers.py, encoder.py, decoder.py), each recomputing what it needs from its input.
+        """
+        if labels is None:
+            raise ValueError("loss_and_grads needs labels: the ids the decoder should output, -100 where ignored")
+        labels = np.asarray(labels, dtype=np.int64)
+        pad, start = self.config.pad_token_id, self.config.decoder_start_token_id
+        ids = self._token_ids(shift_tokens_right(labels, pad, start))  # (B, S)
+        values, mask = self._inputs(input_values, attention_mask)
+        encoded, frames = enc.encode(self.params.encoder, values, mask, self.config.encoder)  # (B, T, C_enc)
+        hidden = linear(self.params.enc_to_dec_proj, encoded) if self.config.has_enc_to_dec_proj else encoded
+        cache = dec.cross_attention_cache(self.params.decoder, hidden, self.config.decoder)
+        cross_bias = None if frames is None else padding_bias(frames, hidden.dtype)  # (B, 1, 1, T)
+        logits, _ = dec.decode(self.params.decoder, ids, cache, cross_bias, self.positions_table, self.config.decoder)
+        loss = cross_entropy(logits, labels)
+        d_logits = cross_entropy_backward(logits, labels)  # (B, S, V)
+        d_hidden, grads = dec.decode_backward(self.params.decoder, ids, hidden, cross_bias, self.positions_table,
+                                              self.config.decoder, d_logits)
+        grads = prefixed("decoder", grads)
+        if self.config.has_enc_to_dec_proj:
+            d_hidden, g = linear_backward(self.params.enc_to_dec_proj, encoded, d_hidden)
+            grads |= prefixed("enc_to_dec_proj", g)
+        grads |= prefixed("encoder", enc.encode_backward(self.params.encoder, values, mask, self.config.encoder,
+                                                         d_hidden))
+        return loss, {name: to_numpy(g).astype(self.dtype) for name, g in grads.items()}
 
     def _token_ids(self, ids) -> np.ndarray:
         ids = np.asarray(ids)

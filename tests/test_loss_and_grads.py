@@ -1,0 +1,96 @@
+"""``model.loss_and_grads`` against torch autograd through transformers 4.40.2, on every golden
+variant (group/layer-norm convs, post-LN and stable-LN encoders, HuBERT without its projection
+LayerNorm, enc_to_dec_proj, gelu_new/silu, scale_embedding off, tied and untied heads), a padded
+batch with its labels as the processor makes them.
+
+Names: exactly the trainable parameters of ``named_parameters()`` (tied weights once, the weight
+norm's original0/original1). Values: |ours - torch| <= tol * (|torch| + scale), with scale the
+largest gradient anywhere in the model. The scale term matters for gradients whose true value is
+zero, such as every attention layer's k_proj.bias (softmax ignores a constant added to a row of
+scores): both sides then hold rounding noise. float64: tol 1e-9 (the two differ only in summation
+order); float32: tol 1e-4, as for activations of unit scale.
+"""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import reference as R
+import torch
+from conftest import GOLDEN
+from transformers import SpeechEncoderDecoderModel
+
+import minis2t2
+
+VARIANTS = sorted(p.name for p in GOLDEN.iterdir() if (p / "model").is_dir())
+
+
+def torch_grads(folder: Path, dtype, inputs):
+    torch_dtype = torch.float64 if dtype == "float64" else torch.float32
+    hf = SpeechEncoderDecoderModel.from_pretrained(str(folder)).eval().to(torch_dtype)
+    mask = inputs.get("attention_mask")
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch_dtype)  # HF builds its attention masks in the default dtype
+    try:
+        out = hf(input_values=torch.tensor(inputs["input_values"], dtype=torch_dtype),
+                 attention_mask=None if mask is None else torch.from_numpy(mask),
+                 labels=torch.from_numpy(inputs["labels"]))
+        out.loss.backward()
+    finally:
+        torch.set_default_dtype(previous)
+    trainable = {name: p for name, p in hf.named_parameters() if p.requires_grad}
+    return out.loss.item(), {name: np.zeros(tuple(p.shape)) if p.grad is None else p.grad.numpy()
+                             for name, p in trainable.items()}
+
+
+@pytest.mark.parametrize("dtype,tol", [("float64", 1e-9), ("float32", 1e-4)])
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_loss_and_grads_match_torch_autograd(variant, dtype, tol):
+    folder = GOLDEN / variant / "model"
+    model = minis2t2.load(folder, dtype=dtype)
+    inputs = model.processor([R.test_audio(3000, 5), R.test_audio(2000, 6)], sampling_rate=16000,
+                             text=["a b c", "d"])
+    loss, grads = model.loss_and_grads(inputs["input_values"], inputs.get("attention_mask"), labels=inputs["labels"])
+    expected_loss, expected = torch_grads(folder, dtype, inputs)
+    np.testing.assert_allclose(loss, expected_loss, rtol=tol)
+    assert sorted(grads) == sorted(expected)
+    scale = max(float(np.abs(g).max()) for g in expected.values())
+    for name, value in expected.items():
+        assert grads[name].shape == value.shape and grads[name].dtype == np.dtype(dtype), name
+        np.testing.assert_allclose(grads[name], value, rtol=tol, atol=tol * scale, err_msg=name)
+
+
+def parameter(model, name: str):
+    """The array a transformers parameter name refers to in minis2t2's weight tree (the weight norm's
+    original0/original1 are stored as weight_g/weight_v)."""
+    name = name.replace("parametrizations.weight.original0", "weight_g").replace("parametrizations.weight.original1",
+                                                                                  "weight_v")
+    node = model.params
+    for part in name.split("."):
+        node = node[int(part)] if part.isdigit() else node[part]
+    return node
+
+
+@pytest.mark.parametrize("variant", ["base_group_postln", "large_layer_stable_proj"])
+def test_loss_and_grads_match_finite_differences(variant):
+    """float64 central differences of minis2t2's own loss, on three elements of every parameter
+    (h = 1e-5: truncation ~1e-10, rounding ~1e-16 * loss / h ~ 1e-10): an independent check of the
+    derivation that does not rely on torch."""
+    model = minis2t2.load(GOLDEN / variant / "model", dtype="float64")
+    inputs = model.processor([R.test_audio(3000, 5), R.test_audio(2000, 6)], sampling_rate=16000,
+                             text=["a b c", "d"])
+    args = (inputs["input_values"], inputs.get("attention_mask"))
+    _, grads = model.loss_and_grads(*args, labels=inputs["labels"])
+    rng = np.random.default_rng(0)
+    h = 1e-5
+    for name, grad in grads.items():
+        array = parameter(model, name)
+        for _ in range(3):
+            i = tuple(int(rng.integers(n)) for n in array.shape)
+            original = array[i]
+            array[i] = original + h
+            up = model(*args, labels=inputs["labels"]).loss
+            array[i] = original - h
+            down = model(*args, labels=inputs["labels"]).loss
+            array[i] = original
+            np.testing.assert_allclose(grad[i], (up - down) / (2 * h), atol=1e-8, rtol=1e-5, err_msg=f"{name}{list(i)}")
