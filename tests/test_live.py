@@ -184,3 +184,37 @@ def test_eos_at_rank_k_is_not_a_hypothesis():
     kwargs = {"num_beams": 4, "num_return_sequences": 4, "eos_token_id": 14, "max_new_tokens": 9}
     expected = R.generate(hf, inputs["input_values"], inputs["attention_mask"], **kwargs)
     np.testing.assert_array_equal(model.generate(inputs["input_values"], inputs["attention_mask"], **kwargs), expected)
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(configs())
+def test_random_models_gradients_match_torch(case):
+    """loss_and_grads on random configs against torch autograd, both in float64: every trainable
+    parameter's gradient within 1e-9 of the model's largest gradient scale (as tests/test_loss_and_grads.py)."""
+    encoder, decoder, lengths, use_mask, seed = case
+    model_hf = R.build_model(dict(encoder), dict(decoder), seed=seed)
+    with tempfile.TemporaryDirectory() as d:
+        R.save_model(model_hf, Path(d), return_attention_mask=use_mask)
+        model = minis2t2.load(d, dtype="float64")
+    audio = [R.test_audio(n, seed + i) for i, n in enumerate(lengths)]
+    inputs = model.processor(audio, sampling_rate=16000)
+    mask = inputs.get("attention_mask")
+    labels = np.random.default_rng(seed).integers(3, VOCAB, size=(len(audio), 5))
+    labels[-1, -2:] = -100
+    loss, grads = model.loss_and_grads(inputs["input_values"], mask, labels=labels)
+    model_hf = model_hf.double()
+    torch.set_default_dtype(torch.float64)  # HF builds its attention masks in the default dtype
+    try:
+        out = model_hf(input_values=torch.from_numpy(inputs["input_values"].astype(np.float64)),
+                       attention_mask=None if mask is None else torch.from_numpy(mask),
+                       labels=torch.from_numpy(labels))
+        out.loss.backward()
+    finally:
+        torch.set_default_dtype(torch.float32)
+    np.testing.assert_allclose(loss, out.loss.item(), rtol=1e-9)
+    expected = {n: np.zeros(tuple(p.shape)) if p.grad is None else p.grad.numpy()
+                for n, p in model_hf.named_parameters() if p.requires_grad}
+    assert sorted(grads) == sorted(expected)
+    scale = max(float(np.abs(g).max()) for g in expected.values())
+    for name, value in expected.items():
+        np.testing.assert_allclose(grads[name], value, rtol=1e-9, atol=1e-9 * scale, err_msg=name)
