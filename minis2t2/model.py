@@ -24,7 +24,7 @@ from .layers import linear, linear_backward, log_softmax, padding_bias, prefixed
 from .processor import IGNORE_INDEX, Processor
 from .tokenizer import Tokenizer
 from .transcribe import segments, translate
-from .weights import Tree
+from .weights import WEIGHT_NORM_ALIASES, Tree, flatten, unflatten
 
 
 @dataclass
@@ -168,6 +168,31 @@ class Model:
             out.cross_attentions = per_layer("decoder.model.decoder.layers.{}.encoder_attn.attn_weights",
                                              self.config.decoder.decoder_layers)
         return out
+
+    def trainable_parameters(self) -> dict:
+        """{name: array} for every trainable parameter, under the names of transformers'
+        ``named_parameters()`` (as ``loss_and_grads`` names the gradients), the arrays the model
+        computes with: an optimizer updates them in place.
+
+        Loaded weights are read-only views of the checkpoint file; the first call copies them
+        into arrays of their own (and ties lm_head to the copied embed_tokens again).
+        """
+        flat = flatten(self.params)
+        if not all(getattr(a, "flags", None) is None or a.flags.writeable for a in flat.values()):
+            tied = self.config.decoder.tie_word_embeddings
+            flat = {name: array.copy() for name, array in flat.items()}
+            if tied:
+                flat["decoder.lm_head.weight"] = flat["decoder.model.decoder.embed_tokens.weight"]
+            self.params = unflatten(flat)
+        named = {}
+        for name, array in flatten(self.params).items():
+            if name == "decoder.lm_head.weight" and self.config.decoder.tie_word_embeddings:
+                continue  # one parameter, listed once (under embed_tokens), as torch lists tied weights
+            for hf_name, ours in WEIGHT_NORM_ALIASES.items():
+                if name.endswith("pos_conv_embed." + ours):
+                    name = name[: -len(ours)] + hf_name
+            named[name] = array
+        return named
 
     def loss_and_grads(self, input_values, attention_mask=None, labels=None) -> tuple[float, dict]:
         """The loss of ``model(..., labels=labels)`` and its gradient for every trainable parameter.

@@ -204,3 +204,16 @@ def _lists(node):
     if node and all(k.isdigit() for k in node):
         return [_lists(node[str(i)]) for i in range(len(node))]
     return Tree({k: _lists(v) for k, v in node.items()})
+
+
+def flatten(tree, prefix: str = "") -> dict:
+    """The inverse of ``unflatten``: Tree(a=[Tree(b=x)]) -> {"a.0.b": x}."""
+    items = enumerate(tree) if isinstance(tree, list) else tree.items()
+    flat = {}
+    for key, value in items:
+        name = f"{prefix}{key}"
+        if isinstance(value, (Tree, list)):
+            flat |= flatten(value, name + ".")
+        else:
+            flat[name] = value
+    return flat
