@@ -1,0 +1,120 @@
+"""One training step (forward, backward, AdamW) of minis2t2 against torch + transformers, one process.
+
+    pip install -e ".[test]" && python benchmarks/train_speed.py [--threads 2] [--repeats 3] [--skip-fullsize]
+
+- the demo model (weights/numbers-en-de) on a batch of 10 clips of 2.5 s (its training batch);
+- the full-size s2t-wav2vec2-large-en-de architecture (tests/test_fullsize.py, random weights) on
+  one clip of 5 s.
+
+Both sides get the same inputs, labels and thread count and compute the same thing: torch in
+eval() mode (autograd still runs; no dropout, LayerDrop or SpecAugment, which minis2t2's
+loss_and_grads does not have yet), and their first losses must agree.
+Reported: the best of ``--repeats`` steps on each side, the ratio (minis2t2 / torch, lower is
+faster), and minis2t2's peak NumPy memory during a step (tracemalloc). Absolute times depend on
+the machine and its load; compare ratios, and name the CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import sys
+import tempfile
+import time
+import tracemalloc
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+import reference as R
+from test_fullsize import DECODER, ENCODER, _write_vocab
+from transformers import SpeechEncoderDecoderModel
+
+import minis2t2
+from minis2t2.optim import AdamW
+
+DEMO = ROOT / "weights" / "numbers-en-de"
+
+
+def cpu_name() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []:
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def step_pair(folder: Path, audio: list, texts: list, repeats: int) -> dict:
+    """Time one training step on each side; -> figures."""
+    ours = minis2t2.load(folder)
+    inputs = ours.processor(audio, sampling_rate=16000, text=texts)
+    hf = SpeechEncoderDecoderModel.from_pretrained(str(folder)).eval()  # eval: no dropout, LayerDrop or SpecAugment
+    optimizer = torch.optim.AdamW(hf.parameters(), lr=1e-5)
+    mask = inputs.get("attention_mask")
+
+    def torch_step():
+        optimizer.zero_grad()
+        loss = hf(input_values=torch.from_numpy(inputs["input_values"]),
+                  attention_mask=None if mask is None else torch.from_numpy(mask),
+                  labels=torch.from_numpy(inputs["labels"])).loss
+        loss.backward()
+        optimizer.step()
+        return loss.item()
+
+    params, ours_optimizer = ours.trainable_parameters(), AdamW(lr=1e-5)
+
+    def ours_step():
+        loss, grads = ours.loss_and_grads(inputs["input_values"], mask, labels=inputs["labels"])
+        ours_optimizer.step(params, grads)
+        return loss
+
+    theirs = [timed(torch_step) for _ in range(repeats)]
+    mine = [timed(ours_step) for _ in range(repeats)]
+    tracemalloc.start()
+    ours_step()
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    np.testing.assert_allclose(mine[0][1], theirs[0][1], rtol=1e-4)  # the first step's loss: the same model
+    t_torch, t_ours = min(t for t, _ in theirs), min(t for t, _ in mine)
+    return {"torch_s": t_torch, "minis2t2_s": t_ours, "ratio": t_ours / t_torch, "minis2t2_peak_mb": peak / 1e6}
+
+
+def timed(fn) -> tuple[float, float]:
+    start = time.perf_counter()
+    result = fn()
+    return time.perf_counter() - start, result
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--threads", type=int, default=2, help="torch threads (set OMP/OPENBLAS_NUM_THREADS alike)")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--skip-fullsize", action="store_true", help="only the demo model")
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    rows = {}
+    texts = ["dreiundsiebzig", "vierhundertneunundvierzig", "zwölf", "null", "hundert", "achtzehn",
+             "neunhundertneunundneunzig", "sechzig", "einundzwanzig", "fünf"]
+    demo_audio = [R.test_audio(40000, seed=i) for i in range(10)]  # 10 x 2.5 s
+    rows["demo model, batch 10 x 2.5 s"] = step_pair(DEMO, demo_audio, texts, args.repeats)
+    print(rows, flush=True)
+    if not args.skip_fullsize:
+        hf = R.build_model(dict(ENCODER), dict(DECODER), seed=0, weight_std=None)
+        with tempfile.TemporaryDirectory() as d:
+            R.save_model(hf, Path(d), return_attention_mask=True)
+            _write_vocab(Path(d))
+            del hf
+            rows["full-size architecture, batch 1 x 5 s"] = step_pair(Path(d), [R.test_audio(80000, seed=3)],
+                                                                      ["t1 t2 t3 t4 t5 t6"], args.repeats)
+    print(f"\n{cpu_name()}, {args.threads} threads, torch {torch.__version__}, numpy {np.__version__}\n")
+    print("| one training step | torch + transformers | minis2t2 | ratio | minis2t2 peak memory |")
+    print("| --- | --- | --- | --- | --- |")
+    for name, r in rows.items():
+        print(f"| {name} | {r['torch_s']:.2f} s | {r['minis2t2_s']:.2f} s | {r['ratio']:.2f}x | "
+              f"{r['minis2t2_peak_mb']:.0f} MB |")
+
+
+if __name__ == "__main__":
+    main()
