@@ -152,12 +152,13 @@ def conv1d_backward(x, weight, bias, dy, stride: int = 1, padding: int = 0, grou
     B, L, C_in = x.shape
     C_out, C_group, W = weight.shape
     T = dy.shape[1]
-    windows = xp.lib.stride_tricks.sliding_window_view(x, W, axis=1)[:, ::stride]  # (B, T, C_in, W)
-    windows = windows.reshape(B, T, groups, C_group, W)  # (B, T, G, C_in/G, W)
-    dy_g = dy.reshape(B, T, groups, C_out // groups)  # (B, T, G, C_out/G)
-    w = weight.reshape(groups, C_out // groups, C_group, W)  # (G, C_out/G, C_in/G, W)
-    dweight = xp.einsum("btgo,btgcw->gocw", dy_g, windows).reshape(C_out, C_group, W)  # (C_out, C_in/G, W)
-    dwindows = xp.einsum("btgo,gocw->btgcw", dy_g, w).reshape(B, T, C_in, W)  # (B, T, C_in, W)
+    windows = xp.lib.stride_tricks.sliding_window_view(x, W, axis=1)[:, ::stride]  # (B, T, C_in, W), a view
+    windows = windows.reshape(B * T, groups, C_group * W).transpose(1, 0, 2)  # (G, B*T, C_in/G * W)
+    dy_g = dy.reshape(B * T, groups, C_out // groups).transpose(1, 0, 2)  # (G, B*T, C_out/G)
+    w = weight.reshape(groups, C_out // groups, C_group * W)  # (G, C_out/G, C_in/G * W)
+    dweight = (dy_g.transpose(0, 2, 1) @ windows).reshape(C_out, C_group, W)  # (C_out, C_in/G, W)
+    dwindows = (dy_g @ w).reshape(groups, B, T, C_group, W)  # (G, B, T, C_in/G, W)
+    dwindows = dwindows.transpose(1, 2, 0, 3, 4).reshape(B, T, C_in, W)  # (B, T, C_in, W)
     dx = xp.zeros_like(x)  # (B, L, C_in)
     for k in range(W):  # col2im: tap k of frame t is sample t * stride + k
         dx[:, k : k + stride * (T - 1) + 1 : stride] += dwindows[:, :, :, k]
