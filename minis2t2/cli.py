@@ -123,6 +123,47 @@ def _compare(args) -> int:
     return 0 if result.ok else 1
 
 
+def _finetune(args) -> int:
+    from .finetune import Settings, finetune
+
+    settings = Settings(steps=args.steps, lr=args.lr, batch_size=args.batch_size,
+                        warmup=args.warmup if args.warmup is not None else max(1, args.steps // 10),
+                        weight_decay=args.weight_decay, max_grad_norm=args.max_grad_norm,
+                        freeze_feature_encoder=args.freeze_feature_encoder, seed=args.seed,
+                        save_every=args.save_every)
+    tty = sys.stderr.isatty()
+
+    def log(line: str) -> None:  # progress on stderr: one line redrawn on a terminal, every line otherwise
+        print(f"\r{line}" if tty and line.startswith("step ") else line, end="" if tty and line.startswith("step ")
+              else "\n", file=sys.stderr, flush=True)
+
+    losses = finetune(args.model or default_model(), args.data, args.out, settings, log=log)
+    if tty:
+        print(file=sys.stderr)
+    print(f"{args.out}: {len(losses)} steps, loss {losses[0]:.4f} -> {losses[-1]:.4f}")
+    return 0
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}")
+    return value
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 < value < math.inf:
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}")
+    return value
+
+
 def _seconds(text: str, zero_means: str | None = None) -> float:
     """A command-line number of seconds: finite and > 0 (or 0 where ``zero_means`` says what 0 does)."""
     try:
@@ -213,6 +254,30 @@ def build_parser() -> argparse.ArgumentParser:
     ins.add_argument("audio", type=Path, help="audio file")
     add_model_arguments(ins, max_new_tokens=False)
     ins.set_defaults(run=_inspect)
+
+    ft = sub.add_parser("finetune", help="fine-tune a model on recordings and their texts, in NumPy",
+                        description="Train MODEL further on DATA (audio files and DATA/transcripts.tsv, one "
+                                    "FILE<TAB>TEXT line per clip): AdamW with a warm-up and linear decay, gradient "
+                                    "clipping. OUT receives an HF-layout model folder (transformers and minis2t2 "
+                                    "both read it), the optimiser's state and loss.png, every --save-every steps "
+                                    "and at the end; run the same command again to resume after an interrupt. A "
+                                    "line that cannot be used (no tab, unreadable audio, a text the vocabulary "
+                                    "cannot spell) is reported with its line number and skipped.")
+    ft.add_argument("--model", help=f"model folder, shipped model name or hub id (default: {DEFAULT_MODEL_NAME})")
+    ft.add_argument("--data", type=Path, required=True, help="folder with transcripts.tsv and the audio files")
+    ft.add_argument("--out", type=Path, required=True, help="folder for the fine-tuned model and its state")
+    ft.add_argument("--steps", type=_count, default=100, help="optimiser steps in all (default 100)")
+    ft.add_argument("--lr", type=_positive, default=1e-4, help="peak learning rate (default 1e-4)")
+    ft.add_argument("--batch-size", type=_count, default=8, help="clips per step (default 8)")
+    ft.add_argument("--warmup", type=_count, help="warm-up steps (default: a tenth of --steps)")
+    ft.add_argument("--weight-decay", type=lambda text: _positive(text) if text.strip() not in ("0", "0.0") else 0.0,
+                    default=0.01, help="AdamW's decoupled weight decay (default 0.01)")
+    ft.add_argument("--max-grad-norm", type=_positive, default=1.0, help="gradient clipping (default 1.0)")
+    ft.add_argument("--freeze-feature-encoder", action="store_true",
+                    help="leave the conv feature encoder as it is (transformers' freeze_feature_encoder)")
+    ft.add_argument("--seed", type=int, default=0, help="draws the batches (default 0)")
+    ft.add_argument("--save-every", type=_count, default=50, help="checkpoint interval in steps (default 50)")
+    ft.set_defaults(run=_finetune)
 
     cp = sub.add_parser("compare", help="compare two trace files layer by layer",
                         description="Compare trace B against reference trace A in model order: [OK], [DIFF], "

@@ -93,6 +93,12 @@ def load(path: str | Path, dtype: str = "float32", device: str = "cpu", revision
     weights as model.safetensors or pytorch_model.bin, single or sharded. ``dtype`` is the compute
     dtype, "float32" (as HF) or "float64" (a more exact reference).
     """
+    return load_folder(model_folder(path, revision), dtype=dtype, device=device)
+
+
+def model_folder(path: str | Path, revision: str | None = None) -> Path:
+    """The folder a model name means: a path as it is, a shipped model's folder, or a hub id's
+    folder in the HF cache (downloaded when not cached)."""
     if isinstance(path, str) and not Path(path).exists():
         shipped = shipped_model(path)
         if shipped is not None:
@@ -101,7 +107,7 @@ def load(path: str | Path, dtype: str = "float32", device: str = "cpu", revision
             path = from_hub(path, revision=revision)
     if not Path(path).exists():
         raise FileNotFoundError(f"{path}: no such model folder")
-    return load_folder(path, dtype=dtype, device=device)
+    return Path(path)
 
 
 DEFAULT_MODEL_NAME = "numbers-en-de"  # the demo model every command uses when no model is given
