@@ -79,7 +79,7 @@ def _trace(args) -> int:
     from .trace import trace
 
     _, meta = trace(args.audio, model=args.model, out=args.out, num_beams=args.num_beams,
-                    max_new_tokens=args.max_new_tokens, dtype=args.dtype, device=args.device)
+                    max_new_tokens=args.max_new_tokens, dtype=args.dtype, device=args.device, labels=args.labels)
     print(f"{args.out}: {len(json.loads(meta['order']))} tensors, text {meta['text']!r}")
     return 0
 
@@ -243,6 +243,9 @@ def build_parser() -> argparse.ArgumentParser:
                                     "text, into one safetensors file (format: docs/verify-your-implementation.md).")
     tr.add_argument("audio", type=Path, help="audio file")
     tr.add_argument("--out", type=Path, required=True, help="trace file to write (.safetensors)")
+    tr.add_argument("--labels", metavar="TEXT",
+                    help="also trace the loss for this target text and the gradient of every parameter and "
+                         "activation (grad.<name>), to check a port's backward pass")
     add_model_arguments(tr, max_new_tokens=True)
     tr.set_defaults(run=_trace)
 

@@ -237,7 +237,7 @@ def decoder_layer_backward(p, x, cache: dict, encoder_hidden, self_bias, cross_b
     return d_sum1 + d_q + d_kv, d_encoder, grads
 
 
-def decode_backward(p, ids, encoder_hidden, cross_bias, positions_table, cfg: DecoderConfig, d_logits):
+def decode_backward(p, ids, encoder_hidden, cross_bias, positions_table, cfg: DecoderConfig, d_logits, record=None):
     """Gradients of ``decode`` on all steps at once: ids (B, S), encoder_hidden (B, T, C),
     d_logits (B, S, V) -> d_encoder_hidden (B, T, C), {name: grad} under the checkpoint's names
     without the leading "decoder.".
@@ -257,10 +257,12 @@ def decode_backward(p, ids, encoder_hidden, cross_bias, positions_table, cfg: De
     for layer, layer_cache in zip(p.model.decoder.layers, cache):
         inputs.append(x)
         x = decoder_layer(layer, x, layer_cache, self_bias, cross_bias, cfg)[0]  # (B, S, C)
+    record_to(record, "grad.decoder.lm_head", d_logits)
     d_x = d_logits @ p.lm_head.weight  # (B, S, C)
     d_head = d_logits.reshape(B * S, -1).T @ x.reshape(B * S, -1)  # (V, C)
     grads, d_encoder = {}, xp.zeros_like(encoder_hidden)
     for i in reversed(range(len(p.model.decoder.layers))):
+        record_to(record, f"grad.decoder.model.decoder.layers.{i}", d_x)
         d_x, d_enc, g = decoder_layer_backward(p.model.decoder.layers[i], inputs[i], cache[i], encoder_hidden,
                                                self_bias, cross_bias, cfg, d_x)
         d_encoder += d_enc

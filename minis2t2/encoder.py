@@ -130,7 +130,7 @@ def conv_stack(p, input_values, cfg: EncoderConfig, record=None):
     return x
 
 
-def conv_stack_backward(p, input_values, cfg: EncoderConfig, d_out) -> dict:
+def conv_stack_backward(p, input_values, cfg: EncoderConfig, d_out, record=None) -> dict:
     """Gradients of ``conv_stack``'s parameters: (B, N) audio, d_out (B, T, conv_dim[-1]) -> {name: grad}.
 
     The forward is run again, keeping each layer's input and pre-activation; then, last layer
@@ -151,6 +151,7 @@ def conv_stack_backward(p, input_values, cfg: EncoderConfig, d_out) -> dict:
     grads, d = {}, d_out
     for i in reversed(range(len(p.conv_layers))):
         layer, (x, conv, normed) = p.conv_layers[i], saved[i]
+        record_to(record, f"grad.encoder.feature_extractor.conv_layers.{i}", d.transpose(0, 2, 1))  # HF (B, C, T)
         d = act_backward(normed, d)  # (B, T_i, C_i) gradient of the norm's output
         if cfg.feat_extract_norm == "layer":
             d, g = layer_norm_backward(layer.layer_norm, conv, d, eps=1e-5)
@@ -352,7 +353,7 @@ def transformer_encoder(p, x, mask, cfg: EncoderConfig, record=None):
     return x
 
 
-def transformer_encoder_backward(p, x, mask, cfg: EncoderConfig, d_out):
+def transformer_encoder_backward(p, x, mask, cfg: EncoderConfig, d_out, record=None):
     """Gradients of ``transformer_encoder``: x (B, T, C) as it came from the feature projection,
     keep-mask (B, T) or None, d_out (B, T, C) -> dx (B, T, C), {name: grad}
 
@@ -374,14 +375,18 @@ def transformer_encoder_backward(p, x, mask, cfg: EncoderConfig, d_out):
         h = layer_fn(layer, h, bias, cfg, keep_weights=False)[0]  # (B, T, C)
     grads, d = {}, d_out
     if cfg.do_stable_layer_norm:  # the encoder's LayerNorm after the layers
+        record_to(record, "grad.encoder.encoder.layer_norm", d)
         d, g = layer_norm_backward(p.layer_norm, h, d, cfg.layer_norm_eps)
         grads |= prefixed("layer_norm", g)
     for i in reversed(range(len(p.layers))):
+        record_to(record, f"grad.encoder.encoder.layers.{i}", d)  # the gradient reaching layer i's output
         d, g = layer_backward(p.layers[i], inputs[i], bias, cfg, d)
         grads |= prefixed(f"layers.{i}", g)
     if not cfg.do_stable_layer_norm:  # ... or before them
+        record_to(record, "grad.encoder.encoder.layer_norm", d)
         d, g = layer_norm_backward(p.layer_norm, summed, d, cfg.layer_norm_eps)
         grads |= prefixed("layer_norm", g)
+    record_to(record, "grad.encoder.encoder.pos_conv_embed", d)  # the sum x + pos passes d to pos unchanged
     d_x, g_pos = positional_conv_embedding_backward(p.pos_conv_embed, x, cfg, d)
     d_x = d_x + d  # x feeds the positional conv and the sum
     if mask is not None:
@@ -500,19 +505,22 @@ def encoder_weight_shapes(cfg: EncoderConfig, prefix: str = "encoder.") -> dict[
     return {prefix + name: shape for name, shape in shapes.items()}
 
 
-def encode_backward(p, input_values, sample_mask, cfg: EncoderConfig, d_hidden) -> dict:
+def encode_backward(p, input_values, sample_mask, cfg: EncoderConfig, d_hidden, record=None) -> dict:
     """Gradients of ``encode``'s parameters: (B, N), keep-mask (B, N) or None, d_hidden (B, T, C)
     -> {name: grad} under the checkpoint's names without the leading "encoder." (masked_spec_embed,
-    used only by SpecAugment in training, gets zeros)."""
+    used only by SpecAugment in training, gets zeros). With ``record``, the gradient reaching each
+    recorded activation is stored as "grad." + its name."""
     xp = array_module(input_values)
     features = conv_stack(p.feature_extractor, input_values, cfg)  # (B, T, C_conv), whole: see conv_stack_backward
     mask = None if sample_mask is None else frame_mask(sample_mask, features.shape[1], cfg)  # (B, T)
     projected = feature_projection(p.feature_projection, features, cfg)  # (B, T, C)
-    d, grads = transformer_encoder_backward(p.encoder, projected, mask, cfg, d_hidden)
+    record_to(record, "grad.encoder", d_hidden)
+    d, grads = transformer_encoder_backward(p.encoder, projected, mask, cfg, d_hidden, record)
     grads = prefixed("encoder", grads)
+    record_to(record, "grad.encoder.feature_projection", d)
     d, g = feature_projection_backward(p.feature_projection, features, cfg, d)
     grads |= prefixed("feature_projection", g)
-    grads |= prefixed("feature_extractor", conv_stack_backward(p.feature_extractor, input_values, cfg, d))
+    grads |= prefixed("feature_extractor", conv_stack_backward(p.feature_extractor, input_values, cfg, d, record))
     if "masked_spec_embed" in p:
         grads["masked_spec_embed"] = xp.zeros_like(p.masked_spec_embed)
     return grads

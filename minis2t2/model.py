@@ -178,7 +178,7 @@ class Model:
         into arrays of their own (and ties lm_head to the copied embed_tokens again).
         """
         flat = flatten(self.params)
-        if not all(getattr(a, "flags", None) is None or a.flags.writeable for a in flat.values()):
+        if not all(getattr(getattr(a, "flags", None), "writeable", True) for a in flat.values()):
             tied = self.config.decoder.tie_word_embeddings
             flat = {name: array.copy() for name, array in flat.items()}
             if tied:
@@ -194,7 +194,8 @@ class Model:
             named[name] = array
         return named
 
-    def loss_and_grads(self, input_values, attention_mask=None, labels=None) -> tuple[float, dict]:
+    def loss_and_grads(self, input_values, attention_mask=None, labels=None, record: dict | None = None
+                       ) -> tuple[float, dict]:
         """The loss of ``model(..., labels=labels)`` and its gradient for every trainable parameter.
 
         -> (loss, {name: gradient}) with the names of transformers' ``named_parameters()`` for the
@@ -204,6 +205,8 @@ class Model:
 
         The backward pass mirrors the forward layer by layer (``*_backward`` beside each forward
         in layers.py, encoder.py, decoder.py), each recomputing what it needs from its input.
+        ``record`` receives the gradient of the loss with respect to each layer's output, as
+        "grad." + the activation's HF module path (the decoder's for all steps at once).
         """
         if labels is None:
             raise ValueError("loss_and_grads needs labels: the ids the decoder should output, -100 where ignored")
@@ -219,13 +222,15 @@ class Model:
         loss = cross_entropy(logits, labels)
         d_logits = cross_entropy_backward(logits, labels)  # (B, S, V)
         d_hidden, grads = dec.decode_backward(self.params.decoder, ids, hidden, cross_bias, self.positions_table,
-                                              self.config.decoder, d_logits)
+                                              self.config.decoder, d_logits, record)
         grads = prefixed("decoder", grads)
         if self.config.has_enc_to_dec_proj:
+            record_to(record, "grad.enc_to_dec_proj", d_hidden)
             d_hidden, g = linear_backward(self.params.enc_to_dec_proj, encoded, d_hidden)
             grads |= prefixed("enc_to_dec_proj", g)
         grads |= prefixed("encoder", enc.encode_backward(self.params.encoder, values, mask, self.config.encoder,
-                                                         d_hidden))
+                                                         d_hidden, record))
+        to_host(record)
         return loss, {name: to_numpy(g).astype(self.dtype) for name, g in grads.items()}
 
     def _token_ids(self, ids) -> np.ndarray:

@@ -22,6 +22,19 @@ A trace is one safetensors file. Tensor names (all float32/float64 arrays unless
     step.<t>.decoder.lm_head        (R, 1, V)   the step's logits
     output.ids                      (1, L) I64  generated ids, decoder start token first
 
+With labels (``trace(..., labels=TEXT)``, ``minis2t2 trace --labels TEXT``), for checking a port's
+training code backward, layer by layer:
+
+    loss                            ()          model(..., labels=...).loss for that text
+    grad.<parameter name>           its shape   d loss / d parameter, named as transformers'
+                                                named_parameters() names it
+    grad.<activation name>          its shape   d loss / d that module's output: encoder.feature_extractor.
+                                                conv_layers.<i> (1, C, T), encoder.feature_projection,
+                                                encoder.encoder.pos_conv_embed, encoder.encoder.layers.<i>,
+                                                encoder.encoder.layer_norm, encoder, enc_to_dec_proj;
+                                                decoder.model.decoder.layers.<i> and decoder.lm_head for all
+                                                steps at once (teacher forcing): (1, S, C), (1, S, V)
+
 The safetensors ``__metadata__`` (all strings) holds: ``format`` = "minis2t2-trace/1",
 ``producer`` (e.g. "minis2t2 0.1.0 numpy 2.4.6"), ``config_sha256`` (sha256 of config.json
 re-serialised with sorted keys and no spaces), ``dtype``, ``num_beams``, ``max_new_tokens``,
@@ -88,11 +101,13 @@ def load_trace(path: str | Path) -> tuple[dict, dict]:
 
 def trace(audio, model=None, out: str | Path | None = None, num_beams: int | None = None,
           max_new_tokens: int | None = None, dtype: str = "float32", sampling_rate: int | None = None,
-          device: str = "cpu") -> tuple[dict, dict]:
+          device: str = "cpu", labels: str | None = None) -> tuple[dict, dict]:
     """Translate one utterance recording every named tensor; optionally write the trace file.
 
     ``audio``: a file path or a mono waveform at ``sampling_rate``. ``model``: a loaded Model or a
-    folder (default: the shipped model). Returns (tensors, metadata) as ``load_trace`` would.
+    folder (default: the shipped model). ``labels``: a target text; then the loss for it and the
+    gradient of every parameter and recorded activation are traced too. Returns (tensors,
+    metadata) as ``load_trace`` would.
     """
     from . import __version__
     from .loading import default_model, load
@@ -111,6 +126,14 @@ def trace(audio, model=None, out: str | Path | None = None, num_beams: int | Non
     ids = model.generate(inputs["input_values"], inputs.get("attention_mask"), record=record, **kwargs)
     tensors.update(record)
     tensors["output.ids"] = ids
+    if labels is not None:
+        target = model.processor(text=labels)["labels"]  # (1, S): the text's ids, </s>
+        gradients = {}
+        loss, grads = model.loss_and_grads(inputs["input_values"], inputs.get("attention_mask"), labels=target,
+                                           record=gradients)
+        tensors["loss"] = np.asarray(loss, dtype=model.dtype)
+        tensors.update(gradients)
+        tensors.update({f"grad.{name}": g for name, g in grads.items()})
     metadata = {
         "format": FORMAT,
         "producer": f"minis2t2 {__version__} numpy {np.__version__}",
@@ -120,6 +143,8 @@ def trace(audio, model=None, out: str | Path | None = None, num_beams: int | Non
         "max_new_tokens": kwargs.get("max_new_tokens", ""),
         "text": model.tokenizer.decode(ids[0], skip_special_tokens=True),
     }
+    if labels is not None:
+        metadata["labels"] = labels
     if out is not None:
         save_trace(out, tensors, metadata)
     metadata["order"] = json.dumps(list(tensors))

@@ -94,3 +94,55 @@ def test_loss_and_grads_match_finite_differences(variant):
             down = model(*args, labels=inputs["labels"]).loss
             array[i] = original
             np.testing.assert_allclose(grad[i], (up - down) / (2 * h), atol=1e-8, rtol=1e-5, err_msg=f"{name}{list(i)}")
+
+
+def torch_activation_grads(folder: Path, inputs, names) -> dict:
+    """d loss / d output of each named transformers module (float64), by tensor hooks."""
+    hf = SpeechEncoderDecoderModel.from_pretrained(str(folder)).eval().double()
+    modules = dict(hf.named_modules())
+    grads, handles = {}, []
+
+    def keep(name):
+        def hook(module, args, out):
+            tensor = out[0] if isinstance(out, (tuple, list)) or hasattr(out, "last_hidden_state") else out
+            tensor.register_hook(lambda g: grads.__setitem__(name, g.numpy()))
+            # hand a copy on: HF zeroes padded frames in place further on, which would detach a hook
+            # from the tensor it was set on
+            if isinstance(out, tuple):
+                return (tensor.clone(), *out[1:])
+            return tensor.clone() if isinstance(out, torch.Tensor) else None
+        return hook
+
+    for name in names:
+        handles.append(modules[name].register_forward_hook(keep(name)))
+    mask = inputs.get("attention_mask")
+    torch.set_default_dtype(torch.float64)
+    try:
+        hf(input_values=torch.tensor(inputs["input_values"], dtype=torch.float64),
+           attention_mask=None if mask is None else torch.from_numpy(mask),
+           labels=torch.from_numpy(inputs["labels"])).loss.backward()
+    finally:
+        torch.set_default_dtype(torch.float32)
+        for h in handles:
+            h.remove()
+    return grads
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_activation_gradients_match_torch(variant):
+    """The gradient reaching every recorded activation (what ``trace --labels`` writes as "grad.<name>")
+    against torch's, float64, within 1e-9 of the largest."""
+    folder = GOLDEN / variant / "model"
+    model = minis2t2.load(folder, dtype="float64")
+    inputs = model.processor([R.test_audio(3000, 5), R.test_audio(2000, 6)], sampling_rate=16000,
+                             text=["a b c", "d"])
+    record = {}
+    model.loss_and_grads(inputs["input_values"], inputs.get("attention_mask"), labels=inputs["labels"], record=record)
+    names = [name[len("grad."):] for name in record]
+    assert "encoder.encoder.layers.0" in names and "decoder.lm_head" in names
+    expected = torch_activation_grads(folder, inputs, names)
+    assert sorted(expected) == sorted(names)
+    for name in names:
+        theirs = expected[name]
+        np.testing.assert_allclose(record[f"grad.{name}"], theirs, rtol=1e-9, atol=1e-9 * np.abs(theirs).max(),
+                                   err_msg=name)

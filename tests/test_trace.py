@@ -133,3 +133,25 @@ def test_compare_refuses_what_is_not_a_trace(tmp_path, audio_file, capsys, conte
     assert message in err and str(bad) in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
     with pytest.raises(minis2t2.TraceError, match="not a trace"):
         minis2t2.load_trace(tmp_path)
+
+
+def test_trace_with_labels_records_the_loss_and_every_gradient(tmp_path):
+    """``trace(..., labels=TEXT)``: the loss of model(..., labels=) for that text, grad.<parameter> for
+    every trainable parameter (transformers' names) and grad.<activation> for the layer outputs,
+    written and read back like every other tensor (their values are checked against torch in
+    tests/test_loss_and_grads.py)."""
+    from minis2t2.trace import load_trace
+
+    demo = Path(__file__).resolve().parents[1] / "weights" / "numbers-en-de"
+    sample = demo / "samples" / "073_piper-en_US-joe-medium_16000.wav"
+    model = minis2t2.load(demo)
+    tensors, meta = minis2t2.trace(sample, model=model, out=tmp_path / "t.safetensors", labels="dreiundsiebzig")
+    inputs = model.processor(minis2t2.load_audio(sample, 16000), sampling_rate=16000, text="dreiundsiebzig")
+    expected = model(inputs["input_values"], inputs["attention_mask"], labels=inputs["labels"]).loss
+    assert abs(float(tensors["loss"]) - expected) < 1e-6 and meta["labels"] == "dreiundsiebzig"
+    params = model.trainable_parameters()
+    assert all(f"grad.{name}" in tensors and tensors[f"grad.{name}"].shape == p.shape for name, p in params.items())
+    layers = model.config.encoder.num_hidden_layers
+    assert f"grad.encoder.encoder.layers.{layers - 1}" in tensors and "grad.decoder.lm_head" in tensors
+    read, _ = load_trace(tmp_path / "t.safetensors")
+    assert sorted(read) == sorted(tensors)
