@@ -38,6 +38,9 @@ os.environ.setdefault("CUPY_TF32", "0")  # plain fp32 matmuls, like the CPU refe
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))  # tests/fullsize.py: the full-size architecture
+import fullsize
+
 import minis2t2
 from minis2t2.compare import compare_dicts, first_divergence
 from minis2t2.config import ModelConfig
@@ -45,13 +48,7 @@ from minis2t2.loading import expected_weight_shapes
 from minis2t2.weights import read_safetensors, write_safetensors
 
 GOLDEN = ROOT / "tests" / "golden"
-# facebook/s2t-wav2vec2-large-en-de's architecture, as in tests/test_fullsize.py
-FULL_ENCODER = dict(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096,
-                    feat_extract_norm="layer", do_stable_layer_norm=True, conv_bias=True,
-                    num_conv_pos_embeddings=128, num_conv_pos_embedding_groups=16)
-FULL_DECODER = dict(vocab_size=10224, d_model=256, decoder_layers=7, decoder_attention_heads=4, decoder_ffn_dim=2048,
-                    activation_function="relu", scale_embedding=True, max_target_positions=1024,
-                    tie_word_embeddings=False)
+FULL_ENCODER, FULL_DECODER = fullsize.ENCODER, fullsize.DECODER  # the architecture of tests/test_fullsize.py
 SMALL_ENCODER = FULL_ENCODER | dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128,
                                     conv_dim=(32,) * 7, num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4)
 SMALL_DECODER = FULL_DECODER | dict(vocab_size=100, d_model=32, decoder_layers=2, decoder_ffn_dim=64)
@@ -163,7 +160,6 @@ def main() -> None:
     args = p.parse_args()
 
     if args.dry_run:
-        sys.path.insert(0, str(ROOT / "tests"))
         import strict_xp
 
         minis2t2.loading.device_module = lambda name: strict_xp

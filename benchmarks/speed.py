@@ -36,7 +36,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 import reference as R
-from test_fullsize import DECODER, ENCODER, _write_vocab
+from fullsize import DECODER, ENCODER, write_vocab
 
 import minis2t2
 
@@ -102,7 +102,7 @@ def main() -> None:
     hf = R.build_model(dict(ENCODER), dict(DECODER), seed=0, weight_std=None).eval()
     with tempfile.TemporaryDirectory() as d:
         R.save_model(hf, Path(d), return_attention_mask=True)
-        _write_vocab(Path(d))
+        write_vocab(Path(d))
         start = time.perf_counter()
         ours = minis2t2.load(d)
         load_seconds = time.perf_counter() - start

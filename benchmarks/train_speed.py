@@ -30,7 +30,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 import reference as R
-from test_fullsize import DECODER, ENCODER, _write_vocab
+from fullsize import DECODER, ENCODER, write_vocab
 from transformers import SpeechEncoderDecoderModel
 
 import minis2t2
@@ -104,7 +104,7 @@ def main() -> None:
         hf = R.build_model(dict(ENCODER), dict(DECODER), seed=0, weight_std=None)
         with tempfile.TemporaryDirectory() as d:
             R.save_model(hf, Path(d), return_attention_mask=True)
-            _write_vocab(Path(d))
+            write_vocab(Path(d))
             del hf
             rows["full-size architecture, batch 1 x 5 s"] = step_pair(Path(d), [R.test_audio(80000, seed=3)],
                                                                       ["t1 t2 t3 t4 t5 t6"], args.repeats)

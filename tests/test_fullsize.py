@@ -12,29 +12,16 @@ Tolerance: atol = rtol = 1e-4 on every intermediate, as for the tiny models; the
 abs error is 2.8e-5 (tools/fullsize_report.py prints the fp32/fp64 error table).
 """
 
-import json
-
 import numpy as np
 import pytest
 import reference as R
 import torch
+from fullsize import DECODER, ENCODER, write_vocab
 
 import minis2t2
 from minis2t2.compare import compare_dicts, first_divergence, report
 
-ENCODER = dict(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096,
-               feat_extract_norm="layer", do_stable_layer_norm=True, conv_bias=True, num_conv_pos_embeddings=128,
-               num_conv_pos_embedding_groups=16, feat_extract_activation="gelu", hidden_act="gelu")
-DECODER = dict(vocab_size=10224, d_model=256, decoder_layers=7, decoder_attention_heads=4, decoder_ffn_dim=2048,
-               activation_function="relu", scale_embedding=True, max_target_positions=1024,
-               tie_word_embeddings=False, bos_token_id=0, pad_token_id=1, eos_token_id=2, decoder_start_token_id=2)
 ATOL = RTOL = 1e-4
-
-
-def _write_vocab(folder):
-    tokens = ["<s>", "<pad>", "</s>", "<unk>"] + [f"t{i}" + ("@@" if i % 3 else "") for i in range(10220)]
-    (folder / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(tokens)}))
-    (folder / "merges.txt").write_text("")
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +31,7 @@ def fullsize(tmp_path_factory):
     st, legacy = root / "safetensors", root / "legacy"
     for folder in (st, legacy):
         R.save_model(model, folder, return_attention_mask=True)
-        _write_vocab(folder)
+        write_vocab(folder)
     (legacy / "model.safetensors").unlink()
     state = {k.replace("parametrizations.weight.original0", "weight_g").replace("parametrizations.weight.original1",
                                                                                "weight_v"): v

@@ -19,7 +19,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 import reference as R
-from test_fullsize import DECODER, ENCODER, _write_vocab
+from fullsize import DECODER, ENCODER, write_vocab
 
 import minis2t2
 
@@ -42,7 +42,7 @@ def main():
     model = R.build_model(dict(ENCODER), dict(DECODER), seed=0, weight_std=None)
     with tempfile.TemporaryDirectory() as d:
         R.save_model(model, Path(d), return_attention_mask=True)
-        _write_vocab(Path(d))
+        write_vocab(Path(d))
         inputs = R.feature_extractor(Path(d))(R.test_audio(96000, seed=11), sampling_rate=16000, return_tensors="np")
         results = {"HF fp32": hf_run(model, inputs, torch.float32)}
         results["HF fp64"] = hf_run(model.double(), inputs, torch.float64)
