@@ -73,7 +73,7 @@ def read_clips(data: Path, model, warn) -> list[tuple[str, np.ndarray, str]]:
         if not name or not text:
             warn(f"{where}: the {'file name' if not name else 'text'} is empty; skipped")
             continue
-        unknown = [piece for piece in tok.tokenize(text) if piece not in tok.encoder]
+        unknown = tok.unknown_pieces(text)
         if unknown:
             warn(f"{where}: the model's vocabulary cannot spell {text[:60]!r} (no token for {unknown[:3]}); skipped")
             continue

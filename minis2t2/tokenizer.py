@@ -163,6 +163,11 @@ class Tokenizer:
                 tokens.extend(self.bpe(word).split(" "))
         return tokens
 
+    def unknown_pieces(self, text: str) -> list[str]:
+        """The subwords of ``text`` the vocabulary lacks (``encode`` would make them <unk>): a target
+        text with any cannot be learned."""
+        return [piece for piece in self.tokenize(text) if piece not in self.encoder]
+
     def encode(self, text: str) -> list[int]:
         """Text -> ids. No <s> or </s> is added (Speech2Text2Tokenizer adds none); unknown subwords -> <unk>."""
         unk = self.encoder[self.unk_token]

@@ -51,7 +51,7 @@ import numpy as np
 
 from .audio import waveform
 from .backend import to_numpy
-from .errors import TraceError, WeightsError
+from .errors import InputError, TraceError, WeightsError
 from .weights import read_safetensors, write_safetensors
 
 FORMAT = "minis2t2-trace/1"
@@ -127,6 +127,9 @@ def trace(audio, model=None, out: str | Path | None = None, num_beams: int | Non
     tensors.update(record)
     tensors["output.ids"] = ids
     if labels is not None:
+        unknown = model.tokenizer.unknown_pieces(labels)
+        if unknown:
+            raise InputError(f"labels: the model's vocabulary cannot spell {labels[:60]!r} (no token for {unknown[:3]})")
         target = model.processor(text=labels)["labels"]  # (1, S): the text's ids, </s>
         gradients = {}
         loss, grads = model.loss_and_grads(inputs["input_values"], inputs.get("attention_mask"), labels=target,

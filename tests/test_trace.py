@@ -155,3 +155,13 @@ def test_trace_with_labels_records_the_loss_and_every_gradient(tmp_path):
     assert f"grad.encoder.encoder.layers.{layers - 1}" in tensors and "grad.decoder.lm_head" in tensors
     read, _ = load_trace(tmp_path / "t.safetensors")
     assert sorted(read) == sorted(tensors)
+
+
+def test_trace_labels_the_vocabulary_cannot_spell_are_a_usage_error(tmp_path, capsys):
+    from minis2t2.cli import main
+
+    sample = Path(__file__).resolve().parents[1] / "weights" / "numbers-en-de" / "samples" / \
+        "073_piper-en_US-joe-medium_16000.wav"
+    code = main(["trace", str(sample), "--out", str(tmp_path / "t.safetensors"), "--labels", "Hallo"])
+    assert code == 2 and "labels: the model's vocabulary cannot spell 'Hallo'" in capsys.readouterr().err
+    assert not (tmp_path / "t.safetensors").exists()
