@@ -11,6 +11,7 @@
 
 import importlib.util
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -27,11 +28,9 @@ if os.environ.get("CI"):
     settings.load_profile("ci")
 
 HAS_REFERENCE = all(importlib.util.find_spec(name) for name in ("torch", "transformers"))
-NEEDS_REFERENCE = [  # modules that import torch or transformers (directly or through reference.py)
-    "test_audio.py", "test_beam_scores.py", "test_checkpoints.py", "test_cli.py", "test_demo_model.py",
-    "test_demo_recipe.py", "test_device_backend.py", "test_fullsize.py", "test_hostile_files.py", "test_live.py",
-    "test_processor.py", "test_tokenizer.py", "test_trace.py",
-]
+# the modules that import torch or transformers at the top, directly or through reference.py
+NEEDS_REFERENCE = sorted(path.name for path in TESTS.glob("test_*.py") if re.search(
+    r"^(import torch|from torch|import transformers|from transformers|import reference)\b", path.read_text(), re.MULTILINE))
 collect_ignore = [] if HAS_REFERENCE else NEEDS_REFERENCE
 SLOW = {"test_fullsize.py", "test_packaging.py"}
 

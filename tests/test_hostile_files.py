@@ -340,21 +340,22 @@ GOOD_BIN = torch_bin_bytes(GOOD_STATE)
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(flips=st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 255)), max_size=4), cut=st.integers(0, 2000))
-@example(flips=[(1494, 0), (11870, 0)], cut=0)  # stored bytes flipped: torch refuses on the CRC, so must we
+@example(flips=[(1494, 0), (11870, 0)], cut=0)  # stored bytes flipped: loaded silently before the CRC check
 @example(flips=[(len(GOOD_BIN) - 38, 0xFF)], cut=0)  # in the ZIP64 end-of-directory locator: is_zipfile raised
-def test_fuzzed_bin_refused_or_equal_to_torch(tmp_path, flips, cut):
+@example(flips=[(18033, 16)], cut=0)  # a central-directory byte: torch 2.13 reads b as [140029562039792, ...]
+def test_fuzzed_bin_refused_or_undamaged(tmp_path, flips, cut):
+    """A damaged file is refused, or loads as the tensors it was written with: every byte minis2t2
+    uses (data.pkl, byteorder, each storage) is read whole or CRC-checked, so what loads is what
+    torch.save wrote. (torch itself is no oracle here: it loads some damaged files with other
+    numbers, as the last example shows.)"""
     path = write(tmp_path / "f.bin", damaged(GOOD_BIN, flips, cut))
     try:
         ours = read_torch_bin(path)
     except WeightsError:
         return
-    try:
-        theirs = torch.load(path, weights_only=True)
-    except Exception:  # noqa: BLE001 -- torch refused bytes minis2t2 never reads (another member's header):
-        theirs = GOOD_STATE  # then what we loaded must be the undamaged tensors
-    assert sorted(ours) == sorted(theirs)
+    assert sorted(ours) == sorted(GOOD_STATE)
     for name, (array, _) in ours.items():
-        np.testing.assert_array_equal(np.asarray(array), theirs[name].numpy())
+        np.testing.assert_array_equal(np.asarray(array), GOOD_STATE[name].numpy())
 
 
 OPCODES = [b"(", b")", b"]", b"}", b"N", b"\x88", b"\x89", b"K\x01", b"J\xff\xff\xff\xff", b"X\x01\x00\x00\x00a",
