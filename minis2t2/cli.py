@@ -134,8 +134,10 @@ def _finetune(args) -> int:
     tty = sys.stderr.isatty()
 
     def log(line: str) -> None:  # progress on stderr: one line redrawn on a terminal, every line otherwise
-        print(f"\r{line}" if tty and line.startswith("step ") else line, end="" if tty and line.startswith("step ")
-              else "\n", file=sys.stderr, flush=True)
+        if tty and line.startswith("step "):
+            print(f"\r{line}", end="", file=sys.stderr, flush=True)
+        else:
+            print(line, file=sys.stderr, flush=True)
 
     losses = finetune(args.model or default_model(), args.data, args.out, settings, log=log)
     if tty:

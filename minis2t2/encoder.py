@@ -130,13 +130,10 @@ def conv_stack(p, input_values, cfg: EncoderConfig, record=None):
     return x
 
 
-def conv_stack_backward(p, input_values, cfg: EncoderConfig, d_out, record=None) -> dict:
-    """Gradients of ``conv_stack``'s parameters: (B, N) audio, d_out (B, T, conv_dim[-1]) -> {name: grad}.
-
-    The forward is run again, keeping each layer's input and pre-activation; then, last layer
-    first: activation, norm, conv (no gradient is needed for the audio itself).
-    """
-    act, act_backward = ACTIVATIONS[cfg.feat_extract_activation], ACTIVATION_BACKWARDS[cfg.feat_extract_activation]
+def conv_stack_keeping_inputs(p, input_values, cfg: EncoderConfig):
+    """``conv_stack``, keeping what its backward needs: (B, N) -> (B, T, conv_dim[-1]) and, per
+    layer, (its input, the conv output, the norm's output)."""
+    act = ACTIVATIONS[cfg.feat_extract_activation]
     x, saved = input_values[:, :, None], []  # (B, N, 1)
     for i, layer in enumerate(p.conv_layers):
         conv = conv1d(x, layer.conv.weight, layer.conv.get("bias"), stride=cfg.conv_stride[i])  # (B, T_i, C_i)
@@ -148,6 +145,14 @@ def conv_stack_backward(p, input_values, cfg: EncoderConfig, d_out, record=None)
             normed = conv
         saved.append((x, conv, normed))
         x = act(normed)  # (B, T_i, C_i)
+    return x, saved
+
+
+def conv_stack_backward(p, saved, cfg: EncoderConfig, d_out, record=None) -> dict:
+    """Gradients of ``conv_stack``'s parameters from what ``conv_stack_keeping_inputs`` kept and
+    d_out (B, T, conv_dim[-1]) -> {name: grad}. Last layer first: activation, norm, conv (no
+    gradient is needed for the audio itself)."""
+    act_backward = ACTIVATION_BACKWARDS[cfg.feat_extract_activation]
     grads, d = {}, d_out
     for i in reversed(range(len(p.conv_layers))):
         layer, (x, conv, normed) = p.conv_layers[i], saved[i]
@@ -511,7 +516,7 @@ def encode_backward(p, input_values, sample_mask, cfg: EncoderConfig, d_hidden, 
     used only by SpecAugment in training, gets zeros). With ``record``, the gradient reaching each
     recorded activation is stored as "grad." + its name."""
     xp = array_module(input_values)
-    features = conv_stack(p.feature_extractor, input_values, cfg)  # (B, T, C_conv), whole: see conv_stack_backward
+    features, saved = conv_stack_keeping_inputs(p.feature_extractor, input_values, cfg)  # (B, T, C_conv), whole
     mask = None if sample_mask is None else frame_mask(sample_mask, features.shape[1], cfg)  # (B, T)
     projected = feature_projection(p.feature_projection, features, cfg)  # (B, T, C)
     record_to(record, "grad.encoder", d_hidden)
@@ -520,7 +525,7 @@ def encode_backward(p, input_values, sample_mask, cfg: EncoderConfig, d_hidden, 
     record_to(record, "grad.encoder.feature_projection", d)
     d, g = feature_projection_backward(p.feature_projection, features, cfg, d)
     grads |= prefixed("feature_projection", g)
-    grads |= prefixed("feature_extractor", conv_stack_backward(p.feature_extractor, input_values, cfg, d, record))
+    grads |= prefixed("feature_extractor", conv_stack_backward(p.feature_extractor, saved, cfg, d, record))
     if "masked_spec_embed" in p:
         grads["masked_spec_embed"] = xp.zeros_like(p.masked_spec_embed)
     return grads

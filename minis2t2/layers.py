@@ -30,7 +30,6 @@ def linear(p, x):
     return y
 
 
-
 def linear_backward(p, x, dy):
     """Gradients of y = x @ weight.T + bias.   x (*, C_in), dy (*, C_out) -> dx (*, C_in), {name: grad}
 
@@ -57,7 +56,6 @@ def layer_norm(p, x, eps: float):
     centered *= p.weight
     centered += p.bias
     return centered  # (*, C)
-
 
 
 def layer_norm_backward(p, x, dy, eps: float):
@@ -91,7 +89,6 @@ def group_norm(p, x, num_groups: int, eps: float = 1e-5):
     var = xp.square(g - mean).mean(axis=(1, 3), keepdims=True)  # (B, 1, G, 1)
     g = (g - mean) / xp.sqrt(var + eps)  # (B, T, G, C/G)
     return g.reshape(B, T, C) * p.weight + p.bias  # (B, T, C)
-
 
 
 def group_norm_backward(p, x, num_groups: int, dy, eps: float = 1e-5):
@@ -135,7 +132,6 @@ def conv1d(x, weight, bias, stride: int = 1, padding: int = 0, groups: int = 1):
     if bias is not None:
         y += bias  # in place: y is the matmul's fresh output
     return y
-
 
 
 def conv1d_backward(x, weight, bias, dy, stride: int = 1, padding: int = 0, groups: int = 1):
@@ -182,7 +178,6 @@ def gelu(x):
     return y
 
 
-
 def gelu_backward(x, dy):
     """d/dx [x Φ(x)] = Φ(x) + x φ(x), with φ the standard normal density.   x, dy (*) -> dx (*)"""
     xp = array_module(x)
@@ -197,7 +192,6 @@ def gelu_tanh(x):
     return 0.5 * x * (1.0 + xp.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x**3)))
 
 
-
 def gelu_tanh_backward(x, dy):
     """d/dx of 0.5 x (1 + tanh(u)), u = sqrt(2/π) (x + 0.044715 x³):
     0.5 (1 + tanh u) + 0.5 x (1 - tanh² u) sqrt(2/π) (1 + 3 · 0.044715 x²).   x, dy (*) -> dx (*)"""
@@ -209,7 +203,6 @@ def gelu_tanh_backward(x, dy):
 
 def relu(x):
     return array_module(x).maximum(x, 0)
-
 
 
 def relu_backward(x, dy):
@@ -256,7 +249,6 @@ def softmax(x, axis: int = -1):
     xp.exp(e, out=e)  # in place, as is the division: one temporary instead of three
     e /= e.sum(axis=axis, keepdims=True)
     return e
-
 
 
 def softmax_backward(y, dy, axis: int = -1):
@@ -308,7 +300,6 @@ def attend(q, k, v, bias=None, keep_weights: bool = True):
 
 
 ATTENTION_BLOCK_BYTES = 1 << 24  # 16 MiB of scores at once (softmax's temporaries: ~4x that)
-
 
 
 def attend_backward(q, k, v, weights, d_out):

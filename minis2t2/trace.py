@@ -71,7 +71,6 @@ def save_trace(path: str | Path, tensors: dict, metadata: dict) -> None:
     write_safetensors(path, {n: (a, DTYPE_NAMES[a.dtype]) for n, a in arrays.items()}, metadata=meta)
 
 
-
 def load_trace(path: str | Path) -> tuple[dict, dict]:
     """A trace file -> ({name: array} in model order, metadata)."""
     path = Path(path)

@@ -32,7 +32,6 @@ SAFETENSORS_DTYPES = {
 }
 
 
-
 MAX_HEADER_BYTES = 100_000_000  # the safetensors library's own limit on the JSON header
 
 
