@@ -1,7 +1,7 @@
 """The CuPy backend on a GPU: correctness first, then speed.
 
-    python benchmarks/gpu_check.py --out DIR     # on a machine with a GPU and CuPy (one run, under a minute on an H200)
-    python benchmarks/gpu_check.py --dry-run     # anywhere: tests/strict_xp.py stands in for CuPy, small sizes
+    python -m benchmarks.gpu_check --out DIR     # on a machine with a GPU and CuPy (one run, under a minute on an H200)
+    python -m benchmarks.gpu_check --dry-run     # anywhere: tests/strict_xp.py stands in for CuPy, small sizes
 
 1. Goldens on CuPy: every variant in tests/golden, teacher-forced with every intermediate and
    the loss, plus every generation case, against the values transformers 4.40.2 recorded (the
@@ -27,41 +27,30 @@ import argparse
 import json
 import os
 import platform
-import sys
 import tempfile
 import time
 from pathlib import Path
 
+os.environ.setdefault("CUPY_TF32", "0")  # plain fp32 matmuls, like the CPU reference, set before CuPy loads
+
 import numpy as np
 
-os.environ.setdefault("CUPY_TF32", "0")  # plain fp32 matmuls, like the CPU reference
-
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))  # tests/fullsize.py: the full-size architecture
-import fullsize
-
 import minis2t2
-from minis2t2.compare import compare_dicts, first_divergence
 from minis2t2.config import ModelConfig
 from minis2t2.loading import expected_weight_shapes
-from minis2t2.weights import read_safetensors, write_safetensors
+from minis2t2.weights import write_safetensors
+from tests import fullsize, goldens
+from tests.signals import speech_like
 
-GOLDEN = ROOT / "tests" / "golden"
 FULL_ENCODER, FULL_DECODER = fullsize.ENCODER, fullsize.DECODER  # the architecture of tests/test_fullsize.py
 SMALL_ENCODER = FULL_ENCODER | dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128,
                                     conv_dim=(32,) * 7, num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4)
 SMALL_DECODER = FULL_DECODER | dict(vocab_size=100, d_model=32, decoder_layers=2, decoder_ffn_dim=64)
 
 
-def speech_like(seconds: float, seed: int) -> np.ndarray:
-    """A deterministic test signal at 16 kHz: a few harmonics under a moving envelope, plus noise."""
-    rng = np.random.default_rng(seed)
-    t = np.arange(int(seconds * 16000)) / 16000
-    f0 = 120 + 30 * np.sin(2 * np.pi * 0.5 * t)
-    voice = sum(np.sin(2 * np.pi * k * np.cumsum(f0) / 16000) / k for k in range(1, 6))
-    envelope = 0.5 + 0.5 * np.sin(2 * np.pi * 3 * t) ** 2
-    return (0.3 * voice * envelope + 0.01 * rng.standard_normal(len(t))).astype(np.float32)
+def speech_seconds(seconds: float, seed: int) -> np.ndarray:
+    """``seconds`` of the suite's test signal (tests/signals.py) at 16 kHz."""
+    return speech_like(int(seconds * 16000), seed)
 
 
 def write_random_model(folder: Path, encoder: dict, decoder: dict) -> None:
@@ -94,29 +83,12 @@ def write_random_model(folder: Path, encoder: dict, decoder: dict) -> None:
 
 def check_goldens(device: str) -> list[str]:
     """Every golden variant on the device; returns the failures (empty: all agree)."""
-    manifest = json.loads((GOLDEN / "manifest.json").read_text())
-    failures = []
-    for variant, spec in sorted(manifest["variants"].items()):
-        model = minis2t2.load(GOLDEN / variant / "model", device=device)
-        golden = {name: np.asarray(a) for name, (a, _) in read_safetensors(GOLDEN / variant / "golden.safetensors").items()}
-        for split, n in (("single", 1), ("batch", 2)):
-            record = {}
-            out = model(golden[f"{split}/input_values"], golden.get(f"{split}/attention_mask"),
-                        labels=np.array(spec["labels"])[:n], record=record)
-            reference = {k[len(split) + 1 :]: v for k, v in golden.items() if k.startswith(split + "/")}
-            for key in ("input_values", "attention_mask", "loss"):
-                reference.pop(key, None)
-            bad = first_divergence(compare_dicts(reference, record, atol=manifest["atol"], rtol=manifest["rtol"]))
-            if bad is not None:
-                failures.append(f"{variant} {split}: {bad}")
-            loss = float(golden[f"{split}/loss"].reshape(-1)[0])
-            if abs(out.loss - loss) > 1e-5 * (1 + abs(loss)):
-                failures.append(f"{variant} {split}: loss {out.loss} vs {loss}")
-        for case, kwargs in spec["generation_cases"].items():
-            ids = model.generate(golden["batch/input_values"], golden.get("batch/attention_mask"), **kwargs)
-            if not np.array_equal(ids, golden[f"generate/{case}"]):
-                failures.append(f"{variant} generate/{case}: ids differ")
-    return failures
+    spec = goldens.manifest()
+    found = []
+    for variant, settings in sorted(spec["variants"].items()):
+        model, golden = goldens.load_variant(variant, device=device)
+        found += goldens.failures(model, golden, variant, settings, atol=spec["atol"], rtol=spec["rtol"])
+    return found
 
 
 def timed(fn, sync, repeats: int = 3) -> float:
@@ -146,7 +118,7 @@ def transformers_encoder_times(encoder: dict, seconds: list[float]) -> dict | st
     model = Wav2Vec2Model(Wav2Vec2Config(**encoder)).cuda().eval()
     out = {}
     for s in seconds:
-        x = torch.from_numpy(speech_like(s, 1)[None]).cuda()
+        x = torch.from_numpy(speech_seconds(s, 1)[None]).cuda()
         mask = torch.ones_like(x, dtype=torch.long)
         with torch.no_grad():
             out[s] = timed(lambda x=x, m=mask: model(x, attention_mask=m), torch.cuda.synchronize)
@@ -160,7 +132,7 @@ def main() -> None:
     args = p.parse_args()
 
     if args.dry_run:
-        import strict_xp
+        from tests import strict_xp
 
         minis2t2.loading.device_module = lambda name: strict_xp
         sync, pool_bytes, gpu = (lambda: None), (lambda: 0), "dry run: tests/strict_xp.py on the CPU"
@@ -184,7 +156,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as d:
         write_random_model(Path(d), encoder, decoder)
         cpu, dev = minis2t2.load(d), minis2t2.load(d, device="cuda")
-        inputs = cpu.processor(speech_like(6.0 if not args.dry_run else 1.0, 2), sampling_rate=16000)
+        inputs = cpu.processor(speech_seconds(6.0 if not args.dry_run else 1.0, 2), sampling_rate=16000)
         prefix = np.array([[2, 5, 77 % decoder["vocab_size"], 9]])
         ours = [m(inputs["input_values"], inputs["attention_mask"], decoder_input_ids=prefix) for m in (cpu, dev)]
         errors = {"encoder": float(np.abs(ours[0].encoder_last_hidden_state - ours[1].encoder_last_hidden_state).max()),
@@ -198,10 +170,10 @@ def main() -> None:
 
         rows = []
         for s in lengths:
-            x = dev.processor(speech_like(s, 1), sampling_rate=16000)
+            x = dev.processor(speech_seconds(s, 1), sampling_rate=16000)
             t = timed(lambda x=x: dev.encode(x["input_values"], x["attention_mask"]), sync)
             rows.append({"seconds": s, "encoder_s": t, "real_time_factor": s / t})
-        x = dev.processor(speech_like(decode_seconds, 3), sampling_rate=16000)
+        x = dev.processor(speech_seconds(decode_seconds, 3), sampling_rate=16000)
         run = {n: timed(lambda n=n: dev.generate(x["input_values"], x["attention_mask"], max_new_tokens=n,
                                                 min_new_tokens=n), sync) for n in (8, 40)}
         per_token_ms = 1e3 * (run[40] - run[8]) / 32

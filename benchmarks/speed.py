@@ -1,6 +1,6 @@
 """minis2t2 against transformers on the full-size s2t-wav2vec2-large-en-de architecture, one process.
 
-    pip install -e ".[test]" && python benchmarks/speed.py [--seconds 5 10 20 30] [--threads 2] [--repeats 3]
+    pip install -e ".[test]" && python -m benchmarks.speed [--seconds 5 10 20 30] [--threads 2] [--repeats 3]
 
 The architecture of tests/test_fullsize.py (wav2vec2-large encoder, 7-layer Speech2Text2 decoder,
 315 M parameters) with random weights from a fixed seed, saved as HF saves it and loaded by both.
@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import sys
 import tempfile
 import time
 import tracemalloc
@@ -33,12 +32,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
-import reference as R
-from fullsize import DECODER, ENCODER, write_vocab
-
 import minis2t2
+from tests import reference as R
+from tests.fullsize import DECODER, ENCODER, write_vocab
+from tests.signals import speech_like
 
 SHORT, LONG = 8, 40  # new tokens of the two decoding runs whose difference gives the per-token cost
 
@@ -109,7 +106,7 @@ def main() -> None:
         extractor = R.feature_extractor(Path(d))
         rows = []
         for seconds in args.seconds:
-            audio = R.test_audio(int(seconds * 16000), seed=11)
+            audio = speech_like(int(seconds * 16000), seed=11)
             inputs = extractor(audio, sampling_rate=16000, return_tensors="np")
             values, mask = inputs["input_values"], inputs["attention_mask"]
             t_hf, theirs = best_of(args.repeats, lambda x=inputs: hf_encoder(hf, x))
@@ -124,7 +121,7 @@ def main() -> None:
             print(f"encoder {seconds:>4.0f} s: transformers {t_hf:.2f} s, minis2t2 {t_ours:.2f} s "
                   f"(x{t_ours / t_hf:.2f}), peak {peak / 1e6:.0f} MB, max abs err {error:.1e}", flush=True)
 
-        inputs = extractor(R.test_audio(80000, seed=12), sampling_rate=16000, return_tensors="np")
+        inputs = extractor(speech_like(80000, seed=12), sampling_rate=16000, return_tensors="np")
         reuse_encoder_output(hf, ours, inputs)
         decoding = {}
         for beams in (1, 5):

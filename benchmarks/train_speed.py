@@ -1,6 +1,6 @@
 """One training step (forward, backward, AdamW) of minis2t2 against torch + transformers, one process.
 
-    pip install -e ".[test]" && python benchmarks/train_speed.py [--threads 2] [--repeats 3] [--skip-fullsize]
+    pip install -e ".[test]" && python -m benchmarks.train_speed [--threads 2] [--repeats 3] [--skip-fullsize]
 
 - the demo model (weights/numbers-en-de) on a batch of 10 clips of 2.5 s (its training batch);
 - the full-size s2t-wav2vec2-large-en-de architecture (tests/test_fullsize.py, random weights) on
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import platform
-import sys
 import tempfile
 import time
 import tracemalloc
@@ -27,14 +26,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
-import reference as R
-from fullsize import DECODER, ENCODER, write_vocab
-from transformers import SpeechEncoderDecoderModel
-
 import minis2t2
 from minis2t2.optim import AdamW
+from tests import reference as R
+from tests.fullsize import DECODER, ENCODER, write_vocab
+from tests.signals import speech_like
+
+ROOT = Path(__file__).resolve().parents[1]
+from transformers import SpeechEncoderDecoderModel
 
 DEMO = ROOT / "weights" / "numbers-en-de"
 
@@ -97,7 +96,7 @@ def main() -> None:
     rows = {}
     texts = ["dreiundsiebzig", "vierhundertneunundvierzig", "zwölf", "null", "hundert", "achtzehn",
              "neunhundertneunundneunzig", "sechzig", "einundzwanzig", "fünf"]
-    demo_audio = [R.test_audio(40000, seed=i) for i in range(10)]  # 10 x 2.5 s
+    demo_audio = [speech_like(40000, seed=i) for i in range(10)]  # 10 x 2.5 s
     rows["demo model, batch 10 x 2.5 s"] = step_pair(DEMO, demo_audio, texts, args.repeats)
     print(rows, flush=True)
     if not args.skip_fullsize:
@@ -106,7 +105,7 @@ def main() -> None:
             R.save_model(hf, Path(d), return_attention_mask=True)
             write_vocab(Path(d))
             del hf
-            rows["full-size architecture, batch 1 x 5 s"] = step_pair(Path(d), [R.test_audio(80000, seed=3)],
+            rows["full-size architecture, batch 1 x 5 s"] = step_pair(Path(d), [speech_like(80000, seed=3)],
                                                                       ["t1 t2 t3 t4 t5 t6"], args.repeats)
     print(f"\n{cpu_name()}, {args.threads} threads, torch {torch.__version__}, numpy {np.__version__}\n")
     print("| one training step | torch + transformers | minis2t2 | ratio | minis2t2 peak memory |")

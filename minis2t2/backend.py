@@ -23,16 +23,18 @@ from .errors import InputError
 
 
 def array_module(x) -> types.ModuleType:
-    """The array library that owns ``x``: numpy for NumPy arrays and Python numbers, else the
-    module that defines x's type (cupy for cupy.ndarray)."""
-    package = type(x).__module__.split(".")[0]
+    """The array library that owns ``x``: numpy for NumPy arrays and Python numbers, cupy for
+    cupy.ndarray (defined in cupy._core), else the module that defines x's type (a stand-in such as
+    tests/strict_xp.py)."""
+    module = type(x).__module__
+    package = module.split(".")[0]
     if package in ("numpy", "builtins"):
         return np
     if package.startswith("cupy"):
         import cupy
 
         return cupy
-    return sys.modules[package]
+    return sys.modules[module]
 
 
 def erf(x):

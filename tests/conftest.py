@@ -12,25 +12,24 @@
 import importlib.util
 import os
 import re
-import sys
 from pathlib import Path
 
 import pytest
 from hypothesis import settings
 
 TESTS = Path(__file__).resolve().parent
-sys.path.insert(0, str(TESTS))  # tests/reference.py: the transformers side
-
-GOLDEN = TESTS / "golden"
 
 settings.register_profile("ci", derandomize=True, database=None, print_blob=True)
 if os.environ.get("CI"):
     settings.load_profile("ci")
 
 HAS_REFERENCE = all(importlib.util.find_spec(name) for name in ("torch", "transformers"))
-# the modules that import torch or transformers at the top, directly or through reference.py
-NEEDS_REFERENCE = sorted(path.name for path in TESTS.glob("test_*.py") if re.search(
-    r"^(import torch|from torch|import transformers|from transformers|import reference)\b", path.read_text(), re.MULTILINE))
+# the modules that import torch or transformers at the top, directly or through tests/reference.py
+# or a tool built on them (tools/trace_transformers.py, the demo recipe)
+REFERENCE_IMPORT = (r"^(import torch|from torch|import transformers|from transformers"
+                    r"|from tests import .*\breference\b|from tests\.reference|from tools\.(trace_transformers|demo))\b")
+NEEDS_REFERENCE = sorted(path.name for path in TESTS.glob("test_*.py")
+                         if re.search(REFERENCE_IMPORT, path.read_text(), re.MULTILINE))
 collect_ignore = [] if HAS_REFERENCE else NEEDS_REFERENCE
 SLOW = {"test_fullsize.py", "test_packaging.py"}
 

@@ -173,13 +173,3 @@ def generate(model, input_values, attention_mask, **kwargs) -> np.ndarray:
             **kwargs,
         )
     return ids.numpy()
-
-
-def test_audio(n: int, seed: int) -> np.ndarray:
-    """A deterministic speech-like test signal: a few harmonics with a varying envelope, plus noise."""
-    rng = np.random.default_rng(seed)
-    t = np.arange(n) / 16000
-    f0 = 120 + 60 * rng.random()
-    wave = sum(np.sin(2 * np.pi * f0 * h * t + rng.random() * 6) / h for h in range(1, 6))
-    envelope = 0.5 + 0.5 * np.sin(2 * np.pi * 3 * t + rng.random() * 6)
-    return (0.3 * wave * envelope + 0.01 * rng.standard_normal(n)).astype(np.float32)

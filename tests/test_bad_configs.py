@@ -11,12 +11,12 @@ import shutil
 
 import numpy as np
 import pytest
-from conftest import GOLDEN
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import minis2t2
 from minis2t2 import ConfigError, InputError
+from tests.goldens import GOLDEN
 
 MODEL = GOLDEN / "large_layer_stable_proj" / "model"
 

@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile
-from conftest import GOLDEN
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from minis2t2.cli import main
+from tests.goldens import GOLDEN
 
 CORPUS = Path(__file__).resolve().parent / "broken_inputs"
 EXPECTED = json.loads((CORPUS / "expected.json").read_text())

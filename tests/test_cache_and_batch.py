@@ -7,12 +7,12 @@ Padded batch vs alone: atol 1e-4 (different matmul shapes reorder float32 sums).
 
 import numpy as np
 import pytest
-from conftest import GOLDEN
 from safetensors.numpy import load_file
 
 import minis2t2
 from minis2t2 import decoder as dec
 from minis2t2.layers import padding_bias
+from tests.goldens import GOLDEN
 
 LAYER_NORM_MODELS = ["large_layer_stable_proj", "hubert_noprojln", "noscale_gelunew_silu"]
 

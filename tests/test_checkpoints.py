@@ -12,16 +12,17 @@ import zipfile
 
 import numpy as np
 import pytest
-import reference as R
 import soundfile
 import torch
-from conftest import GOLDEN
 
 import minis2t2
 from minis2t2.checkpoint import convert, load_state_dict
 from minis2t2.cli import main
 from minis2t2.torch_bin import read_torch_bin
 from minis2t2.weights import WeightsError, read_safetensors, to_float
+from tests import reference as R
+from tests.goldens import GOLDEN
+from tests.signals import speech_like
 
 VOCAB = R.vocab_size()
 ENCODER = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=48, conv_dim=(16, 16),
@@ -38,7 +39,7 @@ def hf_model():
 
 @pytest.fixture(scope="module")
 def inputs():
-    audio = [R.test_audio(2000, 0), R.test_audio(1500, 1)]
+    audio = [speech_like(2000, 0), speech_like(1500, 1)]
     return R.feature_extractor(GOLDEN / "large_layer_stable_proj" / "model")(audio, sampling_rate=16000, padding=True,
                                                                            return_tensors="np")
 
@@ -225,7 +226,7 @@ def test_hub_id_resolves_from_offline_cache(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)
     model = minis2t2.load("someone/tiny-s2t")
     reference = minis2t2.load(GOLDEN / "large_layer_stable_proj" / "model")
-    audio = R.test_audio(3000, 9)
+    audio = speech_like(3000, 9)
     assert model.translate(audio, sampling_rate=16000) == reference.translate(audio, sampling_rate=16000)
     assert main(["download", "someone/tiny-s2t"]) == 0
     assert "models--someone--tiny-s2t/snapshots" in capsys.readouterr().out

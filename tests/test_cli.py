@@ -5,11 +5,12 @@ import subprocess
 import sys
 
 import numpy as np
-import reference as R
-from conftest import GOLDEN
 
 import minis2t2
 from minis2t2.cli import main
+from tests import reference as R
+from tests.goldens import GOLDEN
+from tests.signals import speech_like
 
 MODEL = GOLDEN / "large_layer_stable_proj" / "model"
 
@@ -17,7 +18,7 @@ MODEL = GOLDEN / "large_layer_stable_proj" / "model"
 def test_translate_json_matches_transformers(tmp_path, capsys):
     import soundfile
 
-    audio = R.test_audio(4000, seed=3)
+    audio = speech_like(4000, seed=3)
     soundfile.write(tmp_path / "a.wav", audio, 16000, subtype="FLOAT")
     assert main(["translate", str(tmp_path / "a.wav"), "--model", str(MODEL), "--json", "--num-beams", "2"]) == 0
     line = json.loads(capsys.readouterr().out)
@@ -46,7 +47,7 @@ def test_array_and_file_at_8khz_translate_alike(tmp_path):
     import soundfile
 
     model = minis2t2.load(MODEL)
-    at_8k = R.test_audio(16000, seed=4)[::2]
+    at_8k = speech_like(16000, seed=4)[::2]
     soundfile.write(tmp_path / "a.wav", at_8k, 8000, subtype="FLOAT")
     assert model.translate(at_8k.astype(np.float64), sampling_rate=8000) == model.translate(tmp_path / "a.wav")
 
@@ -54,11 +55,11 @@ def test_array_and_file_at_8khz_translate_alike(tmp_path):
 def test_inspect_prints_every_activation_and_the_steps(tmp_path, capsys):
     import soundfile
 
-    soundfile.write(tmp_path / "a.wav", R.test_audio(4000, seed=4), 16000, subtype="FLOAT")
+    soundfile.write(tmp_path / "a.wav", speech_like(4000, seed=4), 16000, subtype="FLOAT")
     assert main(["inspect", str(tmp_path / "a.wav"), "--model", str(MODEL)]) == 0
     out = capsys.readouterr().out
     model = minis2t2.load(MODEL)
-    inputs = model.processor(R.test_audio(4000, seed=4), sampling_rate=16000)
+    inputs = model.processor(speech_like(4000, seed=4), sampling_rate=16000)
     record = {}
     ids = model.generate(inputs["input_values"], inputs["attention_mask"], record=record)
     names = [line.split()[0] for line in out.splitlines() if line.split() and line.split()[0] in record]
@@ -72,7 +73,7 @@ def test_inspect_prints_every_activation_and_the_steps(tmp_path, capsys):
 def test_a_bad_file_does_not_stop_the_batch(tmp_path, capsys):
     import soundfile
 
-    soundfile.write(tmp_path / "a.wav", R.test_audio(4000, seed=3), 16000, subtype="FLOAT")
+    soundfile.write(tmp_path / "a.wav", speech_like(4000, seed=3), 16000, subtype="FLOAT")
     (tmp_path / "bad.wav").write_bytes(b"RIFF not really a wav")
     (tmp_path / "adir").mkdir()
     files = [tmp_path / "a.wav", tmp_path / "bad.wav", tmp_path / "adir", tmp_path / "a.wav"]

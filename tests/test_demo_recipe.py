@@ -5,7 +5,6 @@ and the recorded evaluation words' usage error when their Debian package is miss
 
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,15 +15,13 @@ from transformers import Speech2Text2Tokenizer, SpeechEncoderDecoderModel
 
 import minis2t2
 from minis2t2.loading import DEFAULT_MODEL_NAME
+from tools.demo import data, train
+from tools.demo.bpe import SPECIALS, learn_merges
+from tools.demo.spell import english, german, german_parts
+from tools.demo.train import Batches, build_model, channels_last_feature_encoder, grow_encoder
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "weights" / DEFAULT_MODEL_NAME
-sys.path.insert(0, str(ROOT / "tools" / "demo"))
-import data
-import train
-from bpe import SPECIALS, learn_merges
-from spell import english, german, german_parts
-from train import Batches, build_model, channels_last_feature_encoder, grow_encoder
 
 
 def test_german_matches_num2words():

@@ -7,14 +7,15 @@ import sys
 
 import numpy as np
 import pytest
-import reference as R
-import strict_xp
-from conftest import GOLDEN
 
 import minis2t2
 from minis2t2 import InputError, layers
 from minis2t2.cli import main
+from tests import strict_xp
+from tests.goldens import GOLDEN
+from tests.signals import speech_like
 
+ROOT = GOLDEN.parents[1]
 MODEL = GOLDEN / "large_layer_stable_proj" / "model"
 
 
@@ -35,7 +36,7 @@ def test_weights_live_on_the_device(on_device):
 @pytest.mark.parametrize("num_beams,per_step", [(1, 1), (4, 2)])
 def test_generation_brings_back_a_few_numbers_per_step(on_device, num_beams, per_step):
     """Greedy: the chosen ids (1 array of B). Beam search: the 2K best candidates' ids and scores."""
-    audio = [R.test_audio(6000, 3), R.test_audio(4000, 4)]
+    audio = [speech_like(6000, 3), speech_like(4000, 4)]
     inputs = on_device.processor(audio, sampling_rate=16000)
     strict_xp.transfers = 0
     ids = on_device.generate(inputs["input_values"], inputs["attention_mask"], num_beams=num_beams,
@@ -54,7 +55,7 @@ def test_a_numpy_call_on_the_hot_path_is_caught(on_device, monkeypatch):
 
     monkeypatch.setattr(layers, "softmax", softmax_on_numpy)
     with pytest.raises(TypeError):
-        on_device.translate(R.test_audio(4000, 5), sampling_rate=16000)
+        on_device.translate(speech_like(4000, 5), sampling_rate=16000)
 
 
 def test_cuda_without_cupy_is_a_clear_error(monkeypatch, capsys, tmp_path):
@@ -64,7 +65,7 @@ def test_cuda_without_cupy_is_a_clear_error(monkeypatch, capsys, tmp_path):
     audio = tmp_path / "a.wav"
     import soundfile
 
-    soundfile.write(audio, R.test_audio(4000, 6), 16000)
+    soundfile.write(audio, speech_like(4000, 6), 16000)
     assert main(["translate", "--model", str(MODEL), "--device", "cuda", str(audio)]) == 2
     err = capsys.readouterr().err
     assert "needs CuPy" in err and len(err.strip().splitlines()) == 1
@@ -78,7 +79,6 @@ def test_gpu_check_script_runs_with_only_what_the_gpu_machine_has(tmp_path):
     import json
     import subprocess
 
-    script = GOLDEN.parents[1] / "benchmarks" / "gpu_check.py"
     blocked = ("soundfile", "safetensors", "transformers", "torch")
     code = (f"import importlib.abc, runpy, sys\n"
             f"class Absent(importlib.abc.MetaPathFinder):\n"
@@ -86,8 +86,8 @@ def test_gpu_check_script_runs_with_only_what_the_gpu_machine_has(tmp_path):
             f"        if name.split('.')[0] in {blocked!r}: raise ImportError(f'{{name}} is not installed')\n"
             f"sys.meta_path.insert(0, Absent())\n"
             f"sys.argv = ['gpu_check.py', '--dry-run', '--out', {str(tmp_path)!r}]; "
-            f"runpy.run_path({str(script)!r}, run_name='__main__')")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+            f"runpy.run_module('benchmarks.gpu_check', run_name='__main__', alter_sys=True)")
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
     report = json.loads((tmp_path / "gpu_check.json").read_text())
     assert report["goldens"]["failures"] == []

@@ -26,9 +26,9 @@ def test_architecture_png_is_what_the_code_draws_from_the_shipped_config():
 
     cfg = ModelConfig.from_file(ROOT / "weights" / "numbers-en-de" / "config.json")
     stored = Image.open(ROOT / "docs" / "architecture.png").text.get("Description")
-    assert stored is not None, "docs/architecture.png has no Description: run python tools/draw_architecture.py"
+    assert stored is not None, "docs/architecture.png has no Description: run python -m tools.draw_architecture"
     expected = [list(row) for row in architecture_rows(cfg)]
-    assert json.loads(stored) == expected, "docs/architecture.png is stale: run python tools/draw_architecture.py"
+    assert json.loads(stored) == expected, "docs/architecture.png is stale: run python -m tools.draw_architecture"
 
 
 def test_architecture_rows_follow_the_config():

@@ -5,10 +5,10 @@ import shutil
 
 import numpy as np
 import pytest
-from conftest import GOLDEN
 
 import minis2t2
 from minis2t2 import AudioError, ConfigError, WeightsError
+from tests.goldens import GOLDEN
 
 MODEL = GOLDEN / "large_layer_stable_proj" / "model"
 

@@ -14,12 +14,13 @@ abs error is 2.8e-5 (tools/fullsize_report.py prints the fp32/fp64 error table).
 
 import numpy as np
 import pytest
-import reference as R
 import torch
-from fullsize import DECODER, ENCODER, write_vocab
 
 import minis2t2
 from minis2t2.compare import compare_dicts, first_divergence, report
+from tests import reference as R
+from tests.fullsize import DECODER, ENCODER, write_vocab
+from tests.signals import speech_like
 
 ATOL = RTOL = 1e-4
 
@@ -38,7 +39,7 @@ def fullsize(tmp_path_factory):
              for k, v in model.state_dict().items()}
     torch.save(state, legacy / "pytorch_model.bin")
     del state
-    audio = R.test_audio(96000, seed=11)  # 6 s
+    audio = speech_like(96000, seed=11)  # 6 s
     inputs = R.feature_extractor(st)(audio, sampling_rate=16000, return_tensors="np")
     prefix = np.array([[2, 5, 77, 1000, 9]])
     acts, _ = R.record(model, inputs["input_values"], inputs["attention_mask"], decoder_input_ids=prefix)

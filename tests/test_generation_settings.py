@@ -13,19 +13,20 @@ import shutil
 
 import numpy as np
 import pytest
-import reference as R
 import torch
-from conftest import GOLDEN
 from safetensors.numpy import load_file, save_file
 from transformers import SpeechEncoderDecoderModel
 
 import minis2t2
+from tests import reference as R
+from tests.goldens import GOLDEN
+from tests.signals import speech_like
 
 VARIANT = GOLDEN / "large_layer_stable_proj" / "model"
 
 
 def inputs_for(model):
-    return model.processor([R.test_audio(3000, 5), R.test_audio(2000, 6)], sampling_rate=16000)
+    return model.processor([speech_like(3000, 5), speech_like(2000, 6)], sampling_rate=16000)
 
 
 def hf_generate(hf, inputs, **kwargs):

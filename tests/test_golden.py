@@ -8,18 +8,14 @@ Every test runs twice: on NumPy, and with the weights on tests/strict_xp.py, the
 CuPy (device="cuda"), which fails any layer that hands a device array to NumPy.
 """
 
-import json
-
 import numpy as np
 import pytest
-import strict_xp
-from conftest import GOLDEN
-from safetensors.numpy import load_file
 
 import minis2t2
 from minis2t2.compare import compare_dicts, first_divergence, report
+from tests import goldens, strict_xp
 
-MANIFEST = json.loads((GOLDEN / "manifest.json").read_text())
+MANIFEST = goldens.manifest()
 VARIANTS = sorted(MANIFEST["variants"])
 CASES = [(v, c) for v in VARIANTS for c in MANIFEST["variants"][v]["generation_cases"]]
 
@@ -31,8 +27,7 @@ def loaded(request):
         if request.param == "strict_xp":
             m.setattr(minis2t2.loading, "device_module", lambda name: strict_xp)
             device = "cuda"
-        return {v: (minis2t2.load(GOLDEN / v / "model", device=device),
-                    load_file(str(GOLDEN / v / "golden.safetensors"))) for v in VARIANTS}
+        return {v: goldens.load_variant(v, device=device) for v in VARIANTS}
 
 
 def _inputs(model, golden, split):
@@ -55,25 +50,18 @@ def test_processor(loaded, variant, split):
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_every_intermediate(loaded, variant, split):
     model, golden = loaded[variant]
-    labels = np.array(MANIFEST["variants"][variant]["labels"])[: 1 if split == "single" else 2]
-    record = {}
-    out = model(golden[f"{split}/input_values"], golden.get(f"{split}/attention_mask"), labels=labels, record=record)
-    prefix = f"{split}/"
-    reference = {k[len(prefix):]: v for k, v in golden.items() if k.startswith(prefix)}
-    for key in ("input_values", "attention_mask", "loss"):
-        reference.pop(key, None)
+    out, record, reference, loss = goldens.teacher_forced(model, golden, MANIFEST["variants"][variant]["labels"], split)
     assert set(record) == set(reference), "minis2t2 and the reference record different module paths"
     rows = compare_dicts(reference, record, atol=MANIFEST["atol"], rtol=MANIFEST["rtol"])
     assert first_divergence(rows) is None, report(rows)
     np.testing.assert_allclose(out.logits, reference["decoder.lm_head"], atol=MANIFEST["atol"], rtol=MANIFEST["rtol"])
-    np.testing.assert_allclose(out.loss, golden[f"{split}/loss"], atol=1e-5, rtol=1e-5)
+    np.testing.assert_allclose(out.loss, loss, atol=1e-5, rtol=1e-5)
 
 
 @pytest.mark.parametrize("variant,case", CASES)
 def test_generation(loaded, variant, case):
     model, golden = loaded[variant]
-    kwargs = MANIFEST["variants"][variant]["generation_cases"][case]
-    ids = model.generate(golden["batch/input_values"], golden.get("batch/attention_mask"), **kwargs)
+    ids = goldens.generated(model, golden, MANIFEST["variants"][variant]["generation_cases"][case])
     np.testing.assert_array_equal(ids, golden[f"generate/{case}"])
 
 
@@ -82,3 +70,15 @@ def test_generation_single(loaded, variant):
     model, golden = loaded[variant]
     ids = model.generate(golden["single/input_values"], golden.get("single/attention_mask"))
     np.testing.assert_array_equal(ids, golden["generate/single_greedy"])
+
+
+def test_goldens_failures_names_a_broken_variant(loaded):
+    """The summary the GPU check relies on finds a wrong weight and agrees when nothing is wrong."""
+    variant = VARIANTS[0]
+    model, golden = loaded[variant]
+    spec = MANIFEST["variants"][variant]
+    assert goldens.failures(model, golden, variant, spec, MANIFEST["atol"], MANIFEST["rtol"]) == []
+    broken = dict(golden)
+    broken["batch/decoder.lm_head"] = golden["batch/decoder.lm_head"] + 1e-2
+    found = goldens.failures(model, broken, variant, spec, MANIFEST["atol"], MANIFEST["rtol"])
+    assert len(found) == 1 and found[0].startswith(f"{variant} batch: ") and "lm_head" in found[0], found

@@ -18,7 +18,6 @@ import zipfile
 import numpy as np
 import pytest
 import torch
-from conftest import GOLDEN
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from safetensors.numpy import load as st_load
@@ -28,6 +27,7 @@ import minis2t2
 from minis2t2 import InputError, WeightsError
 from minis2t2.torch_bin import read_torch_bin
 from minis2t2.weights import read_safetensors
+from tests.goldens import GOLDEN
 
 MODEL = GOLDEN / "large_layer_stable_proj" / "model"
 

@@ -7,22 +7,20 @@ drawn with std 0.2 (tests/reference.py) so the logits are peaked and ids do not 
 float rounding between near-tied tokens.
 """
 
-import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
 import pytest
-import reference as R
 import torch
-from conftest import GOLDEN
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import minis2t2
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
-from trace_transformers import attention_tensors
+from tests import reference as R
+from tests.goldens import GOLDEN
+from tests.signals import speech_like
+from tools.trace_transformers import attention_tensors
 
 VOCAB = R.vocab_size()
 
@@ -80,7 +78,7 @@ def test_random_models_match_transformers(case):
         R.save_model(model_hf, Path(d), return_attention_mask=use_mask)
         fe = R.feature_extractor(Path(d))
         model = minis2t2.load(d)
-    audio = [R.test_audio(n, seed + i) for i, n in enumerate(lengths)]
+    audio = [speech_like(n, seed + i) for i, n in enumerate(lengths)]
     inputs = fe(audio, sampling_rate=16000, padding=True, return_tensors="np")
     mask = inputs.get("attention_mask")
     ours = model.processor(audio, sampling_rate=16000)
@@ -113,7 +111,7 @@ def test_generation_attentions_match_transformers(variant, kwargs):
 
     folder = GOLDEN / variant / "model"
     model, hf = minis2t2.load(folder), SpeechEncoderDecoderModel.from_pretrained(str(folder)).eval()
-    inputs = model.processor([R.test_audio(3000, 5), R.test_audio(2000, 6)], sampling_rate=16000)
+    inputs = model.processor([speech_like(3000, 5), speech_like(2000, 6)], sampling_rate=16000)
     record = {}
     ids = model.generate(inputs["input_values"], inputs.get("attention_mask"), record=record, **kwargs)
     mask = inputs.get("attention_mask")
@@ -155,7 +153,7 @@ def test_beam_scoring_matches_transformers(variant):
 
     folder = GOLDEN / variant / "model"
     model, hf = minis2t2.load(folder), SpeechEncoderDecoderModel.from_pretrained(str(folder)).eval()
-    inputs = model.processor([R.test_audio(n, seed) for seed, n in enumerate((3000, 2200, 2600))], sampling_rate=16000)
+    inputs = model.processor([speech_like(n, seed) for seed, n in enumerate((3000, 2200, 2600))], sampling_rate=16000)
     mask = inputs.get("attention_mask")
     greedy = R.generate(hf, inputs["input_values"], mask, max_new_tokens=9)
     frequent = [int(t) for t, _ in sorted(zip(*np.unique(greedy[:, 1:], return_counts=True)), key=lambda tc: -tc[1])]
@@ -180,7 +178,7 @@ def test_eos_at_rank_k_is_not_a_hypothesis():
 
     folder = GOLDEN / "large_layer_stable_proj" / "model"
     model, hf = minis2t2.load(folder), SpeechEncoderDecoderModel.from_pretrained(str(folder)).eval()
-    inputs = model.processor([R.test_audio(n, seed) for seed, n in enumerate((3000, 2200, 2600))], sampling_rate=16000)
+    inputs = model.processor([speech_like(n, seed) for seed, n in enumerate((3000, 2200, 2600))], sampling_rate=16000)
     kwargs = {"num_beams": 4, "num_return_sequences": 4, "eos_token_id": 14, "max_new_tokens": 9}
     expected = R.generate(hf, inputs["input_values"], inputs["attention_mask"], **kwargs)
     np.testing.assert_array_equal(model.generate(inputs["input_values"], inputs["attention_mask"], **kwargs), expected)
@@ -196,7 +194,7 @@ def test_random_models_gradients_match_torch(case):
     with tempfile.TemporaryDirectory() as d:
         R.save_model(model_hf, Path(d), return_attention_mask=use_mask)
         model = minis2t2.load(d, dtype="float64")
-    audio = [R.test_audio(n, seed + i) for i, n in enumerate(lengths)]
+    audio = [speech_like(n, seed + i) for i, n in enumerate(lengths)]
     inputs = model.processor(audio, sampling_rate=16000)
     mask = inputs.get("attention_mask")
     labels = np.random.default_rng(seed).integers(3, VOCAB, size=(len(audio), 5))

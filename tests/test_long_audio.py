@@ -56,9 +56,8 @@ def test_conv_stack_in_slices_gives_the_same_frames(monkeypatch):
     """A layer-norm conv stack run on overlapping slices of the audio (7 frames each, so the slice
     borders fall everywhere) gives the frames of one pass, and the same record of every conv
     layer, for every padded item of a batch."""
-    from conftest import GOLDEN
-
     from minis2t2 import encoder
+    from tests.goldens import GOLDEN
 
     model = minis2t2.load(GOLDEN / "large_layer_stable_proj" / "model")
     assert model.config.encoder.feat_extract_norm == "layer"

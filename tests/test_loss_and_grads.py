@@ -15,12 +15,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import reference as R
 import torch
-from conftest import GOLDEN
 from transformers import SpeechEncoderDecoderModel
 
 import minis2t2
+from tests.goldens import GOLDEN
+from tests.signals import speech_like
 
 VARIANTS = sorted(p.name for p in GOLDEN.iterdir() if (p / "model").is_dir())
 
@@ -48,7 +48,7 @@ def torch_grads(folder: Path, dtype, inputs):
 def test_loss_and_grads_match_torch_autograd(variant, dtype, tol):
     folder = GOLDEN / variant / "model"
     model = minis2t2.load(folder, dtype=dtype)
-    inputs = model.processor([R.test_audio(3000, 5), R.test_audio(2000, 6)], sampling_rate=16000,
+    inputs = model.processor([speech_like(3000, 5), speech_like(2000, 6)], sampling_rate=16000,
                              text=["a b c", "d"])
     loss, grads = model.loss_and_grads(inputs["input_values"], inputs.get("attention_mask"), labels=inputs["labels"])
     expected_loss, expected = torch_grads(folder, dtype, inputs)
@@ -77,7 +77,7 @@ def test_loss_and_grads_match_finite_differences(variant):
     (h = 1e-5: truncation ~1e-10, rounding ~1e-16 * loss / h ~ 1e-10): an independent check of the
     derivation that does not rely on torch."""
     model = minis2t2.load(GOLDEN / variant / "model", dtype="float64")
-    inputs = model.processor([R.test_audio(3000, 5), R.test_audio(2000, 6)], sampling_rate=16000,
+    inputs = model.processor([speech_like(3000, 5), speech_like(2000, 6)], sampling_rate=16000,
                              text=["a b c", "d"])
     args = (inputs["input_values"], inputs.get("attention_mask"))
     _, grads = model.loss_and_grads(*args, labels=inputs["labels"])
@@ -134,7 +134,7 @@ def test_activation_gradients_match_torch(variant):
     against torch's, float64, within 1e-9 of the largest."""
     folder = GOLDEN / variant / "model"
     model = minis2t2.load(folder, dtype="float64")
-    inputs = model.processor([R.test_audio(3000, 5), R.test_audio(2000, 6)], sampling_rate=16000,
+    inputs = model.processor([speech_like(3000, 5), speech_like(2000, 6)], sampling_rate=16000,
                              text=["a b c", "d"])
     record = {}
     model.loss_and_grads(inputs["input_values"], inputs.get("attention_mask"), labels=inputs["labels"], record=record)

@@ -3,12 +3,12 @@ in as labels (ids then </s>, padded with -100), ids out as text. The labels give
 own loss."""
 
 import pytest
-import reference as R
 import torch
-from conftest import GOLDEN
 from transformers import Speech2Text2Tokenizer, SpeechEncoderDecoderModel
 
 import minis2t2
+from tests.goldens import GOLDEN
+from tests.signals import speech_like
 
 MODEL = GOLDEN / "large_layer_stable_proj" / "model"
 TEXTS = ["drei und zwanzig", "einhundert", "zwei"]
@@ -32,7 +32,7 @@ def test_text_in_matches_the_hf_tokenizer(model):
 
 
 def test_labels_from_text_give_transformers_loss(model):
-    waves = [R.test_audio(n, seed) for n, seed in ((5000, 1), (3000, 2), (4000, 3))]
+    waves = [speech_like(n, seed) for n, seed in ((5000, 1), (3000, 2), (4000, 3))]
     inputs = model.processor(waves, sampling_rate=16000, text=TEXTS)
     ours = model(inputs["input_values"], inputs.get("attention_mask"), labels=inputs["labels"]).loss
     hf = SpeechEncoderDecoderModel.from_pretrained(str(MODEL)).eval()

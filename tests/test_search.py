@@ -6,11 +6,11 @@ with many ties and with -inf (tokens a logits processor forbids). Exact equality
 """
 
 import numpy as np
-import strict_xp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from minis2t2.generation import best_first
+from tests import strict_xp
 
 # few distinct values, so that ties are the rule, including at the n-th place
 VALUES = [-np.inf, -1e9, -3.5, -2.0, -2.0, -0.25, 0.0, 1.5]

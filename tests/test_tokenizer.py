@@ -2,12 +2,12 @@
 
 import json
 
-import reference as R
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from transformers import Speech2Text2Tokenizer
 
 from minis2t2.tokenizer import Tokenizer
+from tests import reference as R
 
 HF_TEST_VOCAB = "<s> <pad> </s> <unk> here@@ a couple of@@ words for the he@@ re@@ vocab".split()
 

@@ -8,16 +8,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import reference as R
 import soundfile
-from conftest import GOLDEN
 
 import minis2t2
 from minis2t2.cli import main
 from minis2t2.trace import load_trace
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
-from trace_transformers import trace_transformers
+from tests.goldens import GOLDEN
+from tests.signals import speech_like
+from tools.trace_transformers import trace_transformers
 
 MODEL = GOLDEN / "large_layer_stable_proj" / "model"
 
@@ -25,7 +23,7 @@ MODEL = GOLDEN / "large_layer_stable_proj" / "model"
 @pytest.fixture(scope="module")
 def audio_file(tmp_path_factory):
     path = tmp_path_factory.mktemp("audio") / "a.wav"
-    soundfile.write(path, R.test_audio(6000, seed=21), 22050, subtype="PCM_16")  # resampled on the way in
+    soundfile.write(path, speech_like(6000, seed=21), 22050, subtype="PCM_16")  # resampled on the way in
     return path
 
 

@@ -7,13 +7,13 @@ ten updates; float32: to 1e-4.
 
 import numpy as np
 import pytest
-import reference as R
 import torch
-from conftest import GOLDEN
 from transformers import SpeechEncoderDecoderModel, get_linear_schedule_with_warmup
 
 import minis2t2
 from minis2t2.optim import FEATURE_ENCODER, AdamW, clip_grad_norm, linear_warmup_decay
+from tests.goldens import GOLDEN
+from tests.signals import speech_like
 
 STEPS, WARMUP, LR, WEIGHT_DECAY, MAX_NORM = 10, 3, 3e-3, 0.01, 0.5
 
@@ -68,7 +68,7 @@ def minis2t2_losses(model, inputs, freeze):
 def test_ten_training_steps_match_torch(variant, dtype, freeze, rtol):
     folder = GOLDEN / variant / "model"
     model = minis2t2.load(folder, dtype=dtype)
-    inputs = model.processor([R.test_audio(3000, 5), R.test_audio(2000, 6)], sampling_rate=16000,
+    inputs = model.processor([speech_like(3000, 5), speech_like(2000, 6)], sampling_rate=16000,
                              text=["a b c", "d"])
     ours = minis2t2_losses(model, inputs, freeze)
     theirs = torch_losses(folder, inputs, dtype, freeze)

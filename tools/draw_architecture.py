@@ -1,6 +1,6 @@
 """Draw docs/architecture.png: the whole pipeline with the shapes of the shipped demo model.
 
-    pip install -e ".[notebooks]" && python tools/draw_architecture.py
+    pip install -e ".[notebooks]" && python -m tools.draw_architecture
 
 Every number in it comes from weights/numbers-en-de/config.json through
 minis2t2.plots.architecture_rows (1 s of audio at the feature extractor's rate); the rows'

@@ -5,10 +5,9 @@
 2. Loading: seconds for minis2t2.load of the memory-mapped model.safetensors.
 3. Trace: size and time of `minis2t2 trace` for 10 s of audio, greedy, 20 new tokens.
 
-Needs the test extra.   python tools/fullsize_report.py
+Needs the test extra.   python -m tools.fullsize_report
 """
 
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -16,12 +15,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
-import reference as R
-from fullsize import DECODER, ENCODER, write_vocab
-
 import minis2t2
+from tests import reference as R
+from tests.fullsize import DECODER, ENCODER, write_vocab
+from tests.signals import speech_like
 
 IDS = np.array([[2, 5, 77, 1000, 9]])
 
@@ -43,7 +40,7 @@ def main():
     with tempfile.TemporaryDirectory() as d:
         R.save_model(model, Path(d), return_attention_mask=True)
         write_vocab(Path(d))
-        inputs = R.feature_extractor(Path(d))(R.test_audio(96000, seed=11), sampling_rate=16000, return_tensors="np")
+        inputs = R.feature_extractor(Path(d))(speech_like(96000, seed=11), sampling_rate=16000, return_tensors="np")
         results = {"HF fp32": hf_run(model, inputs, torch.float32)}
         results["HF fp64"] = hf_run(model.double(), inputs, torch.float64)
         size_gb = (Path(d) / "model.safetensors").stat().st_size / 1e9
@@ -53,7 +50,7 @@ def main():
             if dtype == "float32":
                 load_seconds = time.time() - t
                 t = time.time()
-                minis2t2.trace(R.test_audio(160000, seed=12), model=ours, out=Path(d) / "trace.safetensors",
+                minis2t2.trace(speech_like(160000, seed=12), model=ours, out=Path(d) / "trace.safetensors",
                                num_beams=1, max_new_tokens=20, sampling_rate=16000)
                 trace_seconds, trace_mb = time.time() - t, (Path(d) / "trace.safetensors").stat().st_size / 1e6
             t = time.time()

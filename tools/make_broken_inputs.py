@@ -1,6 +1,6 @@
 """Write tests/broken_inputs/: small audio files that are broken in the ways real files are.
 
-    python tools/make_broken_inputs.py
+    python -m tools.make_broken_inputs
 
 Each file's expected error (a fragment of minis2t2's one-line message) is in expected.json;
 tests/test_broken_inputs.py translates every file and checks it. Regenerating gives the same bytes.

@@ -7,14 +7,13 @@ every intermediate under its HF module path (forward hooks), logits and loss, an
 several greedy and beam-search configurations. The reference produces every value here;
 minis2t2 is not imported.
 
-    python tools/make_goldens.py            # rewrites tests/golden/ (~2 MB)
+    python -m tools.make_goldens            # rewrites tests/golden/ (~2 MB)
 """
 
 from __future__ import annotations
 
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -22,9 +21,10 @@ import torch
 import transformers
 from safetensors.numpy import save_file
 
+from tests import reference as R
+from tests.signals import speech_like
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
-import reference as R
 
 OUT = ROOT / "tests" / "golden"
 ATOL = RTOL = 1e-4  # fp32; observed differences are ~5e-6 on unit-scale activations (summation order)
@@ -100,7 +100,7 @@ def main() -> None:
                 "compare with |minis2t2 - golden| <= atol + rtol*|golden|, ids exactly",
         "variants": {},
     }
-    audio = [R.test_audio(3200, seed=0), R.test_audio(2400, seed=1)]
+    audio = [speech_like(3200, seed=0), speech_like(2400, seed=1)]
     labels = np.array([[5, 6, 7, 2, -100], [8, 9, 2, -100, -100]], dtype=np.int64)
     V = R.vocab_size()
     for seed, (name, v) in enumerate(VARIANTS.items()):

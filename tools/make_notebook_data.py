@@ -1,6 +1,6 @@
 """Write notebooks/data/: small files the notebooks read, made by the reference libraries.
 
-    python tools/make_notebook_data.py
+    python -m tools.make_notebook_data
 
 - tiny_state_dict.bin: torch.save of a 2-tensor state dict, as a PyTorch checkpoint stores
   it (a zip holding data.pkl and one file per storage), for notebook 07 to take apart

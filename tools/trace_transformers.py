@@ -1,6 +1,6 @@
 """Write a minis2t2-format trace (docs/verify-your-implementation.md) from transformers itself.
 
-    python tools/trace_transformers.py AUDIO --model DIR --out hf.safetensors [--num-beams N]
+    python -m tools.trace_transformers AUDIO --model DIR --out hf.safetensors [--num-beams N]
         [--max-new-tokens N] [--dtype float32|float64]
     minis2t2 compare hf.safetensors mine.safetensors
 
@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -24,8 +23,6 @@ import torch
 import transformers
 from transformers import Speech2Text2Tokenizer, SpeechEncoderDecoderModel, Wav2Vec2FeatureExtractor
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 from minis2t2.audio import load_audio
 from minis2t2.trace import FORMAT, config_sha256, save_trace
 

@@ -1,7 +1,7 @@
 """Check minis2t2 against the published facebook/s2t-wav2vec2-large-en-de (needs network).
 
     pip install -e ".[test,hub]" datasets
-    python tools/verify_published.py [--model facebook/s2t-wav2vec2-large-en-de] [--revision REV]
+    python -m tools.verify_published [--model facebook/s2t-wav2vec2-large-en-de] [--revision REV]
 
 Downloads the real model (pytorch_model.bin, read without torch by minis2t2) and the LibriSpeech
 sample HF's pipeline test uses (hf-internal-testing/librispeech_asr_dummy, clean, validation,
@@ -17,15 +17,10 @@ Exit status 0 when all holds. Not run in CI: the hubs are unreachable there.
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
-
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tools"))
 
 PUBLISHED = 'Ein Mann sagte zum Universum : " Sir, ich existiert! "'
 SOURCE_TEXT = "A MAN SAID TO THE UNIVERSE SIR I EXIST"
@@ -39,10 +34,10 @@ def main() -> int:
 
     import datasets
     import soundfile
-    from trace_transformers import trace_transformers
 
     import minis2t2
     from minis2t2.checkpoint import from_hub
+    from tools.trace_transformers import trace_transformers
 
     ds = datasets.load_dataset("hf-internal-testing/librispeech_asr_dummy", "clean", split="validation").sort("id")
     item = ds[40]

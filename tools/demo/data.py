@@ -32,8 +32,9 @@ import time
 from pathlib import Path
 
 import numpy as np
-from spell import EN_ONES, EN_TENS, english
-from voices import FESTIVAL, FESTIVAL_EXTRA, FLITE_HELD_OUT, FLITE_TRAIN, MBROLA, PICO, RHVOICE, synthesize
+
+from tools.demo.spell import EN_ONES, EN_TENS, english
+from tools.demo.voices import FESTIVAL, FESTIVAL_EXTRA, FLITE_HELD_OUT, FLITE_TRAIN, MBROLA, PICO, RHVOICE, synthesize
 
 ACCENTS = ["en-us", "en-gb", "en-gb-scotland", "en-gb-x-gbclan", "en-gb-x-rp", "en-us-nyc", "en-029",
            "en-gb-x-gbcwmd"]

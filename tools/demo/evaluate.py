@@ -1,6 +1,6 @@
 """Evaluate the demo model per speech source with minis2t2, check transformers agrees, write samples.
 
-    python tools/demo/evaluate.py        # after tools/demo/train.py; same --work and --out defaults
+    python -m tools.demo.evaluate        # after tools/demo/train.py; same --work and --out defaults
 
 Every evaluation set (tools/demo/data.py) has its own numbers and its own seeded generator,
 independent of the training data. Writes <out>/eval.json: per source, the exact-match accuracy
@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import sys
 import time
 from pathlib import Path
 
@@ -22,17 +21,14 @@ import numpy as np
 import soundfile
 import torch
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parents[1]
-sys.path.insert(0, str(HERE))
-sys.path.insert(0, str(ROOT))
-from augment import SR, noise_bank, non_speech
-from data import EVAL_SETS, evaluation_set, recorded_words, spoken
-from spell import german
-from voices import synthesize
-
 import minis2t2
 from minis2t2.audio import load_audio, resample
+from tools.demo.augment import SR, noise_bank, non_speech
+from tools.demo.data import EVAL_SETS, evaluation_set, recorded_words, spoken
+from tools.demo.spell import german
+from tools.demo.voices import synthesize
+
+ROOT = Path(__file__).resolve().parents[2]
 
 # (sample rate, format, subtype) for the shipped samples: most not at 16 kHz on purpose
 SAMPLE_FORMATS = [(8000, "WAV", "PCM_16"), (11025, "FLAC", "PCM_16"), (22050, "FLAC", "PCM_16"),

