@@ -1,15 +1,13 @@
 """On-the-fly speaker and channel augmentation for the demo model's training clips (float32, 16 kHz).
 
 Each function takes a clip and a numpy Generator and returns a new clip; ``augment`` chains them
-with the probabilities below. Everything runs in NumPy/SciPy (plus sox for the GSM codec and
-Praat, through praat-parselmouth, for the speaker change), fast enough to run in a data-loader
-worker beside training.
+with the probabilities below. Everything runs in NumPy/SciPy (plus sox for the GSM codec), fast enough to run in a
+data-loader worker beside training.
 """
 
 from __future__ import annotations
 
 import subprocess
-import warnings
 
 import numpy as np
 from scipy import signal
@@ -22,26 +20,6 @@ def speed(x: np.ndarray, rng: np.random.Generator, low: float = 0.85, high: floa
     (vocal-tract length) together, as a shorter or longer speaker would."""
     f = rng.uniform(low, high)
     return signal.resample_poly(x, 100, round(100 * f)).astype(np.float32)
-
-
-def change_speaker(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Another speaker from the same recording: Praat's "Change gender" (PSOLA resynthesis) moves
-    the formants (vocal-tract length, ratio 0.8-1.25), the pitch (median 80-260 Hz, range x0.5-1)
-    and the tempo (x0.9-1.12) each on its own, where ``speed`` moves all three together. A clip
-    Praat cannot process (an error or a non-finite result) comes back unchanged."""
-    import parselmouth  # the demo extra's; imported here so that the notebooks can use the rest without it
-
-    sound = parselmouth.Sound(x.astype(np.float64), sampling_frequency=SR)
-    formants, median = np.exp(rng.uniform(np.log(0.8), np.log(1.25))), rng.uniform(80, 260)
-    spread, tempo = rng.uniform(0.5, 1.0), rng.uniform(0.9, 1.12)  # a wider range can hang Praat
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", parselmouth.PraatWarning)  # "no voiced segments found"
-            changed = parselmouth.praat.call(sound, "Change gender", 75, 600, formants, median, spread, tempo)
-    except parselmouth.PraatError:
-        return x
-    y = changed.values[0].astype(np.float32)
-    return y if np.all(np.isfinite(y)) else x
 
 
 def pad_silence(x: np.ndarray, rng: np.random.Generator, most: float = 0.25) -> np.ndarray:
@@ -146,13 +124,9 @@ def babble(n: int, others: list[np.ndarray], rng: np.random.Generator) -> np.nda
     return out
 
 
-def augment(x: np.ndarray, rng: np.random.Generator, others: list[np.ndarray], noises: list[np.ndarray],
-            speaker_change: float = 0.0) -> np.ndarray:
+def augment(x: np.ndarray, rng: np.random.Generator, others: list[np.ndarray], noises: list[np.ndarray]) -> np.ndarray:
     """The whole chain, each step with its probability; ``others`` are clips for babble noise,
-    ``noises`` a noise_bank, ``speaker_change`` the probability of ``change_speaker`` (0 draws no
-    random number for it, so the stages trained without it replay exactly)."""
-    if speaker_change and rng.random() < speaker_change:
-        x = change_speaker(x, rng)
+    ``noises`` a noise_bank."""
     if rng.random() < 0.8:
         x = speed(x, rng)
     x = pad_silence(x, rng)

@@ -24,8 +24,8 @@ CPU. Loss: the decoder's cross-entropy plus, as in joint CTC-attention training,
 the English words on the encoder output through a linear head used only in training (not
 saved): without it a run learned only the German prior.
 
-What was tried before and what each option bought (earlier recipes, runs not kept, the Praat
-speaker change and the grown encoder) is in the model card, weights/numbers-en-de/README.md.
+What was tried before and what each change bought (earlier recipes, runs and options not kept)
+is in the model card, weights/numbers-en-de/README.md.
 """
 
 from __future__ import annotations
@@ -94,27 +94,6 @@ def build_model(vocab_size: int, frame_ms: int = 20):
     return model
 
 
-def grow_encoder(model, layers: int) -> None:
-    """Append ``layers`` pre-LN transformer layers to the encoder without changing what it computes.
-
-    Each new layer adds ``attention(layer_norm(h))`` and ``feed_forward(final_layer_norm(h))`` to
-    the residual stream ``h``; with the attention's out_proj and the feed-forward's output_dense
-    set to zero both terms are 0, so the grown model starts from the trained one's outputs and
-    the new layers learn from there (their other weights get HF's usual initialisation).
-    """
-    from transformers.models.wav2vec2.modeling_wav2vec2 import Wav2Vec2EncoderLayerStableLayerNorm
-
-    config = model.config.encoder
-    for _ in range(layers):
-        layer = Wav2Vec2EncoderLayerStableLayerNorm(config)
-        layer.apply(model.encoder._init_weights)
-        for zeroed in (layer.attention.out_proj, layer.feed_forward.output_dense):
-            torch.nn.init.zeros_(zeroed.weight)
-            torch.nn.init.zeros_(zeroed.bias)
-        model.encoder.encoder.layers.append(layer)
-    config.num_hidden_layers += layers
-
-
 def channels_last_feature_encoder(model) -> None:
     """Make the conv feature encoder compute in (batch, time, channels) layout: the same
     parameters and the same arithmetic as HF's Wav2Vec2FeatureEncoder, in training only.
@@ -162,11 +141,10 @@ class Batches(torch.utils.data.Dataset):
     it replay exactly).
     """
 
-    def __init__(self, clips, items, bank, bank_items, labels_of, word_id, fe, batch_size, steps, seed, speaker_change,
-                 clean_start=0):
+    def __init__(self, clips, items, bank, bank_items, labels_of, word_id, fe, batch_size, steps, seed, clean_start=0):
         self.clips, self.items, self.labels_of, self.word_id = clips, items, labels_of, word_id
         self.fe, self.batch_size, self.steps, self.seed = fe, batch_size, steps, seed
-        self.speaker_change, self.clean_start = speaker_change, clean_start
+        self.clean_start = clean_start
         self.bank: dict[tuple[str, str], np.ndarray] = {}  # (voice key, word) -> trimmed float clip
         for it, clip in zip(bank_items, bank):
             self.bank[(json.dumps(it["voice"], sort_keys=True), it["word"])] = trim(clip.astype(np.float32) / 32768)
@@ -210,7 +188,7 @@ class Batches(torch.utils.data.Dataset):
             if k < self.clean_start and rng.random() >= k / self.clean_start:
                 waves.append(pad_silence(x, rng))
             else:
-                waves.append(augment(x, rng, others, self.noises, self.speaker_change))
+                waves.append(augment(x, rng, others, self.noises))
             numbers.append(n)
             word_lists.append(words)
         inputs = self.fe(waves, sampling_rate=SR, padding=True, return_tensors="pt")
@@ -253,13 +231,8 @@ def main() -> None:
     p.add_argument("--warmup", type=int, default=1000, help="linear warm-up steps before the cosine decay")
     p.add_argument("--ctc-weight", type=float, default=0.5, help="weight of the auxiliary CTC loss")
     p.add_argument("--seed", type=int, default=10)
-    p.add_argument("--speaker-change", type=float, default=0.0,
-                   help="probability of Praat's speaker change per clip (needs praat-parselmouth); measured not to "
-                        "help the unseen voices, so the shipped model was trained without it")
     p.add_argument("--init", type=Path, help="continue from this saved model (its training.json is kept as "
                                              "'previous') instead of random weights; use another --seed")
-    p.add_argument("--grow-encoder-layers", type=int, default=0, metavar="N",
-                   help="with --init: append N encoder layers that start as the identity (see grow_encoder)")
     p.add_argument("--freeze-feature-encoder-after", type=int, metavar="STEP",
                    help="after this many steps the conv feature encoder stops learning (HF's freeze_feature_encoder): "
                         "later steps skip its backward pass (default: 17/26 of --steps, 17000 of the default 26000)")
@@ -271,8 +244,6 @@ def main() -> None:
                         "chain grows from 0 to 1, the others being the clean synthesized clips (default: 7/26 of "
                         "--steps, 7000 of the default 26000)")
     args = p.parse_args()
-    if args.grow_encoder_layers < 0:
-        p.error(f"--grow-encoder-layers: expected a count >= 0, got {args.grow_encoder_layers}")
     if args.init and args.frame_ms is not None:
         p.error("--frame-ms: a new model's setting; with --init the saved model's config decides")
     if args.frame_ms is None:
@@ -282,15 +253,11 @@ def main() -> None:
         args.freeze_feature_encoder_after = round(args.steps * 17 / 26)
     if args.clean_start is None:
         args.clean_start = round(args.steps * 7 / 26)
-    if args.grow_encoder_layers and not args.init:
-        p.error("--grow-encoder-layers: needs --init, the trained model to grow")
     if args.freeze_feature_encoder_after is not None and not 0 <= args.freeze_feature_encoder_after <= args.steps:
         p.error(f"--freeze-feature-encoder-after: expected a step in [0, --steps={args.steps}], "
                 f"got {args.freeze_feature_encoder_after}")
     if not 0 <= args.clean_start <= args.steps:
         p.error(f"--clean-start: expected a step count in [0, --steps={args.steps}], got {args.clean_start}")
-    if not 0.0 <= args.speaker_change <= 1.0:
-        p.error(f"--speaker-change: expected a probability in [0, 1], got {args.speaker_change}")
 
     torch.manual_seed(args.seed)
     torch.set_num_threads(2)
@@ -310,7 +277,6 @@ def main() -> None:
 
         previous = json.loads((args.init / "training.json").read_text())
         model = SpeechEncoderDecoderModel.from_pretrained(str(args.init))
-        grow_encoder(model, args.grow_encoder_layers)
     else:
         previous = None
         model = build_model(len(tokenizer), args.frame_ms)
@@ -330,7 +296,7 @@ def main() -> None:
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / args.steps))))
     data = Batches(clips, items, bank, bank_items, labels_of, word_id, fe, args.batch_size, args.steps, args.seed,
-                   args.speaker_change, args.clean_start)
+                   args.clean_start)
     loader = torch.utils.data.DataLoader(data, batch_size=None, shuffle=False, num_workers=1, prefetch_factor=4)
     start, losses, history = time.time(), [], []
     model.train()
@@ -379,9 +345,8 @@ def main() -> None:
         "steps": args.steps, "batch_size": args.batch_size, "lr": args.lr, "warmup": args.warmup,
         "ctc_weight": args.ctc_weight,
         "seed": args.seed, "train_clips": len(clips), "word_bank_clips": len(bank),
-        "p_word_bank": P_WORD_BANK, "p_non_speech": P_NON_SPEECH, "speaker_change": args.speaker_change,
+        "p_word_bank": P_WORD_BANK, "p_non_speech": P_NON_SPEECH,
         "clean_start": args.clean_start, "frame_ms": 1000 * math.prod(model.config.encoder.conv_stride) // SR,
-        "grow_encoder_layers": args.grow_encoder_layers,
         "freeze_feature_encoder_after": args.freeze_feature_encoder_after,
         "wall_time_s": round(time.time() - start), "torch": torch.__version__, "history": history,
         "init": str(args.init) if args.init else None, "previous": previous,
