@@ -87,7 +87,8 @@ def check_goldens(device: str) -> list[str]:
     found = []
     for variant, settings in sorted(spec["variants"].items()):
         model, golden = goldens.load_variant(variant, device=device)
-        found += goldens.failures(model, golden, variant, settings, atol=spec["atol"], rtol=spec["rtol"])
+        found += goldens.failures(model, golden, variant, settings, atol=spec["atol"], rtol=spec["rtol"],
+                                  grad_tol=spec["grad_tol"])
     return found
 
 

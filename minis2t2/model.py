@@ -212,15 +212,16 @@ class Model:
             raise ValueError("loss_and_grads needs labels: the ids the decoder should output, -100 where ignored")
         labels = np.asarray(labels, dtype=np.int64)
         pad, start = self.config.pad_token_id, self.config.decoder_start_token_id
-        ids = self._token_ids(shift_tokens_right(labels, pad, start))  # (B, S)
+        ids = self.xp.asarray(self._token_ids(shift_tokens_right(labels, pad, start)))  # (B, S)
         values, mask = self._inputs(input_values, attention_mask)
         encoded, frames = enc.encode(self.params.encoder, values, mask, self.config.encoder)  # (B, T, C_enc)
         hidden = linear(self.params.enc_to_dec_proj, encoded) if self.config.has_enc_to_dec_proj else encoded
         cache = dec.cross_attention_cache(self.params.decoder, hidden, self.config.decoder)
         cross_bias = None if frames is None else padding_bias(frames, hidden.dtype)  # (B, 1, 1, T)
         logits, _ = dec.decode(self.params.decoder, ids, cache, cross_bias, self.positions_table, self.config.decoder)
+        logits = to_numpy(logits)  # the loss and its first gradient on the host, with the labels
         loss = cross_entropy(logits, labels)
-        d_logits = cross_entropy_backward(logits, labels)  # (B, S, V)
+        d_logits = self.xp.asarray(cross_entropy_backward(logits, labels))  # (B, S, V)
         d_hidden, grads = dec.decode_backward(self.params.decoder, ids, hidden, cross_bias, self.positions_table,
                                               self.config.decoder, d_logits, record)
         grads = prefixed("decoder", grads)

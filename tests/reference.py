@@ -165,6 +165,21 @@ def record(model, input_values, attention_mask, decoder_input_ids=None, labels=N
     return acts | attention_names(out), out
 
 
+def gradients(model, input_values, attention_mask, labels) -> dict[str, np.ndarray]:
+    """torch autograd's gradient of the loss for every trainable parameter, in eval mode (no
+    dropout), named as ``named_parameters()`` names them (tied weights once); a parameter the loss
+    does not reach (masked_spec_embed outside training) gets zeros."""
+    model.zero_grad(set_to_none=True)
+    out = model(input_values=torch.from_numpy(np.asarray(input_values)),
+                attention_mask=None if attention_mask is None else torch.from_numpy(np.asarray(attention_mask)),
+                labels=torch.from_numpy(np.asarray(labels)))
+    out.loss.backward()
+    grads = {name: np.zeros(tuple(p.shape), np.float32) if p.grad is None else p.grad.numpy().copy()
+             for name, p in model.named_parameters() if p.requires_grad}
+    model.zero_grad(set_to_none=True)
+    return grads
+
+
 def generate(model, input_values, attention_mask, **kwargs) -> np.ndarray:
     with torch.no_grad():
         ids = model.generate(

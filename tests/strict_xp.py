@@ -148,6 +148,15 @@ for _name in ("zeros", "ones", "full", "empty", "arange", "exp", "log", "sqrt", 
               "sin", "cos", "clip", "sort", "partition", "logical_not", "expand_dims", "broadcast_to"):
     globals()[_name] = _function(getattr(np, _name), _name)
 
+class add:
+    """``add.at(a, indices, values)``: unbuffered in-place addition, rows named twice add up (CuPy
+    has ufunc.at for add; cupyx.scatter_add is its older spelling)."""
+
+    @staticmethod
+    def at(a, indices, values):
+        np.add.at(_unwrap(a, "add.at"), _unwrap(indices, "add.at"), _unwrap(values, "add.at"))
+
+
 erf = _function(scipy.special.erf, "erf")  # CuPy has it in cupyx.scipy.special; backend.erf finds either
 
 finfo, iinfo, dtype = np.finfo, np.iinfo, np.dtype

@@ -2,7 +2,8 @@
 
 Every intermediate minis2t2 records must exist in the golden file and agree within the
 manifest's tolerance (atol = rtol = 1e-4 in fp32; observed max errors are ~5e-6), the loss
-likewise, and every generated id exactly.
+likewise, every parameter's gradient within 1e-4 of the model's largest gradient (plus 1e-4
+relative; torch autograd's, eval mode), and every generated id exactly.
 
 Every test runs twice: on NumPy, and with the weights on tests/strict_xp.py, the stand-in for
 CuPy (device="cuda"), which fails any layer that hands a device array to NumPy.
@@ -58,6 +59,16 @@ def test_every_intermediate(loaded, variant, split):
     np.testing.assert_allclose(out.loss, loss, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("split", ["single", "batch"])
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_gradients(loaded, variant, split):
+    """loss_and_grads against torch autograd's gradient of every trainable parameter."""
+    model, golden = loaded[variant]
+    grads, reference = goldens.gradients(model, golden, MANIFEST["variants"][variant]["labels"], split)
+    assert len(reference) > 50  # every parameter of the variant was recorded
+    assert goldens.gradient_failures(grads, reference, MANIFEST["grad_tol"]) == []
+
+
 @pytest.mark.parametrize("variant,case", CASES)
 def test_generation(loaded, variant, case):
     model, golden = loaded[variant]
@@ -77,8 +88,13 @@ def test_goldens_failures_names_a_broken_variant(loaded):
     variant = VARIANTS[0]
     model, golden = loaded[variant]
     spec = MANIFEST["variants"][variant]
-    assert goldens.failures(model, golden, variant, spec, MANIFEST["atol"], MANIFEST["rtol"]) == []
+    assert goldens.failures(model, golden, variant, spec, MANIFEST["atol"], MANIFEST["rtol"],
+                            MANIFEST["grad_tol"]) == []
     broken = dict(golden)
     broken["batch/decoder.lm_head"] = golden["batch/decoder.lm_head"] + 1e-2
-    found = goldens.failures(model, broken, variant, spec, MANIFEST["atol"], MANIFEST["rtol"])
+    found = goldens.failures(model, broken, variant, spec, MANIFEST["atol"], MANIFEST["rtol"], MANIFEST["grad_tol"])
     assert len(found) == 1 and found[0].startswith(f"{variant} batch: ") and "lm_head" in found[0], found
+    name = "decoder.model.decoder.layers.0.fc1.weight"
+    broken = dict(golden) | {f"single/grad/{name}": golden[f"single/grad/{name}"] * 1.01}
+    found = goldens.failures(model, broken, variant, spec, MANIFEST["atol"], MANIFEST["rtol"], MANIFEST["grad_tol"])
+    assert found == [f"{variant} single grad {name}: " + found[0].split(f"{name}: ")[1]], found

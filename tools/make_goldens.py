@@ -3,11 +3,12 @@
 For each variant of the matrix below this builds a SpeechEncoderDecoderModel with
 transformers 4.40.2 (torch CPU), saves it in full HF layout under tests/golden/<variant>/,
 and records, for a single utterance and for a padded batch of two: the processor output,
-every intermediate under its HF module path (forward hooks), logits and loss, and the ids of
-several greedy and beam-search configurations. The reference produces every value here;
+every intermediate under its HF module path (forward hooks), logits and loss, the gradient of
+every trainable parameter (torch autograd, eval mode), and the ids of several greedy and
+beam-search configurations. The reference produces every value here;
 minis2t2 is not imported.
 
-    python -m tools.make_goldens            # rewrites tests/golden/ (~2 MB)
+    python -m tools.make_goldens            # rewrites tests/golden/ (~15 MB)
 """
 
 from __future__ import annotations
@@ -28,6 +29,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 OUT = ROOT / "tests" / "golden"
 ATOL = RTOL = 1e-4  # fp32; observed differences are ~5e-6 on unit-scale activations (summation order)
+# fp32 gradients, relative to the split's largest gradient: a gradient that is truly zero (every attention
+# k_proj.bias: softmax ignores a constant added to a row of scores) holds rounding noise on both sides
+GRAD_TOL = 1e-4
 
 TINY_ENCODER = dict(
     hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
@@ -96,8 +100,10 @@ def main() -> None:
         "numpy": np.__version__,
         "atol": ATOL,
         "rtol": RTOL,
-        "note": "every value produced by transformers; "
-                "compare with |minis2t2 - golden| <= atol + rtol*|golden|, ids exactly",
+        "note": "every value produced by transformers; activations: |minis2t2 - golden| <= atol + rtol*|golden|; "
+                "gradients (<split>/grad/<parameter>): |minis2t2 - golden| <= grad_tol * (|golden| + the largest "
+                "gradient of the split); ids exactly",
+        "grad_tol": GRAD_TOL,
         "variants": {},
     }
     audio = [speech_like(3200, seed=0), speech_like(2400, seed=1)]
@@ -119,6 +125,8 @@ def main() -> None:
             for key, value in acts.items():
                 golden[f"{split}/{key}"] = value
             golden[f"{split}/loss"] = np.array(out.loss.item(), dtype=np.float32)
+            for param, grad in R.gradients(model, inputs["input_values"], mask, lab).items():
+                golden[f"{split}/grad/{param}"] = grad
         inputs = fe(audio, sampling_rate=16000, padding=True, return_tensors="np")
         mask = inputs.get("attention_mask")
         frequent = int(R.generate(model, inputs["input_values"], mask)[0, 1])
