@@ -11,7 +11,10 @@ eval() mode (autograd still runs; no dropout, LayerDrop or SpecAugment, which mi
 loss_and_grads does not have yet), and their first losses must agree.
 Reported: the best of ``--repeats`` steps on each side, the ratio (minis2t2 / torch, lower is
 faster), and minis2t2's peak NumPy memory during a step (tracemalloc). Absolute times depend on
-the machine and its load; compare ratios, and name the CPU.
+the machine and its load; compare ratios, and name the CPU. Then minis2t2's peak memory of
+``loss_and_grads`` on the demo model for one clip of 2.5 to 40 s: what a step needs beyond the
+weights, per second of audio (tracemalloc counts every NumPy allocation; the weights are
+memory-mapped or allocated before it starts, so they are not in it).
 """
 
 from __future__ import annotations
@@ -80,6 +83,16 @@ def step_pair(folder: Path, audio: list, texts: list, repeats: int) -> dict:
     return {"torch_s": t_torch, "minis2t2_s": t_ours, "ratio": t_ours / t_torch, "minis2t2_peak_mb": peak / 1e6}
 
 
+def peak_memory(model, audio: np.ndarray, text: str) -> int:
+    """Bytes of NumPy memory at the peak of one loss_and_grads call (tracemalloc)."""
+    inputs = model.processor(audio, sampling_rate=16000, text=text)
+    tracemalloc.start()
+    model.loss_and_grads(inputs["input_values"], inputs.get("attention_mask"), labels=inputs["labels"])
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    return peak
+
+
 def timed(fn) -> tuple[float, float]:
     start = time.perf_counter()
     result = fn()
@@ -113,6 +126,12 @@ def main() -> None:
     for name, r in rows.items():
         print(f"| {name} | {r['torch_s']:.2f} s | {r['minis2t2_s']:.2f} s | {r['ratio']:.2f}x | "
               f"{r['minis2t2_peak_mb']:.0f} MB |")
+    demo = minis2t2.load(DEMO)
+    print("\n| audio (demo model, one clip) | minis2t2 peak memory of loss_and_grads | per second of audio |")
+    print("| --- | --- | --- |")
+    for seconds in (2.5, 5, 10, 20, 40):
+        peak = peak_memory(demo, speech_like(int(seconds * 16000), seed=1), "dreiundsiebzig")
+        print(f"| {seconds:g} s | {peak / 1e6:.1f} MB | {peak / 1e6 / seconds:.2f} MB |")
 
 
 if __name__ == "__main__":

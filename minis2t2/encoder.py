@@ -61,6 +61,7 @@ def frame_mask(sample_mask, num_frames: int, cfg: EncoderConfig):
 
 
 CONV_CHUNK_FRAMES = 500  # output frames per pass through the conv stack: 10 s of 16 kHz audio
+CONV_LAYER_NORM_EPS = 1e-5  # HF's layer-norm conv layers use torch's default, whatever layer_norm_eps says
 
 
 def feature_encoder(p, input_values, cfg: EncoderConfig, record=None):
@@ -122,7 +123,7 @@ def conv_stack(p, input_values, cfg: EncoderConfig, record=None):
     for i, layer in enumerate(p.conv_layers):
         x = conv1d(x, layer.conv.weight, layer.conv.get("bias"), stride=cfg.conv_stride[i])  # (B, T_i, C_i)
         if cfg.feat_extract_norm == "layer":
-            x = layer_norm(layer.layer_norm, x, eps=1e-5)  # (B, T_i, C_i)
+            x = layer_norm(layer.layer_norm, x, eps=CONV_LAYER_NORM_EPS)  # (B, T_i, C_i)
         elif i == 0:
             x = group_norm(layer.layer_norm, x, num_groups=x.shape[-1])  # (B, T_0, C_0)
         x = act(x)  # (B, T_i, C_i)
@@ -138,7 +139,7 @@ def conv_stack_keeping_inputs(p, input_values, cfg: EncoderConfig):
     for i, layer in enumerate(p.conv_layers):
         conv = conv1d(x, layer.conv.weight, layer.conv.get("bias"), stride=cfg.conv_stride[i])  # (B, T_i, C_i)
         if cfg.feat_extract_norm == "layer":
-            normed = layer_norm(layer.layer_norm, conv, eps=1e-5)
+            normed = layer_norm(layer.layer_norm, conv, eps=CONV_LAYER_NORM_EPS)
         elif i == 0:
             normed = group_norm(layer.layer_norm, conv, num_groups=conv.shape[-1])
         else:
@@ -159,7 +160,7 @@ def conv_stack_backward(p, saved, cfg: EncoderConfig, d_out, record=None) -> dic
         record_to(record, f"grad.encoder.feature_extractor.conv_layers.{i}", d.transpose(0, 2, 1))  # HF (B, C, T)
         d = act_backward(normed, d)  # (B, T_i, C_i) gradient of the norm's output
         if cfg.feat_extract_norm == "layer":
-            d, g = layer_norm_backward(layer.layer_norm, conv, d, eps=1e-5)
+            d, g = layer_norm_backward(layer.layer_norm, conv, d, eps=CONV_LAYER_NORM_EPS)
             grads |= prefixed(f"conv_layers.{i}.layer_norm", g)
         elif i == 0:
             d, g = group_norm_backward(layer.layer_norm, conv, conv.shape[-1], d)

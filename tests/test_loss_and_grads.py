@@ -146,3 +146,20 @@ def test_activation_gradients_match_torch(variant):
         theirs = expected[name]
         np.testing.assert_allclose(record[f"grad.{name}"], theirs, rtol=1e-9, atol=1e-9 * np.abs(theirs).max(),
                                    err_msg=name)
+
+
+def test_padding_row_gets_no_gradient_even_when_read():
+    """transformers' embed_tokens has padding_idx = pad: its row never learns. A pad id inside the
+    labels (so the decoder reads it before a labelled position) would give that row a gradient
+    through the positions after it; torch's is zero, and so must ours be (float64)."""
+    variant = "large_layer_stable_proj"
+    folder = GOLDEN / variant / "model"
+    model = minis2t2.load(folder, dtype="float64")
+    pad = model.config.decoder.pad_token_id
+    inputs = model.processor([speech_like(3000, 5), speech_like(2000, 6)], sampling_rate=16000)
+    inputs["labels"] = np.array([[5, pad, 7, 2], [8, 9, 2, -100]])
+    _, grads = model.loss_and_grads(inputs["input_values"], inputs.get("attention_mask"), labels=inputs["labels"])
+    _, expected = torch_grads(folder, "float64", inputs)
+    name = "decoder.model.decoder.embed_tokens.weight"
+    assert np.all(expected[name][pad] == 0) and np.all(grads[name][pad] == 0)
+    np.testing.assert_allclose(grads[name], expected[name], rtol=1e-9, atol=1e-12)

@@ -8,16 +8,58 @@
 - 439_espeak-en-029+AnxiousAndy_22050.flac: "four hundred thirty nine" by espeak-ng 1.51 (Debian's
   espeak-ng package), voice en-029+AnxiousAndy at 175 words a minute, pitch 50: one of the
   held-out clips the demo model gets wrong in eval.json (it hears "forty nine"), for notebook 05.
+- whisper/: English numbers whispered by espeak-ng (its "whisper" and "whisperf" variants on six
+  accents), a way of speaking the demo model never heard, for notebook 12 to fine-tune on:
+  train/ (60 clips) and held_out/ (40 whispered clips of other numbers, and the same 40 numbers
+  spoken plainly by the same accents in plain/), each folder with its transcripts.tsv
+  (FILE<TAB>German text, spelled by rule). Ogg Vorbis at 16 kHz, ~1.3 MB in all.
 """
 
 import io
+import random
+import shutil
 import subprocess
 from pathlib import Path
 
 import soundfile
 import torch
 
+from minis2t2.audio import resample
+from tools.demo.spell import english, german
+
 OUT = Path(__file__).resolve().parents[1] / "notebooks" / "data"
+ACCENTS = ["en-us", "en-gb", "en-gb-scotland", "en-029", "en-gb-x-rp", "en-gb-x-gbclan"]
+
+
+def espeak(text: str, voice: str, words_per_minute: int):
+    wav = subprocess.run(["espeak-ng", "-v", voice, "-s", str(words_per_minute), "--stdout", text],
+                         capture_output=True, check=True).stdout
+    audio, rate = soundfile.read(io.BytesIO(wav), dtype="float32")
+    return resample(audio, rate, 16000)
+
+
+def whisper_sets() -> None:
+    """Numbers 0-999 drawn without repeats: 60 to train on, 40 held out (whispered and plain)."""
+    folder = OUT / "whisper"
+    if folder.exists():
+        shutil.rmtree(folder)
+    rng = random.Random("notebook-12-whisper")
+    numbers = rng.sample(range(1000), 100)
+    sets = {"train": [(n, "+whisper" if i % 2 else "+whisperf") for i, n in enumerate(numbers[:60])],
+            "held_out": [(n, "+whisper" if i % 2 else "+whisperf") for i, n in enumerate(numbers[60:])],
+            "plain": [(n, "") for n in numbers[60:]]}
+    for name, items in sets.items():
+        (folder / name).mkdir(parents=True)
+        lines = []
+        for i, (n, variant) in enumerate(items):
+            accent, speed = ACCENTS[i % len(ACCENTS)], rng.randint(140, 190)
+            file = f"{i:02d}_{n}_{accent}{variant.replace('+', '_')}.ogg"
+            soundfile.write(folder / name / file, espeak(english(n), accent + variant, speed), 16000,
+                            format="OGG", subtype="VORBIS")
+            lines.append(f"{file}\t{german(n)}")
+        (folder / name / "transcripts.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    size = sum(f.stat().st_size for f in folder.rglob("*"))
+    print(folder, f"{size / 1e6:.1f} MB")
 
 
 def main() -> None:
@@ -34,6 +76,7 @@ def main() -> None:
     path = OUT / f"439_espeak-en-029+AnxiousAndy_{rate}.flac"
     soundfile.write(path, audio, rate)
     print(path, path.stat().st_size, "bytes")
+    whisper_sets()
 
 
 if __name__ == "__main__":
