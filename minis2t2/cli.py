@@ -118,7 +118,7 @@ def _inspect(args) -> int:
 def _compare(args) -> int:
     from .compare import compare
 
-    result = compare(args.a, args.b, atol=args.atol, rtol=args.rtol)
+    result = compare(args.a, args.b, atol=args.atol, rtol=args.rtol, tolerances=dict(args.tolerance or []))
     print(json.dumps(result.to_json(), indent=1, allow_nan=False) if args.json else result)
     return 0 if result.ok else 1
 
@@ -154,6 +154,19 @@ def _count(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}")
     return value
+
+
+def _tolerance(text: str) -> tuple[str, tuple[float, float]]:
+    """PATTERN=ATOL[,RTOL] -> (pattern, (atol, rtol)); RTOL defaults to ATOL."""
+    pattern, _, values = text.rpartition("=")
+    numbers = values.split(",")
+    try:
+        parsed = [float(v) for v in numbers]
+    except ValueError:
+        parsed = []
+    if not pattern or len(parsed) not in (1, 2) or not all(0 <= v < math.inf for v in parsed):
+        raise argparse.ArgumentTypeError(f"expected PATTERN=ATOL[,RTOL] with tolerances >= 0, got {text!r}")
+    return pattern, (parsed[0], parsed[-1])
 
 
 def _positive(text: str) -> float:
@@ -286,13 +299,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     cp = sub.add_parser("compare", help="compare two trace files layer by layer",
                         description="Compare trace B against reference trace A in model order: [OK], [DIFF], "
-                                    "[SHAPE] or [MISSING] per tensor with max abs, max rel and mean abs error. The "
-                                    "first divergence is marked. Exit status 1 when anything differs beyond "
-                                    "|b - a| <= atol + rtol * |a| (ids and text exactly).")
+                                    "[SHAPE] or [MISSING] per tensor with max abs, max rel and mean abs error, the "
+                                    "worst element's distance to the tolerance and the NMSE. The first divergence, "
+                                    "marked, is the tensor that introduced the error: the earliest whose error "
+                                    "jumps tenfold above all before it (see docs/verify-your-implementation.md). "
+                                    "Exit status 1 when anything differs beyond |b - a| <= atol + rtol * |a| "
+                                    "(ids and text exactly).")
     cp.add_argument("a", type=Path, help="reference trace")
     cp.add_argument("b", type=Path, help="trace to check")
     cp.add_argument("--atol", type=float, default=1e-4, help="absolute tolerance (default 1e-4)")
     cp.add_argument("--rtol", type=float, default=1e-4, help="relative tolerance (default 1e-4)")
+    cp.add_argument("--tolerance", type=_tolerance, action="append", metavar="PATTERN=ATOL[,RTOL]",
+                    help="a tolerance of their own for the tensors whose names match the glob PATTERN, e.g. "
+                         "'encoder.encoder.layers.*=1e-3' (RTOL defaults to ATOL); repeatable, the last match decides")
     cp.add_argument("--json", action="store_true", help="print the report as JSON")
     cp.set_defaults(run=_compare)
     return parser

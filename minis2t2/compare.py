@@ -17,6 +17,8 @@ divergence: a partial trace compares what it has.
 
 from __future__ import annotations
 
+import fnmatch
+import json
 import math
 from dataclasses import dataclass, field
 
@@ -42,13 +44,15 @@ class Row:
     where: tuple = field(default=())  # the index of that element
     nmse_db: float = float("nan")  # 10 log10(Σ d² / Σ ref²)
     needed: float = float("nan")  # the smallest t with |d| <= t (1 + |ref|) everywhere: atol = rtol = t passes
+    tolerance: tuple = field(default=())  # (atol, rtol) when a per-tensor pattern set it
 
     def __str__(self) -> str:
+        own = f"  (atol {self.tolerance[0]:g}, rtol {self.tolerance[1]:g})" if self.tolerance else ""
         if self.status in ("OK", "DIFF") and not self.detail:
             return (f"[{self.status}] {self.name}  max_abs={self.max_abs:.3e} max_rel={self.max_rel:.3e} "
                     f"mean_abs={self.mean_abs:.3e}  worst={self.worst:.3g}x tol at {list(self.where)}  "
-                    f"nmse={self.nmse_db:.1f} dB")
-        return f"[{self.status}] {self.name}  {self.detail}"
+                    f"nmse={self.nmse_db:.1f} dB{own}")
+        return f"[{self.status}] {self.name}  {self.detail}{own}"
 
 
 def compare_arrays(name: str, reference, candidate, atol: float, rtol: float) -> Row:
@@ -94,17 +98,32 @@ def check(name: str, mine, reference, atol: float = 1e-5, rtol: float = 0.0) -> 
     return row.max_abs
 
 
+def tolerance_for(name: str, tolerances: dict | None) -> tuple | None:
+    """(atol, rtol) of the last pattern in ``tolerances`` ({glob: (atol, rtol)}, fnmatch over the
+    tensor names: "encoder.encoder.layers.*", "step.*.decoder.lm_head") that matches ``name``, or None."""
+    found = None
+    for pattern, pair in (tolerances or {}).items():
+        if fnmatch.fnmatchcase(name, pattern):
+            found = tuple(pair)
+    return found
+
+
 def compare_dicts(reference: dict, candidate: dict, atol: float = 1e-4, rtol: float = 1e-4,
-                  order: list[str] | None = None) -> list[Row]:
-    """One Row per name, in ``order`` (default: the candidate's insertion order, then the reference's)."""
+                  order: list[str] | None = None, tolerances: dict | None = None) -> list[Row]:
+    """One Row per name, in ``order`` (default: the candidate's insertion order, then the reference's).
+    ``tolerances`` ({glob: (atol, rtol)}) loosens or tightens the tensors its patterns match."""
     names = list(order) if order is not None else list(dict.fromkeys([*candidate, *reference]))
     rows = []
     for name in names:
+        own = tolerance_for(name, tolerances)
         if name not in reference or name not in candidate:
             side = "reference" if name not in reference else "candidate"
             rows.append(Row(name, "MISSING", detail=f"absent from the {side}"))
-        else:
+        elif own is None:
             rows.append(compare_arrays(name, reference[name], candidate[name], atol, rtol))
+        else:
+            row = compare_arrays(name, reference[name], candidate[name], *own)
+            rows.append(Row(**(row.__dict__ | {"tolerance": own})))
     return rows
 
 
@@ -189,9 +208,35 @@ class Comparison:
                 "notes": self.notes, "rows": rows}
 
 
-def compare(a, b, atol: float = 1e-4, rtol: float = 1e-4) -> Comparison:
+def token_difference(reference_ids, candidate_ids, ma: dict, mb: dict) -> str:
+    """Two id sequences as tokens, the first position where they differ marked >>like this<<. Tokens
+    are spelled from the traces' "tokens" metadata (the tokens of their first row of ids); an id
+    neither trace spells is shown as #id."""
+    a, b = np.atleast_2d(np.asarray(reference_ids)), np.atleast_2d(np.asarray(candidate_ids))
+    spelled = {}
+    for ids, meta in ((a, ma), (b, mb)):
+        if "tokens" in meta:
+            spelled.update(zip(ids[0].tolist(), json.loads(meta["tokens"])))
+    rows = [r for r in range(min(len(a), len(b))) if a[r].tolist() != b[r].tolist()] or [0]
+    ra, rb = a[rows[0]].tolist(), b[rows[0]].tolist()
+    k = next((i for i, (x, y) in enumerate(zip(ra, rb)) if x != y), min(len(ra), len(rb)))
+
+    def show(ids: list) -> str:
+        words = [repr(spelled[i]) if i in spelled else f"#{i}" for i in ids]
+        if k < len(words):
+            words[k] = f">>{words[k]}<<"
+        else:
+            words.append(">>(end)<<")
+        return " ".join(words)
+
+    return f"row {rows[0]}, first difference at position {k}:  reference {show(ra)}  |  candidate {show(rb)}"
+
+
+def compare(a, b, atol: float = 1e-4, rtol: float = 1e-4, tolerances: dict | None = None) -> Comparison:
     """Compare trace ``b`` (candidate) with trace ``a`` (reference). Each is a trace file's path, a
     (tensors, metadata) pair as ``minis2t2.trace`` returns, or a dict of arrays (no metadata).
+    ``tolerances`` maps name patterns to their own (atol, rtol): {"encoder.encoder.layers.*": (1e-3, 1e-3)}
+    (the last matching pattern decides).
 
     Rows follow a's model order; names only b has come last. Text and settings that differ are
     reported as notes, and a differing decoded text is a DIFF row of its own.
@@ -210,7 +255,9 @@ def compare(a, b, atol: float = 1e-4, rtol: float = 1e-4) -> Comparison:
     notes = [f"note: {key} differs: {ma.get(key)!r} vs {mb.get(key)!r}"
              for key in ("config_sha256", "dtype", "num_beams", "max_new_tokens")
              if key in ma and key in mb and ma[key] != mb[key]]  # a dict of arrays has no metadata to differ
-    rows = compare_dicts(ta, tb, atol=atol, rtol=rtol, order=list(dict.fromkeys([*ta, *tb])))
+    rows = compare_dicts(ta, tb, atol=atol, rtol=rtol, order=list(dict.fromkeys([*ta, *tb])), tolerances=tolerances)
+    rows = [Row(**(r.__dict__ | {"detail": token_difference(ta[r.name], tb[r.name], ma, mb)}))
+            if r.name == "output.ids" and r.status in ("DIFF", "SHAPE") else r for r in rows]
     if "text" in ma and "text" in mb:
         same = ma["text"] == mb["text"]
         rows.append(Row("output.text", "OK" if same else "DIFF", detail=f"{ma['text']!r}" if same else

@@ -38,7 +38,8 @@ training code backward, layer by layer:
 The safetensors ``__metadata__`` (all strings) holds: ``format`` = "minis2t2-trace/1",
 ``producer`` (e.g. "minis2t2 0.1.0 numpy 2.4.6"), ``config_sha256`` (sha256 of config.json
 re-serialised with sorted keys and no spaces), ``dtype``, ``num_beams``, ``max_new_tokens``,
-``text`` (the decoded output) and ``order`` (a JSON list of the tensor names in model order).
+``text`` (the decoded output), ``tokens`` (a JSON list of the tokens of output.ids' first row) and
+``order`` (a JSON list of the tensor names in model order). Only ``format`` is required of a port's trace.
 """
 
 from __future__ import annotations
@@ -144,6 +145,7 @@ def trace(audio, model=None, out: str | Path | None = None, num_beams: int | Non
         "num_beams": kwargs.get("num_beams", model.generation_config.num_beams),
         "max_new_tokens": kwargs.get("max_new_tokens", ""),
         "text": model.tokenizer.decode(ids[0], skip_special_tokens=True),
+        "tokens": json.dumps([model.tokenizer.decoder.get(int(i), model.tokenizer.unk_token) for i in ids[0]]),
     }
     if labels is not None:
         metadata["labels"] = labels

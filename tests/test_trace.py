@@ -235,3 +235,47 @@ def test_nan_and_ids_are_reported_where_they_are(audio_file):
     rows = {r.name: r for r in minis2t2.compare((tensors, meta), (port, meta)).rows}
     assert rows["encoder"].status == "DIFF" and "1 values are NaN or inf" in rows["encoder"].detail
     assert "[0, 3, 1]" in rows["encoder"].detail
+
+
+def test_per_tensor_tolerances(tmp_path, audio_file, capsys):
+    """A GPU port loosens what it must and nothing else: a pattern gives the matching tensors their
+    own tolerance (the last matching pattern decides); a malformed one is a usage error."""
+    from minis2t2.trace import save_trace
+
+    tensors, meta = minis2t2.trace(audio_file, model=MODEL, max_new_tokens=4)
+    port = dict(tensors)
+    port["encoder.encoder.layers.1"] = tensors["encoder.encoder.layers.1"] + 1.5e-4  # 0.15 of 1e-3 at most
+    port["enc_to_dec_proj"] = tensors["enc_to_dec_proj"] + 5e-4
+    loose = {"encoder.encoder.layers.*": (1e-3, 1e-3)}
+    result = minis2t2.compare((tensors, meta), (port, meta), tolerances=loose)
+    rows = {r.name: r for r in result.rows}
+    assert rows["encoder.encoder.layers.1"].status == "OK" and rows["encoder.encoder.layers.1"].tolerance == (1e-3, 1e-3)
+    assert rows["enc_to_dec_proj"].status == "DIFF" and result.first_divergence == "enc_to_dec_proj"
+    stricter_last = loose | {"encoder.encoder.layers.1": (1e-4, 1e-4)}
+    assert minis2t2.compare((tensors, meta), (port, meta), tolerances=stricter_last).first_divergence == \
+        "encoder.encoder.layers.1"
+    save_trace(tmp_path / "a.safetensors", tensors, meta)
+    save_trace(tmp_path / "b.safetensors", port, meta)
+    args = ["compare", str(tmp_path / "a.safetensors"), str(tmp_path / "b.safetensors")]
+    assert main([*args, "--tolerance", "encoder.encoder.layers.*=1e-3", "--tolerance", "enc_to_dec_proj=1e-3,1e-3"]) == 0
+    capsys.readouterr()
+    for bad in ("encoder.*", "=1e-3", "encoder.*=big", "encoder.*=1e-3,1e-3,1", "encoder.*=-1"):
+        with pytest.raises(SystemExit) as exit_info:
+            main([*args, "--tolerance", bad])
+        assert exit_info.value.code == 2
+        assert "expected PATTERN=ATOL[,RTOL]" in capsys.readouterr().err
+
+
+def test_differing_ids_are_shown_as_tokens(audio_file):
+    """Where the ids differ, both sequences as tokens (from the traces' "tokens" metadata), the
+    first differing position marked; an id the traces do not spell shows as #id."""
+    tensors, meta = minis2t2.trace(audio_file, model=MODEL, max_new_tokens=4)
+    tokens = json.loads(meta["tokens"])
+    assert len(tokens) == tensors["output.ids"].shape[1]
+    port = dict(tensors)
+    port["output.ids"] = tensors["output.ids"].copy()
+    port["output.ids"][0, 2] = 3 if tensors["output.ids"][0, 2] != 3 else 4
+    row = next(r for r in minis2t2.compare((tensors, meta), port).rows if r.name == "output.ids")
+    assert row.status == "DIFF" and "first difference at position 2" in row.detail
+    assert f">>{tokens[2]!r}<<" in row.detail and f">>#{port['output.ids'][0, 2]}<<" in row.detail
+    assert f"{tokens[0]!r} {tokens[1]!r} >>" in row.detail

@@ -120,6 +120,7 @@ def trace_transformers(audio_path, model_dir, num_beams=None, max_new_tokens=Non
         "num_beams": kwargs.get("num_beams", model.generation_config.num_beams),
         "max_new_tokens": kwargs.get("max_new_tokens", ""),
         "text": tokenizer.batch_decode(ids, skip_special_tokens=True)[0],
+        "tokens": json.dumps(tokenizer.convert_ids_to_tokens(ids[0].tolist())),
     }
     torch.set_default_dtype(torch.float32)
     return tensors, metadata
