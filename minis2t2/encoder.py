@@ -511,13 +511,19 @@ def encoder_weight_shapes(cfg: EncoderConfig, prefix: str = "encoder.") -> dict[
     return {prefix + name: shape for name, shape in shapes.items()}
 
 
-def encode_backward(p, input_values, sample_mask, cfg: EncoderConfig, d_hidden, record=None) -> dict:
+def encode_backward(p, input_values, sample_mask, cfg: EncoderConfig, d_hidden, record=None,
+                    train_feature_encoder: bool = True) -> dict:
     """Gradients of ``encode``'s parameters: (B, N), keep-mask (B, N) or None, d_hidden (B, T, C)
     -> {name: grad} under the checkpoint's names without the leading "encoder." (masked_spec_embed,
     used only by SpecAugment in training, gets zeros). With ``record``, the gradient reaching each
-    recorded activation is stored as "grad." + its name."""
+    recorded activation is stored as "grad." + its name. ``train_feature_encoder=False`` stops at
+    the conv stack's output, as torch's autograd does after transformers' freeze_feature_encoder():
+    no gradient for its parameters, and its layers' inputs are not kept."""
     xp = array_module(input_values)
-    features, saved = conv_stack_keeping_inputs(p.feature_extractor, input_values, cfg)  # (B, T, C_conv), whole
+    if train_feature_encoder:
+        features, saved = conv_stack_keeping_inputs(p.feature_extractor, input_values, cfg)  # (B, T, C_conv), whole
+    else:
+        features = feature_encoder(p.feature_extractor, input_values, cfg)  # (B, T, C_conv)
     mask = None if sample_mask is None else frame_mask(sample_mask, features.shape[1], cfg)  # (B, T)
     projected = feature_projection(p.feature_projection, features, cfg)  # (B, T, C)
     record_to(record, "grad.encoder", d_hidden)
@@ -526,7 +532,8 @@ def encode_backward(p, input_values, sample_mask, cfg: EncoderConfig, d_hidden, 
     record_to(record, "grad.encoder.feature_projection", d)
     d, g = feature_projection_backward(p.feature_projection, features, cfg, d)
     grads |= prefixed("feature_projection", g)
-    grads |= prefixed("feature_extractor", conv_stack_backward(p.feature_extractor, saved, cfg, d, record))
+    if train_feature_encoder:
+        grads |= prefixed("feature_extractor", conv_stack_backward(p.feature_extractor, saved, cfg, d, record))
     if "masked_spec_embed" in p:
         grads["masked_spec_embed"] = xp.zeros_like(p.masked_spec_embed)
     return grads

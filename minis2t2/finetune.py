@@ -133,8 +133,8 @@ def finetune(model_path, data: Path, out: Path, settings: Settings, log=print, w
         batch = rng.choice(len(clips), size=min(settings.batch_size, len(clips)), replace=False)
         inputs = model.processor([clips[i][1] for i in batch], sampling_rate=model.processor.sampling_rate,
                                  text=[clips[i][2] for i in batch])
-        loss, grads = model.loss_and_grads(inputs["input_values"], inputs.get("attention_mask"), labels=inputs["labels"])
-        grads = {name: g for name, g in grads.items() if not name.startswith(frozen)}
+        loss, grads = model.loss_and_grads(inputs["input_values"], inputs.get("attention_mask"), labels=inputs["labels"],
+                                           freeze_feature_encoder=settings.freeze_feature_encoder)
         norm = clip_grad_norm(grads, settings.max_grad_norm)
         lr = settings.lr * linear_warmup_decay(step, settings.warmup, settings.steps)
         optimizer.step(params, grads, lr=lr, frozen=frozen)

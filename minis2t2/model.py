@@ -194,14 +194,16 @@ class Model:
             named[name] = array
         return named
 
-    def loss_and_grads(self, input_values, attention_mask=None, labels=None, record: dict | None = None
-                       ) -> tuple[float, dict]:
+    def loss_and_grads(self, input_values, attention_mask=None, labels=None, record: dict | None = None,
+                       freeze_feature_encoder: bool = False) -> tuple[float, dict]:
         """The loss of ``model(..., labels=labels)`` and its gradient for every trainable parameter.
 
         -> (loss, {name: gradient}) with the names of transformers' ``named_parameters()`` for the
         same model: tied weights once (under embed_tokens), the positional conv's weight norm as
         ``...parametrizations.weight.original0`` (g) and ``original1`` (v); each gradient has its
         parameter's shape and the model's dtype. Eval mode: no dropout, LayerDrop or SpecAugment.
+        ``freeze_feature_encoder=True`` leaves out the conv feature encoder's parameters and skips
+        its backward pass, as transformers' ``freeze_feature_encoder()`` does through autograd.
 
         The backward pass mirrors the forward layer by layer (``*_backward`` beside each forward
         in layers.py, encoder.py, decoder.py), each recomputing what it needs from its input.
@@ -230,7 +232,7 @@ class Model:
             d_hidden, g = linear_backward(self.params.enc_to_dec_proj, encoded, d_hidden)
             grads |= prefixed("enc_to_dec_proj", g)
         grads |= prefixed("encoder", enc.encode_backward(self.params.encoder, values, mask, self.config.encoder,
-                                                         d_hidden, record))
+                                                         d_hidden, record, not freeze_feature_encoder))
         to_host(record)
         return loss, {name: to_numpy(g).astype(self.dtype) for name, g in grads.items()}
 

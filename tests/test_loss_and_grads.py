@@ -163,3 +163,22 @@ def test_padding_row_gets_no_gradient_even_when_read():
     name = "decoder.model.decoder.embed_tokens.weight"
     assert np.all(expected[name][pad] == 0) and np.all(grads[name][pad] == 0)
     np.testing.assert_allclose(grads[name], expected[name], rtol=1e-9, atol=1e-12)
+
+
+def test_frozen_feature_encoder_skips_its_backward():
+    """freeze_feature_encoder=True: the parameters torch still trains after transformers'
+    freeze_feature_encoder(), and the same gradients for them as the full backward gives."""
+    variant = "large_layer_stable_proj"
+    folder = GOLDEN / variant / "model"
+    model = minis2t2.load(folder, dtype="float64")
+    inputs = model.processor([speech_like(3000, 5), speech_like(2000, 6)], sampling_rate=16000, text=["a b c", "d"])
+    args = (inputs["input_values"], inputs.get("attention_mask"))
+    loss, full = model.loss_and_grads(*args, labels=inputs["labels"])
+    frozen_loss, frozen = model.loss_and_grads(*args, labels=inputs["labels"], freeze_feature_encoder=True)
+    hf = SpeechEncoderDecoderModel.from_pretrained(str(folder))
+    hf.freeze_feature_encoder()
+    assert sorted(frozen) == sorted(name for name, p in hf.named_parameters() if p.requires_grad)
+    assert not any(name.startswith("encoder.feature_extractor.") for name in frozen)
+    assert frozen_loss == loss
+    for name, g in frozen.items():
+        np.testing.assert_array_equal(g, full[name], err_msg=name)
