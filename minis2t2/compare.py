@@ -79,7 +79,12 @@ def compare_arrays(name: str, reference, candidate, atol: float, rtol: float) ->
     worst = float(distance[where])
     power = float(np.square(a64[np.isfinite(a64)]).sum())
     noise = float(np.square(err).sum())
-    nmse_db = -math.inf if noise == 0 else 10 * math.log10(noise / power) if power > 0 else math.inf
+    if noise == 0:
+        nmse_db = -math.inf  # identical
+    elif power == 0:
+        nmse_db = math.inf  # an error against an all-zero reference
+    else:
+        nmse_db = 10 * math.log10(noise / power)
     needed = math.nan if exact else float((err / (1 + np.abs(a64))).max())  # no tolerance excuses an id
     return Row(name, "OK" if worst <= 1 else "DIFF", float(err.max()), float(rel.max()), float(err.mean()),
                worst=worst, where=where, nmse_db=nmse_db, needed=needed)
