@@ -4,7 +4,8 @@ Each name gets one row: OK (within tolerance), DIFF (beyond it), SHAPE (shapes d
 MISSING (present on one side only), with max abs, max rel and mean abs error, and for the worst
 element its distance to the tolerance, ``worst`` = |d| / (atol + rtol |ref|) (above 1 fails), and
 where it is; ``nmse_db`` = 10 log10(Σ d² / Σ ref²) sums a tensor's error in one number fit for
-comparing ports (-140 dB: float32 rounding; -20 dB: wrong).
+comparing ports (float32 against float64 on a demo clip: -157 to -118 dB, median -131;
+the GELU-tanh porting bug: about -70 dB).
 
 **The first divergence** is the tensor that introduced the error, not merely the first that
 fails: in model order, the earliest tensor whose ``worst`` exceeds JUMP times every ``worst``
@@ -20,7 +21,7 @@ from __future__ import annotations
 import fnmatch
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -127,8 +128,7 @@ def compare_dicts(reference: dict, candidate: dict, atol: float = 1e-4, rtol: fl
         elif own is None:
             rows.append(compare_arrays(name, reference[name], candidate[name], atol, rtol))
         else:
-            row = compare_arrays(name, reference[name], candidate[name], *own)
-            rows.append(Row(**(row.__dict__ | {"tolerance": own})))
+            rows.append(replace(compare_arrays(name, reference[name], candidate[name], *own), tolerance=own))
     return rows
 
 
@@ -261,7 +261,7 @@ def compare(a, b, atol: float = 1e-4, rtol: float = 1e-4, tolerances: dict | Non
              for key in ("config_sha256", "dtype", "num_beams", "max_new_tokens")
              if key in ma and key in mb and ma[key] != mb[key]]  # a dict of arrays has no metadata to differ
     rows = compare_dicts(ta, tb, atol=atol, rtol=rtol, order=list(dict.fromkeys([*ta, *tb])), tolerances=tolerances)
-    rows = [Row(**(r.__dict__ | {"detail": token_difference(ta[r.name], tb[r.name], ma, mb)}))
+    rows = [replace(r, detail=token_difference(ta[r.name], tb[r.name], ma, mb))
             if r.name == "output.ids" and r.status in ("DIFF", "SHAPE") else r for r in rows]
     if "text" in ma and "text" in mb:
         same = ma["text"] == mb["text"]

@@ -166,9 +166,9 @@ def test_trace_labels_the_vocabulary_cannot_spell_are_a_usage_error(tmp_path, ca
 
 
 def test_the_layer_that_introduced_an_error_is_named_even_within_tolerance(audio_file):
-    """A layer-norm eps of 1e-12 instead of 1e-5 in the conv stack (a porting bug from the field):
-    its first effect stays inside the tolerance, the next layer crosses it. The first divergence is
-    where the error jumped, and the row says how close to the tolerance it came."""
+    """The shape of the conv-eps porting bug from the field, injected by hand: conv_layers.0 off by
+    0.9 of its tolerance (inside it), conv_layers.1 beyond it. The first divergence is where the
+    error jumped, and the row says how close to the tolerance it came."""
     clean = minis2t2.trace(audio_file, model=MODEL, max_new_tokens=4)
     tensors, meta = clean
     name = "encoder.feature_extractor.conv_layers.0"
