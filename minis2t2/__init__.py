@@ -2,15 +2,19 @@
 
     model = minis2t2.load("weights/<model>")
     print(model.translate("speech.wav"))
+
+    model = minis2t2.random_init({"hidden_size": 64, ...}, {"d_model": 32, ...})  # new, untrained
+    model.save_pretrained("my-model")
 """
 
 from .audio import load_audio
 from .compare import compare
 from .errors import AudioError, ConfigError, InputError, TraceError, WeightsError
+from .initialisation import random_init
 from .loading import load
 from .model import Model, Seq2SeqOutput
 from .trace import load_trace, trace
 
 __version__ = "0.1.0"
 __all__ = ["AudioError", "ConfigError", "InputError", "Model", "Seq2SeqOutput", "TraceError", "WeightsError",
-           "compare", "load", "load_audio", "load_trace", "trace"]
+           "compare", "load", "load_audio", "load_trace", "random_init", "trace"]

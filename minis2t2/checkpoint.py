@@ -1,13 +1,19 @@
-"""Where weights come from: a model folder (safetensors or PyTorch .bin, single or sharded), the
-HuggingFace hub, and ``convert`` from .bin to memory-mappable safetensors."""
+"""Where weights come from and go: a model folder (safetensors or PyTorch .bin, single or sharded),
+the HuggingFace hub, ``convert`` from .bin to memory-mappable safetensors, and ``save_pretrained``
+(a model in memory -> an HF-layout folder)."""
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 import shutil
 import tempfile
 from pathlib import Path
 
+import numpy as np
+
+from .backend import to_numpy
 from .errors import WeightsError
 from .torch_bin import read_torch_bin
 from .validate import read_json
@@ -83,6 +89,59 @@ def convert(src: str | Path, dst: str | Path) -> Path:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return dst
+
+
+def save_pretrained(model, folder: str | Path) -> Path:
+    """Write ``model`` as transformers' ``save_pretrained`` lays a model out, so that
+    ``SpeechEncoderDecoderModel.from_pretrained(folder)`` and ``minis2t2.load(folder)`` both read it:
+
+        config.json               the model's config.json as it was read (or built by random_init)
+        generation_config.json    the generation defaults that differ from HF's
+        preprocessor_config.json  the feature extractor's settings
+        vocab.json, merges.txt    the tokenizer (merges one "a b" per line in rank order, each line
+        tokenizer_config.json     ending in a newline: HF drops the text after the last one)
+        model.safetensors         every parameter under its named_parameters() name (a tied lm_head
+                                  once, as embed_tokens) plus the decoder's positional table
+
+    Written into a temporary folder beside ``folder`` and moved into place at the end.
+    """
+    folder = Path(folder)
+    tokenizer, extractor = model.tokenizer, model.processor.feature_extractor
+    files = {
+        "config.json": model.config.raw,
+        "generation_config.json": {k: v for k, v in dataclasses.asdict(model.generation_config).items()
+                                   if v != type(model.generation_config).__dataclass_fields__[k].default},
+        "preprocessor_config.json": dataclasses.asdict(extractor) | {
+            "feature_extractor_type": "Wav2Vec2FeatureExtractor", "padding_side": "right",
+            "processor_class": "Speech2Text2Processor"},
+        "vocab.json": tokenizer.encoder,
+        "tokenizer_config.json": {
+            "tokenizer_class": "Speech2Text2Tokenizer", "bos_token": tokenizer.bos_token,
+            "eos_token": tokenizer.eos_token, "pad_token": tokenizer.pad_token, "unk_token": tokenizer.unk_token,
+            "do_lower_case": tokenizer.do_lower_case,
+            "clean_up_tokenization_spaces": tokenizer.clean_up_tokenization_spaces},
+    }
+    tensors = {name: np.ascontiguousarray(to_numpy(a)) for name, a in model.trainable_parameters().items()}
+    tensors["decoder.model.decoder.embed_positions.weights"] = np.ascontiguousarray(to_numpy(model.positions_table))
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    try:
+        for name, content in files.items():
+            (tmp / name).write_text(json.dumps(content, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        if tokenizer.bpe_ranks is not None:
+            merges = sorted(tokenizer.bpe_ranks, key=tokenizer.bpe_ranks.get)
+            (tmp / "merges.txt").write_text("".join(f"{a} {b}\n" for a, b in merges), encoding="utf-8")
+        write_safetensors(tmp / "model.safetensors", {n: (a, SAFETENSORS_DTYPES[a.dtype.name]) for n, a in
+                                                      tensors.items()}, metadata={"format": "pt"})
+        folder.mkdir(exist_ok=True)
+        for item in tmp.iterdir():
+            os.replace(item, folder / item.name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return folder
+
+
+SAFETENSORS_DTYPES = {"float32": "F32", "float64": "F64"}
 
 
 def from_hub(repo_id: str, revision: str | None = None) -> Path:

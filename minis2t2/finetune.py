@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -24,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from .audio import load_audio
+from .checkpoint import SAFETENSORS_DTYPES
 from .errors import InputError
 from .loading import load, model_folder
 from .optim import FEATURE_ENCODER, AdamW, clip_grad_norm, linear_warmup_decay
@@ -31,12 +31,6 @@ from .weights import read_safetensors, write_safetensors
 
 STATE = "trainer_state.json"  # steps done, losses, settings
 OPTIMIZER = "optimizer.safetensors"  # AdamW's m and v per parameter
-# what a model folder holds besides its weights; other files (a model card, evaluation results)
-# describe the source model, not the fine-tuned one, and are not copied
-MODEL_FILES = ("config.json", "generation_config.json", "preprocessor_config.json", "vocab.json", "merges.txt",
-               "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json")
-
-
 @dataclass(frozen=True)
 class Settings:
     steps: int = 100
@@ -88,26 +82,6 @@ def read_clips(data: Path, model, warn) -> list[tuple[str, np.ndarray, str]]:
     return clips
 
 
-def save_model(model, source: Path, out: Path) -> None:
-    """An HF-layout folder: the source folder's config, tokenizer and processor files, and
-    model.safetensors with every weight under the name transformers gives it (a tied lm_head is
-    left out, as save_pretrained does)."""
-    out.mkdir(parents=True, exist_ok=True)
-    for name in MODEL_FILES:
-        if (source / name).is_file() and (source / name).resolve() != (out / name).resolve():
-            shutil.copyfile(source / name, out / name)
-    tensors = {name: (np.ascontiguousarray(a), dtype_name(a)) for name, a in model.trainable_parameters().items()}
-    table = model.positions_table
-    tensors["decoder.model.decoder.embed_positions.weights"] = (np.ascontiguousarray(table), dtype_name(table))
-    partial = out / "model.safetensors.partial"
-    write_safetensors(partial, tensors, metadata={"format": "pt"})
-    partial.replace(out / "model.safetensors")  # a reader never sees a half-written file
-
-
-def dtype_name(array) -> str:
-    return {"float32": "F32", "float64": "F64"}[str(array.dtype)]
-
-
 def finetune(model_path, data: Path, out: Path, settings: Settings, log=print, warn=None) -> list[float]:
     """Fine-tune, or resume a run whose state is in OUT. -> the loss of every step so far."""
     warn = warn or (lambda message: print(f"minis2t2: {message}", file=sys.stderr))
@@ -124,7 +98,6 @@ def finetune(model_path, data: Path, out: Path, settings: Settings, log=print, w
             kind, param = name.split(".", 1)
             (optimizer.exp_avg if kind == "m" else optimizer.exp_avg_sq)[param] = np.array(array)
     frozen = (FEATURE_ENCODER,) if settings.freeze_feature_encoder else ()
-    source = Path(state["source"])
     log(f"{len(clips)} clips; {sum(a.size for a in params.values()) / 1e6:.2f} M parameters"
         f"{' (feature encoder frozen)' if frozen else ''}; steps {state['step'] + 1}-{settings.steps}")
     while state["step"] < settings.steps:
@@ -145,15 +118,15 @@ def finetune(model_path, data: Path, out: Path, settings: Settings, log=print, w
         if not math.isfinite(loss):
             raise InputError(f"the loss became {loss} at step {step + 1}: lower --lr")
         if state["step"] % settings.save_every == 0 or state["step"] == settings.steps:
-            save_checkpoint(model, source, out, optimizer, state, settings)
+            save_checkpoint(model, out, optimizer, state, settings)
     return state["losses"]
 
 
-def save_checkpoint(model, source: Path, out: Path, optimizer: AdamW, state: dict, settings: Settings) -> None:
+def save_checkpoint(model, out: Path, optimizer: AdamW, state: dict, settings: Settings) -> None:
     """The model folder, the optimiser's state and the progress, then the loss curve."""
-    save_model(model, source, out)
-    moments = {f"m.{name}": (a, dtype_name(a)) for name, a in optimizer.exp_avg.items()} | \
-              {f"v.{name}": (a, dtype_name(a)) for name, a in optimizer.exp_avg_sq.items()}
+    model.save_pretrained(out)
+    moments = {f"m.{name}": (a, SAFETENSORS_DTYPES[a.dtype.name]) for name, a in optimizer.exp_avg.items()} | \
+              {f"v.{name}": (a, SAFETENSORS_DTYPES[a.dtype.name]) for name, a in optimizer.exp_avg_sq.items()}
     write_safetensors(out / OPTIMIZER, moments)
     (out / STATE).write_text(json.dumps(state | {"settings": asdict(settings)}, indent=1))
     draw_losses(state["losses"], out / "loss.png")

@@ -106,14 +106,16 @@ class GenerationConfig:
 
     @classmethod
     def from_model_folder(cls, folder: str | Path, model_config: dict) -> GenerationConfig:
-        """generation_config.json if present, else HF's GenerationConfig.from_model_config(config.json).
-
-        from_model_config takes the top-level generation fields, then fills any still at its
-        default from the decoder section.
-        """
+        """generation_config.json if present, else ``from_model_config(config.json)``."""
         path = Path(folder) / "generation_config.json"
         if path.is_file():
             return cls.from_dict(read_json(path), str(path))
+        return cls.from_model_config(model_config)
+
+    @classmethod
+    def from_model_config(cls, model_config: dict) -> GenerationConfig:
+        """HF's GenerationConfig.from_model_config: the top-level generation fields of config.json,
+        then any still at its default filled from the decoder section."""
         names = [f.name for f in dataclasses.fields(cls)] + list(UNSUPPORTED_DEFAULTS)
         defaults = {f.name: f.default for f in dataclasses.fields(cls)} | UNSUPPORTED_DEFAULTS
         d = {k: model_config[k] for k in names if k in model_config}

@@ -17,6 +17,7 @@ import numpy as np
 from . import decoder as dec
 from . import encoder as enc
 from .backend import to_numpy
+from .checkpoint import save_pretrained
 from .config import ModelConfig
 from .encoder import FrameTiming, frame_timing
 from .generation import GenerationConfig, SearchSettings, beam_search, greedy_search
@@ -288,7 +289,8 @@ class Model:
         to_host(record)
         return ids
 
-    # --- long audio: transcribe.py's functions, as methods (as whisper binds its transcribe) ---
+    # --- long audio (transcribe.py) and saving (checkpoint.py): functions bound as methods ---
 
     translate = translate
     segments = segments
+    save_pretrained = save_pretrained
