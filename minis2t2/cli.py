@@ -130,7 +130,7 @@ def _finetune(args) -> int:
                         warmup=args.warmup if args.warmup is not None else max(1, args.steps // 10),
                         weight_decay=args.weight_decay, max_grad_norm=args.max_grad_norm,
                         freeze_feature_encoder=args.freeze_feature_encoder, seed=args.seed,
-                        save_every=args.save_every)
+                        save_every=args.save_every, train_mode=args.train_mode)
     tty = sys.stderr.isatty()
 
     def log(line: str) -> None:  # progress on stderr: one line redrawn on a terminal, every line otherwise
@@ -293,7 +293,11 @@ def build_parser() -> argparse.ArgumentParser:
     ft.add_argument("--max-grad-norm", type=_positive, default=1.0, help="gradient clipping (default 1.0)")
     ft.add_argument("--freeze-feature-encoder", action="store_true",
                     help="leave the conv feature encoder as it is (transformers' freeze_feature_encoder)")
-    ft.add_argument("--seed", type=int, default=0, help="draws the batches (default 0)")
+    ft.add_argument("--train-mode", action="store_true",
+                    help="dropout, LayerDrop and SpecAugment as the model's config.json sets them (transformers' "
+                         "train()); by default every step runs in eval mode, deterministic")
+    ft.add_argument("--seed", type=int, default=0, help="draws the batches and, with --train-mode, the masks "
+                                                         "(default 0)")
     ft.add_argument("--save-every", type=_count, default=50, help="checkpoint interval in steps (default 50)")
     ft.set_defaults(run=_finetune)
 

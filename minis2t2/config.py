@@ -1,7 +1,7 @@
 """Configs as frozen dataclasses that keep the field names of HF's config.json.
 
-Only the fields that shape the forward pass are kept. Every other field HF's config classes
-know (dropouts, SpecAugment, CTC, quantizer, pretraining, head settings) is accepted and
+Only the fields that shape the forward pass, in eval or training mode, are kept. Every other
+field HF's config classes know (CTC, quantizer, pretraining, head settings) is accepted and
 ignored; a field HF does not know is an error, so a typo or a config for another model does
 not load silently. The known-field lists were read off transformers 4.40.2's
 ``PretrainedConfig``, ``Wav2Vec2Config``, ``HubertConfig``, ``Speech2Text2Config`` and
@@ -74,13 +74,17 @@ ENCODER_BOUNDS = {
     "intermediate_size": (1, 4 * MAX_WIDTH), "conv_dim": (1, MAX_WIDTH), "conv_stride": (1, 1024),
     "conv_kernel": (1, 4096), "num_conv_pos_embeddings": (1, 4096), "num_conv_pos_embedding_groups": (1, MAX_WIDTH),
     "layer_norm_eps": (0, 1), "mask_time_prob": (0, 1), "mask_feature_prob": (0, 1),
+    "hidden_dropout": (0, 1), "activation_dropout": (0, 1), "attention_dropout": (0, 1), "feat_proj_dropout": (0, 1),
+    "layerdrop": (0, 1), "mask_time_length": (1, MAX_WIDTH), "mask_time_min_masks": (0, MAX_WIDTH),
+    "mask_feature_length": (1, MAX_WIDTH), "mask_feature_min_masks": (0, MAX_WIDTH),
 }
 DECODER_BOUNDS = {
     "vocab_size": (1, MAX_VOCAB), "d_model": (1, MAX_WIDTH), "decoder_layers": (1, MAX_LAYERS),
     "decoder_attention_heads": (1, MAX_WIDTH), "decoder_ffn_dim": (1, 4 * MAX_WIDTH),
     "max_target_positions": (1, MAX_POSITIONS), "pad_token_id": (0, MAX_VOCAB), "bos_token_id": (0, MAX_VOCAB),
     "eos_token_id": (0, MAX_VOCAB), "decoder_start_token_id": (0, MAX_VOCAB),
-    "cross_attention_hidden_size": (1, MAX_WIDTH),
+    "cross_attention_hidden_size": (1, MAX_WIDTH), "dropout": (0, 1), "attention_dropout": (0, 1),
+    "activation_dropout": (0, 1), "decoder_layerdrop": (0, 1),
 }
 
 
@@ -109,6 +113,17 @@ class EncoderConfig:
     mask_feature_prob: float = 0.0
     add_adapter: bool = False
     adapter_attn_dim: int | None = None
+    # training mode only (training.py): dropout, LayerDrop and SpecAugment
+    hidden_dropout: float = 0.1
+    activation_dropout: float = 0.1
+    attention_dropout: float = 0.1
+    feat_proj_dropout: float = 0.0
+    layerdrop: float = 0.1
+    apply_spec_augment: bool = True
+    mask_time_length: int = 10
+    mask_time_min_masks: int = 2
+    mask_feature_length: int = 10
+    mask_feature_min_masks: int = 0
 
     @classmethod
     def from_dict(cls, d: dict, where: str = "config.json encoder") -> EncoderConfig:
@@ -162,6 +177,11 @@ class DecoderConfig:
     decoder_start_token_id: int = 2
     tie_word_embeddings: bool = True  # lm_head shares embed_tokens when its key is absent
     cross_attention_hidden_size: int | None = None
+    # training mode only (training.py): dropout and LayerDrop
+    dropout: float = 0.1
+    attention_dropout: float = 0.0
+    activation_dropout: float = 0.0
+    decoder_layerdrop: float = 0.0
 
     @classmethod
     def from_dict(cls, d: dict, where: str = "config.json decoder") -> DecoderConfig:

@@ -37,6 +37,7 @@ from .layers import (
     record_to,
     split_heads,
 )
+from .training import attention_mask, dropout, skips_layer
 
 LAYER_NORM_EPS = 1e-5  # Speech2Text2 builds nn.LayerNorm(d_model) with torch's default eps
 POSITION_OFFSET = 2  # HF's table has max_target_positions + 2 rows; real positions start at padding_idx + 1
@@ -111,7 +112,7 @@ def reorder_cache(cache: list[dict], index) -> list[dict]:
     return [dict(layer, self_k=layer["self_k"][index], self_v=layer["self_v"][index]) for layer in cache]
 
 
-def cross_attend(q, k, v, bias):
+def cross_attend(q, k, v, bias, dropout_mask=None):
     """Attention of the decoder rows to their input's encoder frames.
 
     q (B, H, S, D) with B = B_in * K (K beams of each input, consecutive rows); k, v (B_in, H, T, D)
@@ -120,11 +121,12 @@ def cross_attend(q, k, v, bias):
     Plain form: row b attends to input b // K's frames, i.e. ``attend(q, k[b // K], v[b // K], ...)``.
     Rather than copying each input's keys and values once per beam, its K beams go in as K*S query
     rows of that input (``fold_beams``), so the keys and values are read once (wav2vec2-large's
-    decoder, 5 beams on 5 s: 14 MB less to read a step). Without beams (B == B_in) it is ``attend``.
+    decoder, 5 beams on 5 s: 14 MB less to read a step). Without beams (B == B_in) it is ``attend``,
+    the only case training mode's ``dropout_mask`` (B, H, S, T) meets.
     """
     B_in = k.shape[0]
     if q.shape[0] == B_in:
-        return attend(q, k, v, bias)
+        return attend(q, k, v, bias, dropout_mask=dropout_mask)
     heads, weights = attend(fold_beams(q, B_in), k, v, bias)  # (B_in, H, K*S, D), (B_in, H, K*S, T)
     return unfold_beams(heads, q.shape[2]), unfold_beams(weights, q.shape[2])
 
@@ -143,47 +145,59 @@ def unfold_beams(a, S: int):
     return a.reshape(B_in, H, K, S, X).transpose(0, 2, 1, 3, 4).reshape(B_in * K, H, S, X)
 
 
-def decoder_layer(p, x, cache: dict, self_bias, cross_bias, cfg: DecoderConfig):
+def decoder_layer(p, x, cache: dict, self_bias, cross_bias, cfg: DecoderConfig, training=None, name: str = ""):
     """Speech2Text2DecoderLayer, post-LN throughout: (B, S, C) -> (B, S, C), updated cache.
 
     x = LN(x + self_attn(x))          causal, keys = cached steps + these steps
     x = LN(x + cross_attn(x, enc))    keys/values precomputed in the cache
     x = LN(x + fc2(act(fc1(x))))
     Returns the layer output, the new cache and, for recording, a dict of the sublayer outputs
-    (before their residual add) and attention weights under their names relative to the layer:
-    "self_attn", "self_attn.attn_weights" (B, H, S, S_past + S), "encoder_attn",
-    "encoder_attn.attn_weights" (B, H, S, T), "fc2".
+    (before their dropout and residual add) and attention weights under their names relative to
+    the layer: "self_attn", "self_attn.attn_weights" (B, H, S, S_past + S), "encoder_attn",
+    "encoder_attn.attn_weights" (B, H, S, T), "fc2". In training mode (``training``, named by
+    the layer's HF path ``name``) dropout acts on both attentions' probabilities (attention_dropout),
+    on each sublayer's output (dropout) and after the activation (activation_dropout).
     """
     H = cfg.decoder_attention_heads
     D = cfg.d_model // H
     xp = array_module(x)
+    B, S, _ = x.shape
     a = p.self_attn
     q = split_heads(linear(a.q_proj, x) * D**-0.5, H)  # (B, H, S, D)  scaled after the bias
     k = xp.concatenate([cache["self_k"], split_heads(linear(a.k_proj, x), H)], axis=2)  # (B, H, S_past + S, D)
     v = xp.concatenate([cache["self_v"], split_heads(linear(a.v_proj, x), H)], axis=2)  # (B, H, S_past + S, D)
-    heads, self_weights = attend(q, k, v, self_bias)  # (B, H, S, D), (B, H, S, S_past + S)
+    mask = attention_mask(training, f"{name}.self_attn.dropout", (B, H, S, k.shape[2]), cfg.attention_dropout, x)
+    heads, self_weights = attend(q, k, v, self_bias, dropout_mask=mask)  # (B, H, S, D), (B, H, S, S_past + S)
     self_out = linear(a.out_proj, merge_heads(heads))  # (B, S, C)
-    x = layer_norm(p.self_attn_layer_norm, x + self_out, LAYER_NORM_EPS)  # (B, S, C)
+    h = dropout(training, f"{name}.dropout_after_self_attn", self_out, cfg.dropout)
+    x = layer_norm(p.self_attn_layer_norm, x + h, LAYER_NORM_EPS)  # (B, S, C)
 
     c = p.encoder_attn
     q = split_heads(linear(c.q_proj, x) * D**-0.5, H)  # (B, H, S, D)
-    heads, cross_weights = cross_attend(q, cache["cross_k"], cache["cross_v"], cross_bias)  # (B, H, S, D), (B, H, S, T)
+    T = cache["cross_k"].shape[2]
+    mask = attention_mask(training, f"{name}.encoder_attn.dropout", (B, H, S, T), cfg.attention_dropout, x)
+    heads, cross_weights = cross_attend(q, cache["cross_k"], cache["cross_v"], cross_bias, mask)  # (B, H, S, D), (B, H, S, T)
     cross_out = linear(c.out_proj, merge_heads(heads))  # (B, S, C)
-    x = layer_norm(p.encoder_attn_layer_norm, x + cross_out, LAYER_NORM_EPS)  # (B, S, C)
+    h = dropout(training, f"{name}.dropout_after_encoder_attn", cross_out, cfg.dropout)
+    x = layer_norm(p.encoder_attn_layer_norm, x + h, LAYER_NORM_EPS)  # (B, S, C)
 
-    ffn_out = linear(p.fc2, ACTIVATIONS[cfg.activation_function](linear(p.fc1, x)))  # (B, S, C)
-    x = layer_norm(p.final_layer_norm, x + ffn_out, LAYER_NORM_EPS)  # (B, S, C)
+    hidden = ACTIVATIONS[cfg.activation_function](linear(p.fc1, x))  # (B, S, F)
+    hidden = dropout(training, f"{name}.activation_dropout", hidden, cfg.activation_dropout)
+    ffn_out = linear(p.fc2, hidden)  # (B, S, C)
+    h = dropout(training, f"{name}.dropout_after_fc2", ffn_out, cfg.dropout)
+    x = layer_norm(p.final_layer_norm, x + h, LAYER_NORM_EPS)  # (B, S, C)
     new_cache = dict(cache, self_k=k, self_v=v)
     parts = {"self_attn.attn_weights": self_weights, "self_attn": self_out, "encoder_attn.attn_weights": cross_weights,
              "encoder_attn": cross_out, "fc2": ffn_out}  # in the order HF computes them
     return x, new_cache, parts
 
 
-def decode(p, ids, cache: list[dict], cross_bias, positions_table, cfg: DecoderConfig, record=None):
+def decode(p, ids, cache: list[dict], cross_bias, positions_table, cfg: DecoderConfig, record=None, training=None):
     """Run the decoder on new tokens ``ids`` (B, S) after ``S_past`` cached steps.
 
     cross_bias (B_in, 1, 1, T) or None masks padded encoder frames. positions_table (P, C).
-    -> logits (B, S, V), the cache grown by S steps.
+    -> logits (B, S, V), the cache grown by S steps. ``training``: dropout and LayerDrop
+    (training.py); a layer LayerDrop skips keeps its cache as it was.
     """
     xp = array_module(ids)
     past = cache[0]["self_k"].shape[2]
@@ -194,12 +208,16 @@ def decode(p, ids, cache: list[dict], cross_bias, positions_table, cfg: DecoderC
     positions = positions_table[position_ids(ids, cfg.pad_token_id, past)]  # (B, S, C)
     record_to(record, "decoder.model.decoder.embed_positions", positions)
     x = embed * scale + positions  # (B, S, C)
+    x = dropout(training, "decoder.model.decoder.dropout", x, cfg.dropout)
     self_bias = causal_bias(S, past, x.dtype, xp)  # (1, 1, S, past + S)
     new_cache = []
     for i, layer in enumerate(p.model.decoder.layers):
-        x, layer_cache, parts = decoder_layer(layer, x, cache[i], self_bias, cross_bias, cfg)
-        new_cache.append(layer_cache)
         name = f"decoder.model.decoder.layers.{i}"
+        if skips_layer(training, name, cfg.decoder_layerdrop):
+            new_cache.append(cache[i])
+            continue
+        x, layer_cache, parts = decoder_layer(layer, x, cache[i], self_bias, cross_bias, cfg, training, name)
+        new_cache.append(layer_cache)
         for part, value in parts.items():
             record_to(record, f"{name}.{part}", value)
         record_to(record, name, x)
@@ -208,36 +226,50 @@ def decode(p, ids, cache: list[dict], cross_bias, positions_table, cfg: DecoderC
     return logits, new_cache
 
 
-def decoder_layer_backward(p, x, cache: dict, encoder_hidden, self_bias, cross_bias, cfg: DecoderConfig, d_out):
+def decoder_layer_backward(p, x, cache: dict, encoder_hidden, self_bias, cross_bias, cfg: DecoderConfig, d_out,
+                           training=None, name: str = ""):
     """Gradients of ``decoder_layer`` run on all S steps at once (teacher forcing, so ``cache`` holds
     no past steps, only the cross-attention K/V of ``encoder_hidden``).
     x, d_out (B, S, C), encoder_hidden (B, T, C) -> dx, d_encoder_hidden, {name: grad}
 
     Forward: x1 = LN1(x + self_attn(x)), x2 = LN2(x1 + cross_attn(x1, frames)),
     y = LN3(x2 + fc2(act(fc1(x2)))); each LN backward hands its input's gradient to both the
-    sublayer and the residual.
+    sublayer and the residual. In training mode each dropout's mask, applied to the gradient,
+    is its backward.
     """
-    H, act = cfg.decoder_attention_heads, cfg.activation_function
-    _, _, parts = decoder_layer(p, x, cache, self_bias, cross_bias, cfg)  # the sublayer outputs, recomputed
-    self_out, cross_out, ffn_out = parts["self_attn"], parts["encoder_attn"], parts["fc2"]  # (B, S, C) each
+    H, act, B, S = cfg.decoder_attention_heads, cfg.activation_function, x.shape[0], x.shape[1]
+    T = encoder_hidden.shape[1]
+    _, _, parts = decoder_layer(p, x, cache, self_bias, cross_bias, cfg, training, name)  # recomputed
+    self_out, cross_out, ffn_out = (dropout(training, f"{name}.{mask}", parts[part], cfg.dropout) for part, mask in
+                                    (("self_attn", "dropout_after_self_attn"), ("encoder_attn", "dropout_after_encoder_attn"),
+                                     ("fc2", "dropout_after_fc2")))  # (B, S, C) each, as added to the residual
     x1 = layer_norm(p.self_attn_layer_norm, x + self_out, LAYER_NORM_EPS)
     x2 = layer_norm(p.encoder_attn_layer_norm, x1 + cross_out, LAYER_NORM_EPS)
     hidden = linear(p.fc1, x2)  # (B, S, F)
+    activated = dropout(training, f"{name}.activation_dropout", ACTIVATIONS[act](hidden), cfg.activation_dropout)
 
     d_sum3, g_ln3 = layer_norm_backward(p.final_layer_norm, x2 + ffn_out, d_out, LAYER_NORM_EPS)
-    d_act, g_fc2 = linear_backward(p.fc2, ACTIVATIONS[act](hidden), d_sum3)
+    d_ffn = dropout(training, f"{name}.dropout_after_fc2", d_sum3, cfg.dropout)
+    d_act, g_fc2 = linear_backward(p.fc2, activated, d_ffn)
+    d_act = dropout(training, f"{name}.activation_dropout", d_act, cfg.activation_dropout)
     d_x2, g_fc1 = linear_backward(p.fc1, x2, ACTIVATION_BACKWARDS[act](hidden, d_act))
     d_sum2, g_ln2 = layer_norm_backward(p.encoder_attn_layer_norm, x1 + cross_out, d_x2 + d_sum3, LAYER_NORM_EPS)
-    d_x1, d_encoder, g_cross = attention_backward(p.encoder_attn, x1, encoder_hidden, cross_bias, H, d_sum2)
+    d_cross = dropout(training, f"{name}.dropout_after_encoder_attn", d_sum2, cfg.dropout)
+    cross_mask = attention_mask(training, f"{name}.encoder_attn.dropout", (B, H, S, T), cfg.attention_dropout, x)
+    d_x1, d_encoder, g_cross = attention_backward(p.encoder_attn, x1, encoder_hidden, cross_bias, H, d_cross,
+                                                  cross_mask)
     d_sum1, g_ln1 = layer_norm_backward(p.self_attn_layer_norm, x + self_out, d_x1 + d_sum2, LAYER_NORM_EPS)
-    d_q, d_kv, g_self = attention_backward(p.self_attn, x, x, self_bias, H, d_sum1)
+    d_self = dropout(training, f"{name}.dropout_after_self_attn", d_sum1, cfg.dropout)
+    self_mask = attention_mask(training, f"{name}.self_attn.dropout", (B, H, S, S), cfg.attention_dropout, x)
+    d_q, d_kv, g_self = attention_backward(p.self_attn, x, x, self_bias, H, d_self, self_mask)
     grads = (prefixed("self_attn", g_self) | prefixed("self_attn_layer_norm", g_ln1) | prefixed("encoder_attn", g_cross)
              | prefixed("encoder_attn_layer_norm", g_ln2) | prefixed("fc1", g_fc1) | prefixed("fc2", g_fc2)
              | prefixed("final_layer_norm", g_ln3))
     return d_sum1 + d_q + d_kv, d_encoder, grads
 
 
-def decode_backward(p, ids, encoder_hidden, cross_bias, positions_table, cfg: DecoderConfig, d_logits, record=None):
+def decode_backward(p, ids, encoder_hidden, cross_bias, positions_table, cfg: DecoderConfig, d_logits, record=None,
+                    training=None):
     """Gradients of ``decode`` on all steps at once: ids (B, S), encoder_hidden (B, T, C),
     d_logits (B, S, V) -> d_encoder_hidden (B, T, C), {name: grad} under the checkpoint's names
     without the leading "decoder.".
@@ -251,22 +283,28 @@ def decode_backward(p, ids, encoder_hidden, cross_bias, positions_table, cfg: De
     embed = p.model.decoder.embed_tokens.weight  # (V, C)
     scale = math.sqrt(cfg.d_model) if cfg.scale_embedding else 1.0
     x = embed[ids] * scale + positions_table[position_ids(ids, cfg.pad_token_id, 0)]  # (B, S, C)
+    x = dropout(training, "decoder.model.decoder.dropout", x, cfg.dropout)
     self_bias = causal_bias(S, 0, x.dtype, xp)  # (1, 1, S, S)
     cache = cross_attention_cache(p, encoder_hidden, cfg)  # no past steps; cross K/V once
+    names = [f"decoder.model.decoder.layers.{i}" for i in range(len(cache))]
     inputs = []
-    for layer, layer_cache in zip(p.model.decoder.layers, cache):
+    for layer, layer_cache, name in zip(p.model.decoder.layers, cache, names):
         inputs.append(x)
-        x = decoder_layer(layer, x, layer_cache, self_bias, cross_bias, cfg)[0]  # (B, S, C)
+        if not skips_layer(training, name, cfg.decoder_layerdrop):
+            x = decoder_layer(layer, x, layer_cache, self_bias, cross_bias, cfg, training, name)[0]  # (B, S, C)
     record_to(record, "grad.decoder.lm_head", d_logits)
     d_x = d_logits @ p.lm_head.weight  # (B, S, C)
     d_head = d_logits.reshape(B * S, -1).T @ x.reshape(B * S, -1)  # (V, C)
     grads, d_encoder = {}, xp.zeros_like(encoder_hidden)
     for i in reversed(range(len(p.model.decoder.layers))):
-        record_to(record, f"grad.decoder.model.decoder.layers.{i}", d_x)
+        if skips_layer(training, names[i], cfg.decoder_layerdrop):
+            continue  # LayerDrop skipped it: the gradient passes through
+        record_to(record, f"grad.{names[i]}", d_x)
         d_x, d_enc, g = decoder_layer_backward(p.model.decoder.layers[i], inputs[i], cache[i], encoder_hidden,
-                                               self_bias, cross_bias, cfg, d_x)
+                                               self_bias, cross_bias, cfg, d_x, training, names[i])
         d_encoder += d_enc
         grads |= prefixed(f"model.decoder.layers.{i}", g)
+    d_x = dropout(training, "decoder.model.decoder.dropout", d_x, cfg.dropout)
     d_embed = xp.zeros_like(embed)  # (V, C)
     xp.add.at(d_embed, ids.reshape(-1), (d_x * scale).reshape(B * S, -1))  # rows read twice add up
     d_embed[cfg.pad_token_id] = 0

@@ -1,13 +1,14 @@
 """Wav2Vec2 / HuBERT speech encoder: waveform -> frame features.
 
 Dimension legend: B batch, N samples, T frames, C channels, H heads, D head dim, W kernel width (taps).
-Mirrors transformers 4.40.2 ``Wav2Vec2Model`` / ``HubertModel`` in eval mode (no SpecAugment,
-no dropout). Activations are channels-last (B, T, C) throughout; the conv layers are
+Mirrors transformers 4.40.2 ``Wav2Vec2Model`` / ``HubertModel`` in eval mode, or in training mode
+(dropout, LayerDrop, SpecAugment) when a ``Training`` (training.py) is passed. Activations are channels-last (B, T, C) throughout; the conv layers are
 recorded in HF's own (B, C, T) layout so traces line up with forward hooks on the reference.
 
     input_values (B, N)
       -> feature_extractor: conv layers, N -> T = ~N/320     (B, T, conv_dim[-1])
       -> feature_projection: [LayerNorm] + Linear             (B, T, C)
+      -> (training: SpecAugment's time and channel masks)     (B, T, C)
       -> encoder: zero padded frames, + pos_conv_embed, layers (post-LN or pre-LN)  (B, T, C)
 """
 
@@ -16,7 +17,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from .backend import array_module
+from .backend import array_module, to_numpy
 from .config import EncoderConfig
 from .layers import (
     ACTIVATION_BACKWARDS,
@@ -37,6 +38,7 @@ from .layers import (
     record_to,
     split_heads,
 )
+from .training import attention_mask, dropout, skips_layer
 
 
 def conv_output_length(length, cfg: EncoderConfig):
@@ -247,96 +249,124 @@ def positional_conv_embedding_backward(p, x, cfg: EncoderConfig, d_out):
                 "conv.parametrizations.weight.original1": d_v}
 
 
-def self_attention(p, x, bias, num_heads: int, keep_weights: bool = True):
+def self_attention(p, x, bias, num_heads: int, keep_weights: bool = True, dropout_mask=None):
     """Wav2Vec2Attention (BART-style) without cache: (B, T, C) -> (B, T, C), weights (B, H, T, T)
     (None without ``keep_weights``: then attention memory grows linearly with T).
 
-    q is scaled by D**-0.5 after its bias is added, as HF does.
+    q is scaled by D**-0.5 after its bias is added, as HF does. ``dropout_mask`` (B, H, T, T):
+    attention dropout in training mode.
     """
     D = x.shape[-1] // num_heads
     q = split_heads(linear(p.q_proj, x) * D**-0.5, num_heads)  # (B, H, T, D)
     k = split_heads(linear(p.k_proj, x), num_heads)  # (B, H, T, D)
     v = split_heads(linear(p.v_proj, x), num_heads)  # (B, H, T, D)
-    heads, weights = attend(q, k, v, bias, keep_weights)  # (B, H, T, D), (B, H, T, T)
+    heads, weights = attend(q, k, v, bias, keep_weights, dropout_mask)  # (B, H, T, D), (B, H, T, T)
     return linear(p.out_proj, merge_heads(heads)), weights  # (B, T, C), (B, H, T, T)
 
 
-def feed_forward(p, x, act):
-    """Wav2Vec2FeedForward: Linear -> act -> Linear.   (B, T, C) -> (B, T, C)"""
-    return linear(p.output_dense, act(linear(p.intermediate_dense, x)))
+def attention_dropout(training, name: str, x, cfg: EncoderConfig):
+    """The attention-probability dropout mask (B, H, T, T) of the layer ``name``, or None in eval mode."""
+    B, T, _ = x.shape
+    return attention_mask(training, f"{name}.attention.dropout", (B, cfg.num_attention_heads, T, T),
+                          cfg.attention_dropout, x)
 
 
-def encoder_layer(p, x, bias, cfg: EncoderConfig, keep_weights: bool = True):
+def feed_forward(p, x, cfg: EncoderConfig, training=None, name: str = ""):
+    """Wav2Vec2FeedForward: Linear -> act -> (dropout) -> Linear -> (dropout).   (B, T, C) -> (B, T, C)"""
+    hidden = ACTIVATIONS[cfg.hidden_act](linear(p.intermediate_dense, x))  # (B, T, intermediate_size)
+    hidden = dropout(training, f"{name}.intermediate_dropout", hidden, cfg.activation_dropout)
+    return dropout(training, f"{name}.output_dropout", linear(p.output_dense, hidden), cfg.hidden_dropout)
+
+
+def encoder_layer(p, x, bias, cfg: EncoderConfig, keep_weights: bool = True, training=None, name: str = ""):
     """Wav2Vec2EncoderLayer, post-LN: x = LN(x + attn(x)); x = LN(x + ffn(x)).
 
-    (B, T, C) -> (B, T, C), attention weights (B, H, T, T)
+    (B, T, C) -> (B, T, C), attention weights (B, H, T, T). In training mode (``training``, see
+    training.py) dropout acts on the attention probabilities and on each sublayer's output;
+    ``name`` is the layer's HF path, which names its dropout masks.
     """
-    attn, weights = self_attention(p.attention, x, bias, cfg.num_attention_heads, keep_weights)  # (B, T, C)
+    mask = attention_dropout(training, name, x, cfg)
+    attn, weights = self_attention(p.attention, x, bias, cfg.num_attention_heads, keep_weights, mask)  # (B, T, C)
+    attn = dropout(training, f"{name}.dropout", attn, cfg.hidden_dropout)
     x = layer_norm(p.layer_norm, x + attn, cfg.layer_norm_eps)  # (B, T, C)
-    act = ACTIVATIONS[cfg.hidden_act]
-    return layer_norm(p.final_layer_norm, x + feed_forward(p.feed_forward, x, act), cfg.layer_norm_eps), weights
+    ffn = feed_forward(p.feed_forward, x, cfg, training, f"{name}.feed_forward")  # (B, T, C)
+    return layer_norm(p.final_layer_norm, x + ffn, cfg.layer_norm_eps), weights
 
 
-def encoder_layer_stable(p, x, bias, cfg: EncoderConfig, keep_weights: bool = True):
+def encoder_layer_stable(p, x, bias, cfg: EncoderConfig, keep_weights: bool = True, training=None, name: str = ""):
     """Wav2Vec2EncoderLayerStableLayerNorm, pre-LN: x += attn(LN(x)); x += ffn(LN(x)).
 
-    (B, T, C) -> (B, T, C), attention weights (B, H, T, T)
+    (B, T, C) -> (B, T, C), attention weights (B, H, T, T); ``training`` and ``name`` as in encoder_layer.
     """
     eps = cfg.layer_norm_eps
-    attn, weights = self_attention(p.attention, layer_norm(p.layer_norm, x, eps), bias, cfg.num_attention_heads,
-                                   keep_weights)
-    x = x + attn  # (B, T, C)
-    act = ACTIVATIONS[cfg.hidden_act]
-    return x + feed_forward(p.feed_forward, layer_norm(p.final_layer_norm, x, eps), act), weights
+    h = layer_norm(p.layer_norm, x, eps)  # (B, T, C)
+    mask = attention_dropout(training, name, h, cfg)
+    attn, weights = self_attention(p.attention, h, bias, cfg.num_attention_heads, keep_weights, mask)
+    x = x + dropout(training, f"{name}.dropout", attn, cfg.hidden_dropout)  # (B, T, C)
+    ffn = feed_forward(p.feed_forward, layer_norm(p.final_layer_norm, x, eps), cfg, training, f"{name}.feed_forward")
+    return x + ffn, weights
 
 
-def feed_forward_backward(p, x, act_name: str, d_out):
-    """Gradients of ``feed_forward``: x, d_out (B, T, C) -> dx, {name: grad}"""
+def feed_forward_backward(p, x, cfg: EncoderConfig, d_out, training=None, name: str = ""):
+    """Gradients of ``feed_forward``: x, d_out (B, T, C) -> dx, {name: grad}. A dropout's
+    backward is the same mask applied to the gradient."""
     hidden = linear(p.intermediate_dense, x)  # (B, T, intermediate_size)
-    d_act, g_out = linear_backward(p.output_dense, ACTIVATIONS[act_name](hidden), d_out)
-    dx, g_in = linear_backward(p.intermediate_dense, x, ACTIVATION_BACKWARDS[act_name](hidden, d_act))
+    activated = dropout(training, f"{name}.intermediate_dropout", ACTIVATIONS[cfg.hidden_act](hidden),
+                        cfg.activation_dropout)
+    d_out = dropout(training, f"{name}.output_dropout", d_out, cfg.hidden_dropout)
+    d_act, g_out = linear_backward(p.output_dense, activated, d_out)
+    d_act = dropout(training, f"{name}.intermediate_dropout", d_act, cfg.activation_dropout)
+    dx, g_in = linear_backward(p.intermediate_dense, x, ACTIVATION_BACKWARDS[cfg.hidden_act](hidden, d_act))
     return dx, prefixed("intermediate_dense", g_in) | prefixed("output_dense", g_out)
 
 
-def encoder_layer_backward(p, x, bias, cfg: EncoderConfig, d_out):
+def encoder_layer_backward(p, x, bias, cfg: EncoderConfig, d_out, training=None, name: str = ""):
     """Gradients of the post-LN ``encoder_layer``: x, d_out (B, T, C) -> dx, {name: grad}
 
     Forward: x1 = LN1(x + attn(x)), y = LN2(x1 + ffn(x1)); backward in the reverse order.
     """
     eps, H = cfg.layer_norm_eps, cfg.num_attention_heads
-    attn = self_attention(p.attention, x, bias, H, keep_weights=False)[0]  # (B, T, C)
+    mask = attention_dropout(training, name, x, cfg)
+    attn = self_attention(p.attention, x, bias, H, keep_weights=False, dropout_mask=mask)[0]  # (B, T, C)
+    attn = dropout(training, f"{name}.dropout", attn, cfg.hidden_dropout)
     x1 = layer_norm(p.layer_norm, x + attn, eps)  # (B, T, C)
-    ffn = feed_forward(p.feed_forward, x1, ACTIVATIONS[cfg.hidden_act])  # (B, T, C)
+    ffn = feed_forward(p.feed_forward, x1, cfg, training, f"{name}.feed_forward")  # (B, T, C)
     d_sum2, g_ln2 = layer_norm_backward(p.final_layer_norm, x1 + ffn, d_out, eps)
-    d_x1, g_ff = feed_forward_backward(p.feed_forward, x1, cfg.hidden_act, d_sum2)
+    d_x1, g_ff = feed_forward_backward(p.feed_forward, x1, cfg, d_sum2, training, f"{name}.feed_forward")
     d_sum1, g_ln1 = layer_norm_backward(p.layer_norm, x + attn, d_x1 + d_sum2, eps)
-    d_q, d_kv, g_attn = attention_backward(p.attention, x, x, bias, H, d_sum1)
+    d_attn = dropout(training, f"{name}.dropout", d_sum1, cfg.hidden_dropout)
+    d_q, d_kv, g_attn = attention_backward(p.attention, x, x, bias, H, d_attn, mask)
     grads = prefixed("attention", g_attn) | prefixed("layer_norm", g_ln1) | prefixed("feed_forward", g_ff)
     return d_sum1 + d_q + d_kv, grads | prefixed("final_layer_norm", g_ln2)
 
 
-def encoder_layer_stable_backward(p, x, bias, cfg: EncoderConfig, d_out):
+def encoder_layer_stable_backward(p, x, bias, cfg: EncoderConfig, d_out, training=None, name: str = ""):
     """Gradients of the pre-LN ``encoder_layer_stable``: x, d_out (B, T, C) -> dx, {name: grad}
 
     Forward: h = LN1(x), x1 = x + attn(h), y = x1 + ffn(LN2(x1)); the residuals pass d_out through.
     """
     eps, H = cfg.layer_norm_eps, cfg.num_attention_heads
     h = layer_norm(p.layer_norm, x, eps)  # (B, T, C)
-    x1 = x + self_attention(p.attention, h, bias, H, keep_weights=False)[0]  # (B, T, C)
-    d_h2, g_ff = feed_forward_backward(p.feed_forward, layer_norm(p.final_layer_norm, x1, eps), cfg.hidden_act, d_out)
+    mask = attention_dropout(training, name, h, cfg)
+    attn = self_attention(p.attention, h, bias, H, keep_weights=False, dropout_mask=mask)[0]  # (B, T, C)
+    x1 = x + dropout(training, f"{name}.dropout", attn, cfg.hidden_dropout)  # (B, T, C)
+    d_h2, g_ff = feed_forward_backward(p.feed_forward, layer_norm(p.final_layer_norm, x1, eps), cfg, d_out,
+                                       training, f"{name}.feed_forward")
     d_x1, g_ln2 = layer_norm_backward(p.final_layer_norm, x1, d_h2, eps)
     d_x1 = d_x1 + d_out
-    d_q, d_kv, g_attn = attention_backward(p.attention, h, h, bias, H, d_x1)
+    d_attn = dropout(training, f"{name}.dropout", d_x1, cfg.hidden_dropout)
+    d_q, d_kv, g_attn = attention_backward(p.attention, h, h, bias, H, d_attn, mask)
     d_x, g_ln1 = layer_norm_backward(p.layer_norm, x, d_q + d_kv, eps)
     grads = prefixed("attention", g_attn) | prefixed("layer_norm", g_ln1) | prefixed("feed_forward", g_ff)
     return d_x + d_x1, grads | prefixed("final_layer_norm", g_ln2)
 
 
-def transformer_encoder(p, x, mask, cfg: EncoderConfig, record=None):
+def transformer_encoder(p, x, mask, cfg: EncoderConfig, record=None, training=None):
     """Wav2Vec2Encoder / Wav2Vec2EncoderStableLayerNorm: (B, T, C), keep-mask (B, T) or None -> (B, T, C).
 
     Padded frames are zeroed before the positional conv and masked out as keys. The post-LN
-    variant applies its LayerNorm before the layers, the stable (pre-LN) one after them.
+    variant applies its LayerNorm before the layers, the stable (pre-LN) one after them. In
+    training mode the sum with the positions gets dropout and LayerDrop may skip a layer.
     """
     bias = None
     if mask is not None:
@@ -348,24 +378,29 @@ def transformer_encoder(p, x, mask, cfg: EncoderConfig, record=None):
     if not cfg.do_stable_layer_norm:
         x = layer_norm(p.layer_norm, x, cfg.layer_norm_eps)  # (B, T, C)
         record_to(record, "encoder.encoder.layer_norm", x)
+    x = dropout(training, "encoder.encoder.dropout", x, cfg.hidden_dropout)
     layer_fn = encoder_layer_stable if cfg.do_stable_layer_norm else encoder_layer
     for i, layer in enumerate(p.layers):
-        x, weights = layer_fn(layer, x, bias, cfg, keep_weights=record is not None)  # (B, T, C), (B, H, T, T)
-        record_to(record, f"encoder.encoder.layers.{i}.attention.attn_weights", weights)  # HF encoder_attentions[i]
-        record_to(record, f"encoder.encoder.layers.{i}", x)
+        name = f"encoder.encoder.layers.{i}"
+        if skips_layer(training, name, cfg.layerdrop):
+            continue  # LayerDrop: the layer's output is its input
+        x, weights = layer_fn(layer, x, bias, cfg, record is not None, training, name)  # (B, T, C), (B, H, T, T)
+        record_to(record, f"{name}.attention.attn_weights", weights)  # HF encoder_attentions[i]
+        record_to(record, name, x)
     if cfg.do_stable_layer_norm:
         x = layer_norm(p.layer_norm, x, cfg.layer_norm_eps)  # (B, T, C)
         record_to(record, "encoder.encoder.layer_norm", x)
     return x
 
 
-def transformer_encoder_backward(p, x, mask, cfg: EncoderConfig, d_out, record=None):
+def transformer_encoder_backward(p, x, mask, cfg: EncoderConfig, d_out, record=None, training=None):
     """Gradients of ``transformer_encoder``: x (B, T, C) as it came from the feature projection,
     keep-mask (B, T) or None, d_out (B, T, C) -> dx (B, T, C), {name: grad}
 
     The forward is run again keeping each layer's input (one (B, T, C) array per layer), then
     each layer's backward recomputes its own inside: activation memory grows with the layers and
-    the audio's length, not with every intermediate.
+    the audio's length, not with every intermediate. A layer LayerDrop skipped passes the
+    gradient through and gets none.
     """
     bias = None
     if mask is not None:
@@ -373,21 +408,27 @@ def transformer_encoder_backward(p, x, mask, cfg: EncoderConfig, d_out, record=N
         bias = padding_bias(mask, x.dtype)
     summed = x + positional_conv_embedding(p.pos_conv_embed, x, cfg)  # (B, T, C)
     h = summed if cfg.do_stable_layer_norm else layer_norm(p.layer_norm, summed, cfg.layer_norm_eps)
+    h = dropout(training, "encoder.encoder.dropout", h, cfg.hidden_dropout)
     layer_fn = encoder_layer_stable if cfg.do_stable_layer_norm else encoder_layer
     layer_backward = encoder_layer_stable_backward if cfg.do_stable_layer_norm else encoder_layer_backward
+    names = [f"encoder.encoder.layers.{i}" for i in range(len(p.layers))]
     inputs = []
-    for layer in p.layers:
+    for layer, name in zip(p.layers, names):
         inputs.append(h)
-        h = layer_fn(layer, h, bias, cfg, keep_weights=False)[0]  # (B, T, C)
+        if not skips_layer(training, name, cfg.layerdrop):
+            h = layer_fn(layer, h, bias, cfg, False, training, name)[0]  # (B, T, C)
     grads, d = {}, d_out
     if cfg.do_stable_layer_norm:  # the encoder's LayerNorm after the layers
         record_to(record, "grad.encoder.encoder.layer_norm", d)
         d, g = layer_norm_backward(p.layer_norm, h, d, cfg.layer_norm_eps)
         grads |= prefixed("layer_norm", g)
     for i in reversed(range(len(p.layers))):
-        record_to(record, f"grad.encoder.encoder.layers.{i}", d)  # the gradient reaching layer i's output
-        d, g = layer_backward(p.layers[i], inputs[i], bias, cfg, d)
+        if skips_layer(training, names[i], cfg.layerdrop):
+            continue
+        record_to(record, f"grad.{names[i]}", d)  # the gradient reaching layer i's output
+        d, g = layer_backward(p.layers[i], inputs[i], bias, cfg, d, training, names[i])
         grads |= prefixed(f"layers.{i}", g)
+    d = dropout(training, "encoder.encoder.dropout", d, cfg.hidden_dropout)
     if not cfg.do_stable_layer_norm:  # ... or before them
         record_to(record, "grad.encoder.encoder.layer_norm", d)
         d, g = layer_norm_backward(p.layer_norm, summed, d, cfg.layer_norm_eps)
@@ -400,7 +441,61 @@ def transformer_encoder_backward(p, x, mask, cfg: EncoderConfig, d_out, record=N
     return d_x, grads | prefixed("pos_conv_embed", g_pos)
 
 
-def encode(p, input_values, sample_mask, cfg: EncoderConfig, record=None):
+def spec_augment_masks(training, shape: tuple, mask, cfg: EncoderConfig):
+    """SpecAugment's masks for hidden states of ``shape`` (B, T, C): time (B, T) and channels
+    (B, C), bools (True: masked), each None when its probability is 0 (Wav2Vec2Model._mask_hidden_states).
+    Time spans start only inside each input's valid frames (keep-mask ``mask`` (B, T) or None)."""
+    B, T, C = shape
+    time = channels = None
+    if cfg.mask_time_prob > 0:
+        lengths = [T] * B if mask is None else [int(n) for n in to_numpy(mask.sum(axis=1))]
+        if cfg.mask_time_length > T:
+            raise ValueError(f"SpecAugment: mask_time_length={cfg.mask_time_length} is longer than the {T} "
+                             "encoder frames of this batch (transformers refuses it too): use longer audio")
+        time = training.span_mask("encoder.mask_time_indices", lengths, T, cfg.mask_time_prob,
+                                  cfg.mask_time_length, cfg.mask_time_min_masks)
+    if cfg.mask_feature_prob > 0:
+        if cfg.mask_feature_length > C:
+            raise ValueError(f"SpecAugment: mask_feature_length={cfg.mask_feature_length} is longer than "
+                             f"hidden_size={C}")
+        channels = training.span_mask("encoder.mask_feature_indices", [C] * B, C, cfg.mask_feature_prob,
+                                      cfg.mask_feature_length, cfg.mask_feature_min_masks)
+    return time, channels
+
+
+def spec_augment(p, x, mask, cfg: EncoderConfig, training=None):
+    """SpecAugment in training mode: masked frames become ``masked_spec_embed`` (C,), masked
+    channels 0.   x (B, T, C), keep-mask (B, T) or None -> (B, T, C); the identity in eval mode."""
+    if training is None or not cfg.apply_spec_augment:
+        return x
+    xp = array_module(x)
+    time, channels = spec_augment_masks(training, x.shape, mask, cfg)
+    if time is not None:
+        x = xp.where(xp.asarray(time)[:, :, None], p.masked_spec_embed, x)  # (B, T, C)
+    if channels is not None:
+        x = xp.where(xp.asarray(channels)[:, None, :], x.dtype.type(0), x)  # (B, T, C)
+    return x
+
+
+def spec_augment_backward(mask, cfg: EncoderConfig, d_out, training=None):
+    """Gradients of ``spec_augment``: d_out (B, T, C) -> dx (B, T, C), d masked_spec_embed (C,) or None.
+
+    A masked channel passes no gradient; a masked frame passes its (unmasked channels')
+    gradient to masked_spec_embed instead of x: d_embed = Σ over masked (b, t) of d_out[b, t].
+    """
+    if training is None or not cfg.apply_spec_augment:
+        return d_out, None
+    xp = array_module(d_out)
+    time, channels = spec_augment_masks(training, d_out.shape, mask, cfg)
+    if channels is not None:
+        d_out = xp.where(xp.asarray(channels)[:, None, :], d_out.dtype.type(0), d_out)
+    if time is None:
+        return d_out, None
+    time = xp.asarray(time)[:, :, None]  # (B, T, 1)
+    return xp.where(time, d_out.dtype.type(0), d_out), (d_out * time).sum(axis=(0, 1))
+
+
+def encode(p, input_values, sample_mask, cfg: EncoderConfig, record=None, training=None):
     """Wav2Vec2Model / HubertModel: (B, N), keep-mask (B, N) or None -> hidden (B, T, C), keep-mask (B, T) or None."""
     N = input_values.shape[1]
     if conv_output_length(N, cfg) < 1:
@@ -408,8 +503,10 @@ def encode(p, input_values, sample_mask, cfg: EncoderConfig, record=None):
     x = feature_encoder(p.feature_extractor, input_values, cfg, record)  # (B, T, C_conv)
     mask = None if sample_mask is None else frame_mask(sample_mask, x.shape[1], cfg)  # (B, T)
     x = feature_projection(p.feature_projection, x, cfg)  # (B, T, C)
+    x = dropout(training, "encoder.feature_projection.dropout", x, cfg.feat_proj_dropout)
     record_to(record, "encoder.feature_projection", x)
-    x = transformer_encoder(p.encoder, x, mask, cfg, record)  # (B, T, C)
+    x = spec_augment(p, x, mask, cfg, training)  # (B, T, C)
+    x = transformer_encoder(p.encoder, x, mask, cfg, record, training)  # (B, T, C)
     record_to(record, "encoder", x)
     return x, mask
 
@@ -512,13 +609,13 @@ def encoder_weight_shapes(cfg: EncoderConfig, prefix: str = "encoder.") -> dict[
 
 
 def encode_backward(p, input_values, sample_mask, cfg: EncoderConfig, d_hidden, record=None,
-                    train_feature_encoder: bool = True) -> dict:
+                    train_feature_encoder: bool = True, training=None) -> dict:
     """Gradients of ``encode``'s parameters: (B, N), keep-mask (B, N) or None, d_hidden (B, T, C)
-    -> {name: grad} under the checkpoint's names without the leading "encoder." (masked_spec_embed,
-    used only by SpecAugment in training, gets zeros). With ``record``, the gradient reaching each
-    recorded activation is stored as "grad." + its name. ``train_feature_encoder=False`` stops at
-    the conv stack's output, as torch's autograd does after transformers' freeze_feature_encoder():
-    no gradient for its parameters, and its layers' inputs are not kept."""
+    -> {name: grad} under the checkpoint's names without the leading "encoder." (masked_spec_embed
+    gets SpecAugment's gradient in training mode, zeros in eval mode). With ``record``, the gradient
+    reaching each recorded activation is stored as "grad." + its name. ``train_feature_encoder=False``
+    stops at the conv stack's output, as torch's autograd does after transformers'
+    freeze_feature_encoder(): no gradient for its parameters, and its layers' inputs are not kept."""
     xp = array_module(input_values)
     if train_feature_encoder:
         features, saved = conv_stack_keeping_inputs(p.feature_extractor, input_values, cfg)  # (B, T, C_conv), whole
@@ -526,14 +623,18 @@ def encode_backward(p, input_values, sample_mask, cfg: EncoderConfig, d_hidden, 
         features = feature_encoder(p.feature_extractor, input_values, cfg)  # (B, T, C_conv)
     mask = None if sample_mask is None else frame_mask(sample_mask, features.shape[1], cfg)  # (B, T)
     projected = feature_projection(p.feature_projection, features, cfg)  # (B, T, C)
+    projected = dropout(training, "encoder.feature_projection.dropout", projected, cfg.feat_proj_dropout)
+    augmented = spec_augment(p, projected, mask, cfg, training)  # (B, T, C)
     record_to(record, "grad.encoder", d_hidden)
-    d, grads = transformer_encoder_backward(p.encoder, projected, mask, cfg, d_hidden, record)
+    d, grads = transformer_encoder_backward(p.encoder, augmented, mask, cfg, d_hidden, record, training)
     grads = prefixed("encoder", grads)
+    d, d_embed = spec_augment_backward(mask, cfg, d, training)
     record_to(record, "grad.encoder.feature_projection", d)
+    d = dropout(training, "encoder.feature_projection.dropout", d, cfg.feat_proj_dropout)
     d, g = feature_projection_backward(p.feature_projection, features, cfg, d)
     grads |= prefixed("feature_projection", g)
     if train_feature_encoder:
         grads |= prefixed("feature_extractor", conv_stack_backward(p.feature_extractor, saved, cfg, d, record))
     if "masked_spec_embed" in p:
-        grads["masked_spec_embed"] = xp.zeros_like(p.masked_spec_embed)
+        grads["masked_spec_embed"] = xp.zeros_like(p.masked_spec_embed) if d_embed is None else d_embed
     return grads

@@ -3,7 +3,8 @@
     DATA/transcripts.tsv    one line per clip: FILE<TAB>TEXT (FILE relative to DATA)
     DATA/...                the audio files, any format and rate ``load_audio`` reads
 
-Each step draws a batch, computes ``loss_and_grads``, clips the gradients' global norm and takes
+Each step draws a batch, computes ``loss_and_grads`` (in eval mode, or with ``train_mode`` with
+dropout, LayerDrop and SpecAugment masks drawn for that step from the seed), clips the gradients' global norm and takes
 an AdamW step on a warm-up + linear-decay schedule (minis2t2/optim.py). Every ``save_every``
 steps and at the end, OUT holds an HF-layout model folder (transformers'
 ``SpeechEncoderDecoderModel.from_pretrained`` and ``minis2t2.load`` both read it) plus the
@@ -27,6 +28,7 @@ from .checkpoint import SAFETENSORS_DTYPES
 from .errors import InputError
 from .loading import load, model_folder
 from .optim import FEATURE_ENCODER, AdamW, clip_grad_norm, linear_warmup_decay
+from .training import Training
 from .weights import read_safetensors, write_safetensors
 
 STATE = "trainer_state.json"  # steps done, losses, settings
@@ -42,6 +44,7 @@ class Settings:
     freeze_feature_encoder: bool = False
     seed: int = 0
     save_every: int = 50
+    train_mode: bool = False  # dropout, LayerDrop and SpecAugment (training.py); eval mode otherwise
 
 
 def read_clips(data: Path, model, warn) -> list[tuple[str, np.ndarray, str]]:
@@ -92,11 +95,12 @@ def finetune(model_path, data: Path, out: Path, settings: Settings, log=print, w
         {"step": 0, "losses": [], "source": str(model_folder(model_path).resolve())}
     clips = read_clips(data, model, warn)
     params = model.trainable_parameters()
-    optimizer = AdamW(lr=settings.lr, weight_decay=settings.weight_decay, step_count=state["step"])
+    optimizer = AdamW(lr=settings.lr, weight_decay=settings.weight_decay)
     if resuming and (out / OPTIMIZER).is_file():
         for name, (array, _) in read_safetensors(out / OPTIMIZER).items():
             kind, param = name.split(".", 1)
             (optimizer.exp_avg if kind == "m" else optimizer.exp_avg_sq)[param] = np.array(array)
+        optimizer.steps = dict(state["optimizer_steps"])  # per parameter: LayerDrop may have skipped some
     frozen = (FEATURE_ENCODER,) if settings.freeze_feature_encoder else ()
     log(f"{len(clips)} clips; {sum(a.size for a in params.values()) / 1e6:.2f} M parameters"
         f"{' (feature encoder frozen)' if frozen else ''}; steps {state['step'] + 1}-{settings.steps}")
@@ -106,8 +110,9 @@ def finetune(model_path, data: Path, out: Path, settings: Settings, log=print, w
         batch = rng.choice(len(clips), size=min(settings.batch_size, len(clips)), replace=False)
         inputs = model.processor([clips[i][1] for i in batch], sampling_rate=model.processor.sampling_rate,
                                  text=[clips[i][2] for i in batch])
+        training = Training(seed=[settings.seed, step]) if settings.train_mode else None  # a step's masks, too
         loss, grads = model.loss_and_grads(inputs["input_values"], inputs.get("attention_mask"), labels=inputs["labels"],
-                                           freeze_feature_encoder=settings.freeze_feature_encoder)
+                                           freeze_feature_encoder=settings.freeze_feature_encoder, training=training)
         norm = clip_grad_norm(grads, settings.max_grad_norm)
         lr = settings.lr * linear_warmup_decay(step, settings.warmup, settings.steps)
         optimizer.step(params, grads, lr=lr, frozen=frozen)
@@ -128,7 +133,8 @@ def save_checkpoint(model, out: Path, optimizer: AdamW, state: dict, settings: S
     moments = {f"m.{name}": (a, SAFETENSORS_DTYPES[a.dtype.name]) for name, a in optimizer.exp_avg.items()} | \
               {f"v.{name}": (a, SAFETENSORS_DTYPES[a.dtype.name]) for name, a in optimizer.exp_avg_sq.items()}
     write_safetensors(out / OPTIMIZER, moments)
-    (out / STATE).write_text(json.dumps(state | {"settings": asdict(settings)}, indent=1))
+    (out / STATE).write_text(json.dumps(state | {"settings": asdict(settings), "optimizer_steps": optimizer.steps},
+                                        indent=1))
     draw_losses(state["losses"], out / "loss.png")
 
 

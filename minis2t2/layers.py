@@ -274,7 +274,7 @@ def merge_heads(x):
     return x.transpose(0, 2, 1, 3).reshape(B, L, H * D)
 
 
-def attend(q, k, v, bias=None, keep_weights: bool = True):
+def attend(q, k, v, bias=None, keep_weights: bool = True, dropout_mask=None):
     """Scaled dot-product attention on already-scaled queries:
 
         scores = q @ kᵀ + bias,  weights = softmax(scores) per row,  output = weights @ v
@@ -284,6 +284,8 @@ def attend(q, k, v, bias=None, keep_weights: bool = True):
     -inf, so a fully masked row stays finite).
     -> output (B, H, Lq, D) and the attention probabilities (B, H, Lq, Lk), each row summing to
     1 (what HF returns with ``output_attentions=True``), or None without ``keep_weights``.
+    In training mode ``dropout_mask`` (B, H, Lq, Lk) multiplies the probabilities before they
+    weigh the values (the returned ones are HF's: before dropout).
 
     When the scores would take more than ATTENTION_BLOCK_BYTES (long audio: about 10 s for
     wav2vec2-large's 16 heads), ``attend_in_blocks`` computes the same a block of queries at a
@@ -291,31 +293,34 @@ def attend(q, k, v, bias=None, keep_weights: bool = True):
     """
     B, H, Lq, _ = q.shape
     if B * H * Lq * k.shape[2] * q.dtype.itemsize > ATTENTION_BLOCK_BYTES:
-        return attend_in_blocks(q, k, v, bias, keep_weights)
+        return attend_in_blocks(q, k, v, bias, keep_weights, dropout_mask=dropout_mask)
     scores = q @ k.transpose(0, 1, 3, 2)  # (B, H, Lq, Lk)
     if bias is not None:
         scores += bias
     weights = softmax(scores, axis=-1)  # (B, H, Lq, Lk)
-    return weights @ v, weights if keep_weights else None  # (B, H, Lq, D), (B, H, Lq, Lk)
+    dropped = weights if dropout_mask is None else weights * dropout_mask  # (B, H, Lq, Lk)
+    return dropped @ v, weights if keep_weights else None  # (B, H, Lq, D), (B, H, Lq, Lk)
 
 
 ATTENTION_BLOCK_BYTES = 1 << 24  # 16 MiB of scores at once (softmax's temporaries: ~4x that)
 
 
-def attend_backward(q, k, v, weights, d_out):
+def attend_backward(q, k, v, weights, d_out, dropout_mask=None):
     """Gradients of ``attend`` (the bias is a constant).   q (B, H, Lq, D), k and v (B, H, Lk, D),
     weights (B, H, Lq, Lk) as the forward returned them, d_out (B, H, Lq, D) -> dq, dk, dv
 
         dv = weightsᵀ d_out,   dweights = d_out vᵀ,   dscores = softmax_backward(weights, dweights)
         dq = dscores k,        dk = dscoresᵀ q
-    (masked scores have weight 0, so no gradient flows to them).
+    (masked scores have weight 0, so no gradient flows to them). With a ``dropout_mask`` M the
+    values are weighed by weights * M: dv = (weights * M)ᵀ d_out and dweights = (d_out vᵀ) * M.
     """
-    dv = weights.transpose(0, 1, 3, 2) @ d_out  # (B, H, Lk, D)
-    dscores = softmax_backward(weights, d_out @ v.transpose(0, 1, 3, 2))  # (B, H, Lq, Lk)
+    M = 1 if dropout_mask is None else dropout_mask
+    dv = (weights * M).transpose(0, 1, 3, 2) @ d_out  # (B, H, Lk, D)
+    dscores = softmax_backward(weights, (d_out @ v.transpose(0, 1, 3, 2)) * M)  # (B, H, Lq, Lk)
     return dscores @ k, dscores.transpose(0, 1, 3, 2) @ q, dv  # (B, H, Lq, D), (B, H, Lk, D), (B, H, Lk, D)
 
 
-def attend_in_blocks(q, k, v, bias=None, keep_weights: bool = True, rows: int | None = None):
+def attend_in_blocks(q, k, v, bias=None, keep_weights: bool = True, rows: int | None = None, dropout_mask=None):
     """``attend`` a block of ``rows`` queries at a time (by default as many as fit in
     ATTENTION_BLOCK_BYTES of scores). Softmax is per row, so the result is the same; without
     ``keep_weights`` no (Lq, Lk) matrix for all heads is ever built, and memory grows linearly
@@ -333,14 +338,15 @@ def attend_in_blocks(q, k, v, bias=None, keep_weights: bool = True, rows: int | 
         if bias is not None:
             scores += bias[..., start : start + rows, :] if bias.ndim > 1 and bias.shape[-2] > 1 else bias
         probabilities = softmax(scores, axis=-1)  # (B, H, rows, Lk)
-        outputs.append(probabilities @ v)  # (B, H, rows, D)
+        dropped = probabilities if dropout_mask is None else probabilities * dropout_mask[:, :, start : start + rows]
+        outputs.append(dropped @ v)  # (B, H, rows, D)
         if keep_weights:
             weights.append(probabilities)
     output = xp.concatenate(outputs, axis=2)  # (B, H, Lq, D)
     return output, xp.concatenate(weights, axis=2) if keep_weights else None  # (B, H, Lq, Lk)
 
 
-def attention_backward(p, queries, keys, bias, num_heads: int, d_out):
+def attention_backward(p, queries, keys, bias, num_heads: int, d_out, dropout_mask=None):
     """Gradients of BART-style attention (HF's Wav2Vec2Attention / Speech2Text2Attention without
     cache): q = (queries @ Wqᵀ + bq) D**-0.5, k and v from ``keys``, output ``out_proj`` of
     ``attend``. Self-attention passes the same array as queries and keys; cross-attention the
@@ -348,15 +354,15 @@ def attention_backward(p, queries, keys, bias, num_heads: int, d_out):
     queries (B, Lq, C), keys (B, Lk, C), d_out (B, Lq, C) -> d_queries, d_keys, {name: grad}
 
     The forward is recomputed from ``queries`` and ``keys`` (it is cheap beside keeping every
-    layer's attention maps for the backward pass).
+    layer's attention maps for the backward pass); ``dropout_mask`` as in ``attend``.
     """
     D = queries.shape[-1] // num_heads
     q = split_heads(linear(p.q_proj, queries) * D**-0.5, num_heads)  # (B, H, Lq, D)
     k = split_heads(linear(p.k_proj, keys), num_heads)  # (B, H, Lk, D)
     v = split_heads(linear(p.v_proj, keys), num_heads)  # (B, H, Lk, D)
-    heads, weights = attend(q, k, v, bias)  # (B, H, Lq, D), (B, H, Lq, Lk)
+    heads, weights = attend(q, k, v, bias, dropout_mask=dropout_mask)  # (B, H, Lq, D), (B, H, Lq, Lk)
     d_merged, g_out = linear_backward(p.out_proj, merge_heads(heads), d_out)  # (B, Lq, C)
-    dq, dk, dv = attend_backward(q, k, v, weights, split_heads(d_merged, num_heads))
+    dq, dk, dv = attend_backward(q, k, v, weights, split_heads(d_merged, num_heads), dropout_mask)
     d_queries, g_q = linear_backward(p.q_proj, queries, merge_heads(dq) * D**-0.5)  # the scale after the bias
     d_keys, g_k = linear_backward(p.k_proj, keys, merge_heads(dk))
     d_values, g_v = linear_backward(p.v_proj, keys, merge_heads(dv))

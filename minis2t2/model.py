@@ -24,6 +24,7 @@ from .generation import GenerationConfig, SearchSettings, beam_search, greedy_se
 from .layers import linear, linear_backward, log_softmax, padding_bias, prefixed, record_to, softmax
 from .processor import IGNORE_INDEX, Processor
 from .tokenizer import Tokenizer
+from .training import Training
 from .transcribe import segments, translate
 from .weights import WEIGHT_NORM_ALIASES, Tree, flatten, unflatten
 
@@ -118,17 +119,19 @@ class Model:
             mask = xp.asarray(mask.astype(np.int64))
         return xp.asarray(values.astype(self.dtype)), mask
 
-    def encode(self, input_values, attention_mask=None, record: dict | None = None):
+    def encode(self, input_values, attention_mask=None, record: dict | None = None, training: Training | None = None):
         """Speech -> decoder-width frames (B, T, C_dec) and the frame keep-mask (B, T) or None."""
         values, mask = self._inputs(input_values, attention_mask)
-        hidden, frames = enc.encode(self.params.encoder, values, mask, self.config.encoder, record)  # (B, T, C_enc)
+        hidden, frames = enc.encode(self.params.encoder, values, mask, self.config.encoder, record,
+                                    training)  # (B, T, C_enc)
         if self.config.has_enc_to_dec_proj:
             hidden = linear(self.params.enc_to_dec_proj, hidden)  # (B, T, C_dec)
             record_to(record, "enc_to_dec_proj", hidden)
         return hidden, frames
 
     def __call__(self, input_values, attention_mask=None, decoder_input_ids=None, labels=None,
-                 record: dict | None = None, output_attentions: bool = False) -> Seq2SeqOutput:
+                 record: dict | None = None, output_attentions: bool = False,
+                 training: Training | None = None) -> Seq2SeqOutput:
         """Teacher-forced forward. With ``labels`` (B, S) and no decoder_input_ids, the inputs are
         the labels shifted right behind the start token, and ``loss`` is HF's cross-entropy.
 
@@ -137,6 +140,8 @@ class Model:
         ``output_attentions=True`` adds every layer's attention probabilities, as HF's
         ``encoder_attentions``, ``decoder_attentions`` and ``cross_attentions``. ``record`` (a dict)
         receives every named activation and attention map under its HF module path.
+        ``training`` (a ``Training``, training.py) runs in transformers' train() mode: dropout,
+        LayerDrop and SpecAugment, drawn from its generator or injected; None is eval() mode.
         """
         if decoder_input_ids is None:
             if labels is None:
@@ -149,11 +154,11 @@ class Model:
         ids = self._token_ids(decoder_input_ids)
         if output_attentions and record is None:
             record = {}
-        hidden, frames = self.encode(input_values, attention_mask, record)
+        hidden, frames = self.encode(input_values, attention_mask, record, training)
         cache = dec.cross_attention_cache(self.params.decoder, hidden, self.config.decoder)
         cross_bias = None if frames is None else padding_bias(frames, hidden.dtype)  # (B, 1, 1, T)
         logits, _ = dec.decode(self.params.decoder, self.xp.asarray(ids), cache, cross_bias, self.positions_table,
-                               self.config.decoder, record)
+                               self.config.decoder, record, training)
         logits = to_numpy(logits)
         to_host(record)
         loss = None if labels is None else cross_entropy(logits, np.asarray(labels, dtype=np.int64))
@@ -196,13 +201,15 @@ class Model:
         return named
 
     def loss_and_grads(self, input_values, attention_mask=None, labels=None, record: dict | None = None,
-                       freeze_feature_encoder: bool = False) -> tuple[float, dict]:
+                       freeze_feature_encoder: bool = False, training: Training | None = None) -> tuple[float, dict]:
         """The loss of ``model(..., labels=labels)`` and its gradient for every trainable parameter.
 
         -> (loss, {name: gradient}) with the names of transformers' ``named_parameters()`` for the
         same model: tied weights once (under embed_tokens), the positional conv's weight norm as
         ``...parametrizations.weight.original0`` (g) and ``original1`` (v); each gradient has its
-        parameter's shape and the model's dtype. Eval mode: no dropout, LayerDrop or SpecAugment.
+        parameter's shape and the model's dtype. Eval mode (no dropout, LayerDrop or SpecAugment)
+        unless ``training`` (a ``Training``) is given: then its masks, the same in the forward and
+        the backward pass, as torch's autograd keeps them.
         ``freeze_feature_encoder=True`` leaves out the conv feature encoder's parameters and skips
         its backward pass, as transformers' ``freeze_feature_encoder()`` does through autograd.
 
@@ -217,23 +224,29 @@ class Model:
         pad, start = self.config.pad_token_id, self.config.decoder_start_token_id
         ids = self.xp.asarray(self._token_ids(shift_tokens_right(labels, pad, start)))  # (B, S)
         values, mask = self._inputs(input_values, attention_mask)
-        encoded, frames = enc.encode(self.params.encoder, values, mask, self.config.encoder)  # (B, T, C_enc)
+        encoded, frames = enc.encode(self.params.encoder, values, mask, self.config.encoder,
+                                     training=training)  # (B, T, C_enc)
         hidden = linear(self.params.enc_to_dec_proj, encoded) if self.config.has_enc_to_dec_proj else encoded
         cache = dec.cross_attention_cache(self.params.decoder, hidden, self.config.decoder)
         cross_bias = None if frames is None else padding_bias(frames, hidden.dtype)  # (B, 1, 1, T)
-        logits, _ = dec.decode(self.params.decoder, ids, cache, cross_bias, self.positions_table, self.config.decoder)
+        logits, _ = dec.decode(self.params.decoder, ids, cache, cross_bias, self.positions_table, self.config.decoder,
+                               training=training)
         logits = to_numpy(logits)  # the loss and its first gradient on the host, with the labels
         loss = cross_entropy(logits, labels)
         d_logits = self.xp.asarray(cross_entropy_backward(logits, labels))  # (B, S, V)
         d_hidden, grads = dec.decode_backward(self.params.decoder, ids, hidden, cross_bias, self.positions_table,
-                                              self.config.decoder, d_logits, record)
+                                              self.config.decoder, d_logits, record, training)
         grads = prefixed("decoder", grads)
-        if self.config.has_enc_to_dec_proj:
+        # when LayerDrop skips every decoder layer, nothing reaches the encoder: torch gives it no gradient
+        reaches_encoder = training is None or not all(
+            training.draws.get(f"decoder.model.decoder.layers.{i}.layerdrop") for i in range(self.config.decoder.decoder_layers))
+        if reaches_encoder and self.config.has_enc_to_dec_proj:
             record_to(record, "grad.enc_to_dec_proj", d_hidden)
             d_hidden, g = linear_backward(self.params.enc_to_dec_proj, encoded, d_hidden)
             grads |= prefixed("enc_to_dec_proj", g)
-        grads |= prefixed("encoder", enc.encode_backward(self.params.encoder, values, mask, self.config.encoder,
-                                                         d_hidden, record, not freeze_feature_encoder))
+        if reaches_encoder:
+            grads |= prefixed("encoder", enc.encode_backward(self.params.encoder, values, mask, self.config.encoder,
+                                                             d_hidden, record, not freeze_feature_encoder, training))
         to_host(record)
         return loss, {name: to_numpy(g).astype(self.dtype) for name, g in grads.items()}
 

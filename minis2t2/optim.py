@@ -34,19 +34,17 @@ class AdamW:
     betas: tuple = (0.9, 0.999)
     eps: float = 1e-8
     weight_decay: float = 1e-2
-    step_count: int = 0
     exp_avg: dict = field(default_factory=dict)  # m, per parameter name
     exp_avg_sq: dict = field(default_factory=dict)  # v, per parameter name
+    steps: dict = field(default_factory=dict)  # t, per parameter name: the steps it had a gradient in
 
     def step(self, params: dict, grads: dict, lr: float | None = None, frozen: tuple = ()) -> None:
         """Update every array of ``params`` that has a gradient, in place; names starting with one of
         ``frozen`` are left alone (and get no optimiser state), as torch skips parameters without
-        a gradient."""
+        a gradient: no decay, no moment update, and their step count t stays (a layer LayerDrop
+        skipped has no gradient)."""
         lr = self.lr if lr is None else lr
         beta1, beta2 = self.betas
-        self.step_count += 1
-        bias_correction1 = 1 - beta1**self.step_count
-        bias_correction2_sqrt = math.sqrt(1 - beta2**self.step_count)
         for name, p in params.items():
             if name not in grads or name.startswith(frozen):
                 continue
@@ -55,6 +53,9 @@ class AdamW:
             if name not in self.exp_avg:
                 self.exp_avg[name], self.exp_avg_sq[name] = xp.zeros_like(p), xp.zeros_like(p)
             m, v = self.exp_avg[name], self.exp_avg_sq[name]
+            t = self.steps[name] = self.steps.get(name, 0) + 1
+            bias_correction1 = 1 - beta1**t
+            bias_correction2_sqrt = math.sqrt(1 - beta2**t)
             p *= 1 - lr * self.weight_decay
             m += (g - m) * (1 - beta1)  # torch's lerp: m + (g - m)(1 - β1)
             v *= beta2

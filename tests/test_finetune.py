@@ -62,13 +62,15 @@ def test_finetune_skips_bad_lines_and_writes_a_folder_transformers_reads(data, t
     np.testing.assert_allclose(ours.logits, theirs.logits.numpy(), atol=1e-4, rtol=1e-4)
 
 
-def test_resuming_gives_the_losses_of_one_uninterrupted_run(data, tmp_path, capsys):
+@pytest.mark.parametrize("train_mode", [False, True])
+def test_resuming_gives_the_losses_of_one_uninterrupted_run(data, tmp_path, capsys, train_mode):
     """Ctrl-C during step 3 of 4 (after the checkpoint of step 2), then the same command again:
     the losses are those of one run without the interruption (same batches, optimiser state and
-    schedule; float32 sums in the same order)."""
+    schedule, and in train mode the same dropout and SpecAugment masks; float32 sums in the same
+    order)."""
     from minis2t2.finetune import Settings, finetune
 
-    settings = Settings(steps=4, lr=3e-4, batch_size=3, warmup=1, save_every=2)
+    settings = Settings(steps=4, lr=3e-4, batch_size=3, warmup=1, save_every=2, train_mode=train_mode)
     whole = finetune(DEMO, data, tmp_path / "straight", settings, log=lambda line: None, warn=lambda line: None)
 
     def interrupt_at_step_3(line):
@@ -78,10 +80,14 @@ def test_resuming_gives_the_losses_of_one_uninterrupted_run(data, tmp_path, caps
         finetune(DEMO, data, tmp_path / "interrupted", settings, log=interrupt_at_step_3, warn=lambda line: None)
     assert json.loads((tmp_path / "interrupted" / "trainer_state.json").read_text())["step"] == 2
     code, _, stderr = run(["--model", str(DEMO), "--data", str(data), "--out", str(tmp_path / "interrupted"),
-                           "--steps", "4", *ARGS], capsys)
+                           "--steps", "4", *ARGS, *(["--train-mode"] if train_mode else [])], capsys)
     assert code == 0 and "steps 3-4" in stderr
     resumed = json.loads((tmp_path / "interrupted" / "trainer_state.json").read_text())["losses"]
     np.testing.assert_allclose(resumed, whole, rtol=1e-6)
+    if train_mode:  # dropout and SpecAugment change the first step's loss (the weights are the same)
+        eval_mode = finetune(DEMO, data, tmp_path / "eval", Settings(steps=1, batch_size=3), log=lambda line: None,
+                             warn=lambda line: None)
+        assert abs(whole[0] - eval_mode[0]) > 1e-3
 
 
 def test_no_usable_line_and_bad_options_are_usage_errors(tmp_path, capsys):
