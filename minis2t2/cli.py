@@ -78,8 +78,11 @@ def _convert(args) -> int:
 def _trace(args) -> int:
     from .trace import trace
 
-    _, meta = trace(args.audio, model=args.model, out=args.out, num_beams=args.num_beams,
-                    max_new_tokens=args.max_new_tokens, dtype=args.dtype, device=args.device, labels=args.labels)
+    batch = len(args.audio) > 1
+    labels = args.labels[0] if args.labels and len(args.labels) == 1 and not batch else args.labels  # trace checks counts
+    _, meta = trace(args.audio if batch else args.audio[0], model=args.model, out=args.out, num_beams=args.num_beams,
+                    max_new_tokens=args.max_new_tokens, dtype=args.dtype, device=args.device, labels=labels,
+                    only=args.only)
     print(f"{args.out}: {len(json.loads(meta['order']))} tensors, text {meta['text']!r}")
     return 0
 
@@ -255,12 +258,16 @@ def build_parser() -> argparse.ArgumentParser:
     tr = sub.add_parser("trace", help="write every named tensor of one translation to a safetensors file",
                         description="Translate AUDIO, recording the input, every encoder module output, every "
                                     "decoder sublayer output and the logits at each decoding step, the ids and the "
-                                    "text, into one safetensors file (format: docs/verify-your-implementation.md).")
-    tr.add_argument("audio", type=Path, help="audio file")
+                                    "text, into one safetensors file (format: docs/verify-your-implementation.md). "
+                                    "Several files make one padded batch, as the processor pads it.")
+    tr.add_argument("audio", type=Path, nargs="+", help="audio file(s)")
     tr.add_argument("--out", type=Path, required=True, help="trace file to write (.safetensors)")
-    tr.add_argument("--labels", metavar="TEXT",
+    tr.add_argument("--labels", metavar="TEXT", action="append",
                     help="also trace the loss for this target text and the gradient of every parameter and "
-                         "activation (grad.<name>), to check a port's backward pass")
+                         "activation (grad.<name>), to check a port's backward pass; once per audio file")
+    tr.add_argument("--only", metavar="PATTERN", action="append",
+                    help="keep only the tensors this glob selects (a name without a wildcard selects everything "
+                         "under it: --only encoder); repeatable; the inputs are always kept")
     add_model_arguments(tr, max_new_tokens=True)
     tr.set_defaults(run=_trace)
 

@@ -215,13 +215,15 @@ class Comparison:
 
 def token_difference(reference_ids, candidate_ids, ma: dict, mb: dict) -> str:
     """Two id sequences as tokens, the first position where they differ marked >>like this<<. Tokens
-    are spelled from the traces' "tokens" metadata (the tokens of their first row of ids); an id
-    neither trace spells is shown as #id."""
+    are spelled from the traces' "tokens" metadata (the tokens of the first row of ids, or of every
+    row in a batch trace); an id neither trace spells is shown as #id."""
     a, b = np.atleast_2d(np.asarray(reference_ids)), np.atleast_2d(np.asarray(candidate_ids))
     spelled = {}
     for ids, meta in ((a, ma), (b, mb)):
         if "tokens" in meta:
-            spelled.update(zip(ids[0].tolist(), json.loads(meta["tokens"])))
+            tokens = json.loads(meta["tokens"])
+            for row, row_tokens in zip(ids, tokens if tokens and isinstance(tokens[0], list) else [tokens]):
+                spelled.update(zip(row.tolist(), row_tokens))
     rows = [r for r in range(min(len(a), len(b))) if a[r].tolist() != b[r].tolist()] or [0]
     ra, rb = a[rows[0]].tolist(), b[rows[0]].tolist()
     k = next((i for i, (x, y) in enumerate(zip(ra, rb)) if x != y), min(len(ra), len(rb)))

@@ -208,6 +208,7 @@ def decode(p, ids, cache: list[dict], cross_bias, positions_table, cfg: DecoderC
     positions = positions_table[position_ids(ids, cfg.pad_token_id, past)]  # (B, S, C)
     record_to(record, "decoder.model.decoder.embed_positions", positions)
     x = embed * scale + positions  # (B, S, C)
+    record_to(record, "decoder.model.decoder.layers.0.input", x)  # what the first layer reads (in eval mode)
     x = dropout(training, "decoder.model.decoder.dropout", x, cfg.dropout)
     self_bias = causal_bias(S, past, x.dtype, xp)  # (1, 1, S, past + S)
     new_cache = []

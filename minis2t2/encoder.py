@@ -111,8 +111,8 @@ def conv_stack_in_slices(p, input_values, cfg: EncoderConfig, record=None):
         outputs.append(conv_stack(p, piece, cfg, piece_record))  # (B, end - start, conv_dim[-1])
         if record is not None:
             last = end == T
-            records.append({name: value if last else value[:, :, : (end - start) * hop // layer_hop]  # HF (B, C, T_i)
-                            for (name, value), layer_hop in zip(piece_record.items(), layer_hops)})
+            records.append({name: value if last else value[:, :, : (end - start) * hop // layer_hops[int(name.split(".")[3])]]
+                            for name, value in piece_record.items()})  # ...conv_layers.<i>[.conv], HF (B, C, T_i)
     for name in records[0] if records else ():
         record_to(record, name, xp.concatenate([r[name] for r in records], axis=2))  # (B, C_i, T_i)
     return xp.concatenate(outputs, axis=1)  # (B, T, conv_dim[-1])
@@ -124,6 +124,7 @@ def conv_stack(p, input_values, cfg: EncoderConfig, record=None):
     x = input_values[:, :, None]  # (B, N, 1)
     for i, layer in enumerate(p.conv_layers):
         x = conv1d(x, layer.conv.weight, layer.conv.get("bias"), stride=cfg.conv_stride[i])  # (B, T_i, C_i)
+        record_to(record, f"encoder.feature_extractor.conv_layers.{i}.conv", x.transpose(0, 2, 1))  # before norm, act
         if cfg.feat_extract_norm == "layer":
             x = layer_norm(layer.layer_norm, x, eps=CONV_LAYER_NORM_EPS)  # (B, T_i, C_i)
         elif i == 0:
@@ -278,33 +279,40 @@ def feed_forward(p, x, cfg: EncoderConfig, training=None, name: str = ""):
     return dropout(training, f"{name}.output_dropout", linear(p.output_dense, hidden), cfg.hidden_dropout)
 
 
-def encoder_layer(p, x, bias, cfg: EncoderConfig, keep_weights: bool = True, training=None, name: str = ""):
-    """Wav2Vec2EncoderLayer, post-LN: x = LN(x + attn(x)); x = LN(x + ffn(x)).
+def encoder_layer(p, x, bias, cfg: EncoderConfig, record=None, training=None, name: str = ""):
+    """Wav2Vec2EncoderLayer, post-LN: x = LN(x + attn(x)); x = LN(x + ffn(x)).   (B, T, C) -> (B, T, C)
 
-    (B, T, C) -> (B, T, C), attention weights (B, H, T, T). In training mode (``training``, see
-    training.py) dropout acts on the attention probabilities and on each sublayer's output;
-    ``name`` is the layer's HF path, which names its dropout masks.
+    ``name`` is the layer's HF path: ``record`` receives its attention probabilities (B, H, T, T),
+    the attention's and the feed-forward's outputs (B, T, C) before their residual add under it.
+    In training mode (``training``, training.py) dropout acts on the attention probabilities and
+    on each sublayer's output, its masks named after the layer too.
     """
     mask = attention_dropout(training, name, x, cfg)
-    attn, weights = self_attention(p.attention, x, bias, cfg.num_attention_heads, keep_weights, mask)  # (B, T, C)
+    attn, weights = self_attention(p.attention, x, bias, cfg.num_attention_heads, record is not None, mask)
+    record_to(record, f"{name}.attention.attn_weights", weights)  # HF encoder_attentions[i]
+    record_to(record, f"{name}.attention", attn)  # (B, T, C)
     attn = dropout(training, f"{name}.dropout", attn, cfg.hidden_dropout)
     x = layer_norm(p.layer_norm, x + attn, cfg.layer_norm_eps)  # (B, T, C)
     ffn = feed_forward(p.feed_forward, x, cfg, training, f"{name}.feed_forward")  # (B, T, C)
-    return layer_norm(p.final_layer_norm, x + ffn, cfg.layer_norm_eps), weights
+    record_to(record, f"{name}.feed_forward", ffn)
+    return layer_norm(p.final_layer_norm, x + ffn, cfg.layer_norm_eps)
 
 
-def encoder_layer_stable(p, x, bias, cfg: EncoderConfig, keep_weights: bool = True, training=None, name: str = ""):
+def encoder_layer_stable(p, x, bias, cfg: EncoderConfig, record=None, training=None, name: str = ""):
     """Wav2Vec2EncoderLayerStableLayerNorm, pre-LN: x += attn(LN(x)); x += ffn(LN(x)).
 
-    (B, T, C) -> (B, T, C), attention weights (B, H, T, T); ``training`` and ``name`` as in encoder_layer.
+    (B, T, C) -> (B, T, C); ``record``, ``training`` and ``name`` as in encoder_layer.
     """
     eps = cfg.layer_norm_eps
     h = layer_norm(p.layer_norm, x, eps)  # (B, T, C)
     mask = attention_dropout(training, name, h, cfg)
-    attn, weights = self_attention(p.attention, h, bias, cfg.num_attention_heads, keep_weights, mask)
+    attn, weights = self_attention(p.attention, h, bias, cfg.num_attention_heads, record is not None, mask)
+    record_to(record, f"{name}.attention.attn_weights", weights)  # HF encoder_attentions[i]
+    record_to(record, f"{name}.attention", attn)  # (B, T, C)
     x = x + dropout(training, f"{name}.dropout", attn, cfg.hidden_dropout)  # (B, T, C)
     ffn = feed_forward(p.feed_forward, layer_norm(p.final_layer_norm, x, eps), cfg, training, f"{name}.feed_forward")
-    return x + ffn, weights
+    record_to(record, f"{name}.feed_forward", ffn)
+    return x + ffn
 
 
 def feed_forward_backward(p, x, cfg: EncoderConfig, d_out, training=None, name: str = ""):
@@ -384,8 +392,7 @@ def transformer_encoder(p, x, mask, cfg: EncoderConfig, record=None, training=No
         name = f"encoder.encoder.layers.{i}"
         if skips_layer(training, name, cfg.layerdrop):
             continue  # LayerDrop: the layer's output is its input
-        x, weights = layer_fn(layer, x, bias, cfg, record is not None, training, name)  # (B, T, C), (B, H, T, T)
-        record_to(record, f"{name}.attention.attn_weights", weights)  # HF encoder_attentions[i]
+        x = layer_fn(layer, x, bias, cfg, record, training, name)  # (B, T, C)
         record_to(record, name, x)
     if cfg.do_stable_layer_norm:
         x = layer_norm(p.layer_norm, x, cfg.layer_norm_eps)  # (B, T, C)
@@ -416,7 +423,7 @@ def transformer_encoder_backward(p, x, mask, cfg: EncoderConfig, d_out, record=N
     for layer, name in zip(p.layers, names):
         inputs.append(h)
         if not skips_layer(training, name, cfg.layerdrop):
-            h = layer_fn(layer, h, bias, cfg, False, training, name)[0]  # (B, T, C)
+            h = layer_fn(layer, h, bias, cfg, None, training, name)  # (B, T, C)
     grads, d = {}, d_out
     if cfg.do_stable_layer_norm:  # the encoder's LayerNorm after the layers
         record_to(record, "grad.encoder.encoder.layer_norm", d)

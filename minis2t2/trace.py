@@ -1,26 +1,35 @@
-"""Trace files: every named tensor of one translation, for checking another implementation.
+"""Trace files: every named tensor of one translation (or a padded batch), for checking another
+implementation.
 
-A trace is one safetensors file. Tensor names (all float32/float64 arrays unless noted):
+A trace is one safetensors file. Tensor names (all float32/float64 arrays unless noted; B = 1, or
+the number of files in a batch trace):
 
     input.raw                       (N,)        the waveform at 16 kHz, before the processor
-    input.values                    (1, N)      processor output (zero mean, unit variance)
-    input.attention_mask            (1, N) I64  when the model's processor returns one
-    <encoder HF module path>        HF layout   e.g. encoder.feature_extractor.conv_layers.0 (1, C, T),
+                                                (a batch: input.raw.<b>, one per file)
+    input.values                    (B, N)      processor output (zero mean, unit variance), padded
+    input.attention_mask            (B, N) I64  when the model's processor returns one
+    <encoder HF module path>        HF layout   encoder.feature_extractor.conv_layers.<i>.conv (B, C, T) (the
+                                                conv alone, before norm and activation),
+                                                encoder.feature_extractor.conv_layers.<i> (B, C, T),
                                                 encoder.feature_projection, encoder.encoder.pos_conv_embed,
-                                                encoder.encoder.layers.<i>, encoder.encoder.layer_norm,
-                                                encoder (last hidden state), enc_to_dec_proj (1, T, C)
+                                                encoder.encoder.layers.<i>.attention / .feed_forward (sublayer
+                                                outputs before their residual add), encoder.encoder.layers.<i>,
+                                                encoder.encoder.layer_norm, encoder (last hidden state),
+                                                enc_to_dec_proj (B, T, C)
     encoder.encoder.layers.<i>.attention.attn_weights
-                                    (1, H, T, T) self-attention probabilities (HF encoder_attentions[i])
-    step.<t>.<decoder HF path>      (R, 1, C)   decoding step t (0 = the start token), R = num_beams rows in
-                                                search order: decoder.model.decoder.embed_tokens (unscaled),
-                                                .embed_positions, .layers.<i>.self_attn / .encoder_attn / .fc2
-                                                (sublayer outputs before their residual add), .layers.<i>
+                                    (B, H, T, T) self-attention probabilities (HF encoder_attentions[i])
+    step.<t>.<decoder HF path>      (R, 1, C)   decoding step t (0 = the start token), R = B * num_beams rows
+                                                in search order: decoder.model.decoder.embed_tokens (unscaled),
+                                                .embed_positions, .layers.0.input (embed_tokens * sqrt(d_model)
+                                                + positions: the first layer's input), .layers.<i>.self_attn /
+                                                .encoder_attn / .fc2 (sublayer outputs before their residual
+                                                add), .layers.<i>
     step.<t>.decoder.model.decoder.layers.<i>.self_attn.attn_weights
                                     (R, H, 1, t + 1) causal self-attention probabilities
     step.<t>.decoder.model.decoder.layers.<i>.encoder_attn.attn_weights
                                     (R, H, 1, T) cross-attention probabilities over the encoder frames
     step.<t>.decoder.lm_head        (R, 1, V)   the step's logits
-    output.ids                      (1, L) I64  generated ids, decoder start token first
+    output.ids                      (B, L) I64  generated ids, decoder start token first
 
 With labels (``trace(..., labels=TEXT)``, ``minis2t2 trace --labels TEXT``), for checking a port's
 training code backward, layer by layer:
@@ -39,11 +48,14 @@ The safetensors ``__metadata__`` (all strings) holds: ``format`` = "minis2t2-tra
 ``producer`` (e.g. "minis2t2 0.1.0 numpy 2.4.6"), ``config_sha256`` (sha256 of config.json
 re-serialised with sorted keys and no spaces), ``dtype``, ``num_beams``, ``max_new_tokens``,
 ``text`` (the decoded output), ``tokens`` (a JSON list of the tokens of output.ids' first row) and
-``order`` (a JSON list of the tensor names in model order). Only ``format`` is required of a port's trace.
+``order`` (a JSON list of the tensor names in model order); a batch trace has ``text`` and ``tokens``
+as JSON lists with one entry per row, and ``trace(..., only=[...])`` (``--only``) adds ``only``, the
+patterns that kept a partial trace. Only ``format`` is required of a port's trace.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import json
 from pathlib import Path
@@ -101,13 +113,16 @@ def load_trace(path: str | Path) -> tuple[dict, dict]:
 
 def trace(audio, model=None, out: str | Path | None = None, num_beams: int | None = None,
           max_new_tokens: int | None = None, dtype: str = "float32", sampling_rate: int | None = None,
-          device: str = "cpu", labels: str | None = None) -> tuple[dict, dict]:
-    """Translate one utterance recording every named tensor; optionally write the trace file.
+          device: str = "cpu", labels: str | list | None = None, only: list[str] | None = None) -> tuple[dict, dict]:
+    """Translate one utterance, or a padded batch, recording every named tensor; optionally write the trace file.
 
-    ``audio``: a file path or a mono waveform at ``sampling_rate``. ``model``: a loaded Model or a
-    folder (default: the shipped model). ``labels``: a target text; then the loss for it and the
-    gradient of every parameter and recorded activation are traced too. Returns (tensors,
-    metadata) as ``load_trace`` would.
+    ``audio``: a file path or a mono waveform at ``sampling_rate``, or a list of them (a batch:
+    padded as the processor pads, so a port can check its masks). ``model``: a loaded Model or a
+    folder (default: the shipped model). ``labels``: a target text (a list, one per item, for a
+    batch); then the loss for it and the gradient of every parameter and recorded activation are
+    traced too. ``only``: name patterns (globs; a name without a wildcard also selects everything
+    under it, so "encoder" selects encoder.*) to keep a partial trace; the inputs are always kept.
+    Returns (tensors, metadata) as ``load_trace`` would.
     """
     from . import __version__
     from .loading import default_model, load
@@ -116,9 +131,14 @@ def trace(audio, model=None, out: str | Path | None = None, num_beams: int | Non
     if not isinstance(model, Model):
         model = load(model or default_model(), dtype=dtype, device=device)
     rate = model.processor.sampling_rate
-    raw = waveform(audio, sampling_rate, rate)
-    inputs = model.processor(raw, sampling_rate=rate)
-    tensors = {"input.raw": raw, "input.values": inputs["input_values"]}
+    batch = isinstance(audio, (list, tuple))
+    items = list(audio) if batch else [audio]
+    if not items:
+        raise InputError("trace: no audio given")
+    raws = [waveform(item, sampling_rate, rate) for item in items]
+    inputs = model.processor(raws if batch else raws[0], sampling_rate=rate)
+    tensors = {f"input.raw.{b}": raw for b, raw in enumerate(raws)} if batch else {"input.raw": raws[0]}
+    tensors["input.values"] = inputs["input_values"]
     if "attention_mask" in inputs:
         tensors["input.attention_mask"] = inputs["attention_mask"].astype(np.int64)
     kwargs = {k: v for k, v in (("num_beams", num_beams), ("max_new_tokens", max_new_tokens)) if v is not None}
@@ -127,16 +147,24 @@ def trace(audio, model=None, out: str | Path | None = None, num_beams: int | Non
     tensors.update(record)
     tensors["output.ids"] = ids
     if labels is not None:
-        unknown = model.tokenizer.unknown_pieces(labels)
-        if unknown:
-            raise InputError(f"labels: the model's vocabulary cannot spell {labels[:60]!r} (no token for {unknown[:3]})")
-        target = model.processor(text=labels)["labels"]  # (1, S): the text's ids, </s>
+        texts = labels if isinstance(labels, (list, tuple)) else [labels]
+        if len(texts) != len(items):
+            raise InputError(f"labels: {len(texts)} text(s) for {len(items)} audio input(s); give one per input")
+        for text in texts:
+            unknown = model.tokenizer.unknown_pieces(text)
+            if unknown:
+                raise InputError(f"labels: the model's vocabulary cannot spell {text[:60]!r} (no token for {unknown[:3]})")
+        target = model.processor(text=texts if batch else texts[0])["labels"]  # (B, S): the texts' ids, </s>, -100
         gradients = {}
         loss, grads = model.loss_and_grads(inputs["input_values"], inputs.get("attention_mask"), labels=target,
                                            record=gradients)
         tensors["loss"] = np.asarray(loss, dtype=model.dtype)
         tensors.update(gradients)
         tensors.update({f"grad.{name}": g for name, g in grads.items()})
+    if only:
+        tensors = {name: value for name, value in tensors.items() if name.startswith("input.") or selected(name, only)}
+    texts = model.tokenizer.batch_decode(ids, skip_special_tokens=True)
+    tokens = [[model.tokenizer.decoder.get(int(i), model.tokenizer.unk_token) for i in row] for row in ids]
     metadata = {
         "format": FORMAT,
         "producer": f"minis2t2 {__version__} numpy {np.__version__}",
@@ -144,12 +172,20 @@ def trace(audio, model=None, out: str | Path | None = None, num_beams: int | Non
         "dtype": str(model.dtype),
         "num_beams": kwargs.get("num_beams", model.generation_config.num_beams),
         "max_new_tokens": kwargs.get("max_new_tokens", ""),
-        "text": model.tokenizer.decode(ids[0], skip_special_tokens=True),
-        "tokens": json.dumps([model.tokenizer.decoder.get(int(i), model.tokenizer.unk_token) for i in ids[0]]),
+        "text": json.dumps(texts, ensure_ascii=False) if batch else texts[0],
+        "tokens": json.dumps(tokens if batch else tokens[0], ensure_ascii=False),
     }
     if labels is not None:
-        metadata["labels"] = labels
+        metadata["labels"] = json.dumps(list(labels), ensure_ascii=False) if batch else labels
+    if only:
+        metadata["only"] = json.dumps(list(only))
     if out is not None:
         save_trace(out, tensors, metadata)
     metadata["order"] = json.dumps(list(tensors))
     return {k: to_numpy(v) for k, v in tensors.items()}, {k: str(v) for k, v in metadata.items()}
+
+
+def selected(name: str, patterns: list[str]) -> bool:
+    """Does a ``--only`` pattern select ``name``? A glob, or a prefix: "encoder" selects
+    "encoder" and "encoder.<anything>"; "step.0.*" selects the first decoding step."""
+    return any(fnmatch.fnmatchcase(name, p) or name.startswith(p + ".") for p in patterns)

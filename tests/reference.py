@@ -118,8 +118,8 @@ def feature_extractor(folder: Path) -> Wav2Vec2FeatureExtractor:
 # Modules whose outputs minis2t2 records under the same names (first element of tuple outputs).
 RECORDED = re.compile(
     r"^(encoder|enc_to_dec_proj|decoder\.lm_head"
-    r"|encoder\.feature_extractor\.conv_layers\.\d+|encoder\.feature_projection"
-    r"|encoder\.encoder\.(pos_conv_embed|layer_norm|layers\.\d+)"
+    r"|encoder\.feature_extractor\.conv_layers\.\d+(\.conv)?|encoder\.feature_projection"
+    r"|encoder\.encoder\.(pos_conv_embed|layer_norm|layers\.\d+(\.attention|\.feed_forward)?)"
     r"|decoder\.model\.decoder\.(embed_tokens|embed_positions"
     r"|layers\.\d+(\.self_attn|\.encoder_attn|\.fc2)?))$"
 )
@@ -149,6 +149,10 @@ def record(model, input_values, attention_mask, decoder_input_ids=None, labels=N
                     out = out.last_hidden_state
                 acts[name] = out.detach().clone().numpy()
             hooks.append(module.register_forward_hook(hook))
+        if name == "decoder.model.decoder.layers.0":  # its input: the scaled embeddings plus positions
+            def pre_hook(mod, args, name=name):
+                acts[f"{name}.input"] = args[0].detach().clone().numpy()
+            hooks.append(module.register_forward_pre_hook(pre_hook))
     try:
         with torch.no_grad():
             out = model(

@@ -79,7 +79,7 @@ def test_perturbed_weight_diverges_at_its_layer(audio_file):
     dense.weight[3, 5] += 0.05
     perturbed = minis2t2.trace(audio_file, model=model, max_new_tokens=4)
     result = minis2t2.compare(clean, perturbed)
-    assert result.first_divergence == "encoder.encoder.layers.1"
+    assert result.first_divergence == "encoder.encoder.layers.1.feed_forward"  # the sublayer holding the weight
     before = [r for r in result.rows if r.name.startswith(("input.", "encoder.feature", "encoder.encoder.pos_conv",
                                                            "encoder.encoder.layers.0"))]
     assert before and all(r.status == "OK" for r in before)
@@ -180,28 +180,40 @@ def test_the_layer_that_introduced_an_error_is_named_even_within_tolerance(audio
     rows = {r.name: r for r in result.rows}
     assert rows[name].status == "OK" and 0.85 < rows[name].worst <= 1 and rows[following].status == "DIFF"
     assert result.first_divergence == name
-    assert f"{name}  max_abs" in str(result) and "<-- first divergence" in str(result).split(name)[1].split("\n")[0]
+    row = next(line for line in str(result).splitlines() if line.startswith(f"[OK] {name}  max_abs"))
+    assert row.endswith("<-- first divergence")
 
 
-@pytest.mark.parametrize("bug,tolerance", [("eps", 1e-4), ("gelu_tanh", 1e-3)])
-def test_porting_bugs_are_named(monkeypatch, bug, tolerance):
-    """Two porting bugs from the field, planted in minis2t2 itself and traced on the demo model's
-    sample: the conv layer norm's eps 1e-12 instead of 1e-5 (at the default tolerance) and GELU's
+@pytest.mark.parametrize("bug,tolerance,named", [
+    ("eps", 1e-4, "encoder.feature_extractor.conv_layers.0"),
+    ("gelu_tanh", 1e-3, "encoder.feature_extractor.conv_layers.0"),
+    ("no_embed_scale", 1e-4, "step.0.decoder.model.decoder.layers.0.input"),
+])
+def test_porting_bugs_are_named(monkeypatch, bug, tolerance, named):
+    """Three porting bugs from the field, planted in minis2t2 itself and traced on the demo model's
+    sample: the conv layer norm's eps 1e-12 instead of 1e-5 (at the default tolerance); GELU's
     tanh form instead of erf (at the 1e-3 the doc suggests for GPU ports, where the first layer's
-    error stays inside the tolerance, 0.47 of it, and only later layers cross it). Both are named at
-    conv_layers.0, the first layer they touch."""
+    error stays inside the tolerance, 0.47 of it, and only later layers cross it); the decoder's
+    token embeddings not multiplied by sqrt(d_model). Each is named at the first tensor it touches:
+    conv_layers.0's output, and the first decoder layer's input (not the layer after it)."""
+    import dataclasses
+
     from minis2t2 import encoder, layers
     from minis2t2.loading import DEFAULT_MODEL_NAME, shipped_model
 
     sample = min((shipped_model(DEFAULT_MODEL_NAME) / "samples").glob("*.wav"))
     clean = minis2t2.trace(sample, model=DEFAULT_MODEL_NAME, max_new_tokens=6)
+    port = minis2t2.load(DEFAULT_MODEL_NAME)
     if bug == "eps":
         monkeypatch.setattr(encoder, "CONV_LAYER_NORM_EPS", 1e-12)
-    else:
+    elif bug == "gelu_tanh":
         monkeypatch.setitem(layers.ACTIVATIONS, "gelu", layers.gelu_tanh)
-    ported = minis2t2.trace(sample, model=DEFAULT_MODEL_NAME, max_new_tokens=6)
+    else:
+        port.config = dataclasses.replace(port.config, decoder=dataclasses.replace(port.config.decoder,
+                                                                                   scale_embedding=False))
+    ported = minis2t2.trace(sample, model=port, max_new_tokens=6)
     result = minis2t2.compare(clean, ported, atol=tolerance, rtol=tolerance)
-    assert not result.ok and result.first_divergence == "encoder.feature_extractor.conv_layers.0", str(result)
+    assert not result.ok and result.first_divergence == named, str(result)
     if bug == "gelu_tanh":
         first = next(r for r in result.rows if r.name == result.first_divergence)
         assert first.status == "OK" and first.worst < 1
@@ -279,3 +291,40 @@ def test_differing_ids_are_shown_as_tokens(audio_file):
     assert row.status == "DIFF" and "first difference at position 2" in row.detail
     assert f">>{tokens[2]!r}<<" in row.detail and f">>#{port['output.ids'][0, 2]}<<" in row.detail
     assert f"{tokens[0]!r} {tokens[1]!r} >>" in row.detail
+
+
+@pytest.mark.parametrize("variant", ["large_layer_stable_proj", "base_group_postln"])
+def test_a_padded_batch_trace_equals_transformers(tmp_path, audio_file, variant):
+    """Two files of different lengths as one padded batch (attention mask where the processor makes
+    one), beam search: every tensor, the ids of both rows and both texts as transformers has them."""
+    short = tmp_path / "short.wav"
+    soundfile.write(short, speech_like(3500, seed=4), 16000, subtype="PCM_16")
+    folder = GOLDEN / variant / "model"
+    ours = minis2t2.trace([audio_file, short], model=folder, num_beams=2, max_new_tokens=5)
+    hf = trace_transformers([audio_file, short], folder, num_beams=2, max_new_tokens=5)
+    result = minis2t2.compare(hf, ours)
+    assert result.ok and result.notes == [], str(result)
+    assert all(r.status == "OK" for r in result.rows)
+    assert ours[0]["input.values"].shape[0] == 2 and ours[0]["output.ids"].shape[0] == 2
+    assert {"input.raw.0", "input.raw.1", "step.0.decoder.model.decoder.layers.0.input"} <= {r.name for r in result.rows}
+    assert len(json.loads(ours[1]["text"])) == 2 and len(json.loads(ours[1]["tokens"])) == 2
+
+
+def test_only_writes_a_partial_reference(tmp_path, audio_file, capsys):
+    out = tmp_path / "partial.safetensors"
+    assert main(["trace", str(audio_file), "--model", str(MODEL), "--out", str(out), "--max-new-tokens", "3",
+                 "--only", "encoder", "--only", "step.0.*"]) == 0
+    tensors, meta = load_trace(out)
+    assert {n.split(".")[0] for n in tensors} == {"input", "encoder", "step"}
+    assert {n.split(".")[1] for n in tensors if n.startswith("step.")} == {"0"}
+    assert json.loads(meta["only"]) == ["encoder", "step.0.*"]
+    full = minis2t2.trace(audio_file, model=MODEL, max_new_tokens=3)
+    result = minis2t2.compare(full, out)
+    assert result.ok and result.first_divergence is None
+    assert sum(r.status == "MISSING" for r in result.rows) > 0
+
+
+def test_one_label_per_file(tmp_path, audio_file, capsys):
+    code = main(["trace", str(audio_file), "--model", str(MODEL), "--out", str(tmp_path / "t.safetensors"),
+                 "--labels", "a", "--labels", "b"])
+    assert code == 2 and "labels: 2 text(s) for 1 audio input(s)" in capsys.readouterr().err

@@ -13,6 +13,9 @@
   train/ (60 clips) and held_out/ (40 whispered clips of other numbers, and the same 40 numbers
   spoken plainly by the same accents in plain/), each folder with its transcripts.tsv
   (FILE<TAB>German text, spelled by rule). Ogg Vorbis at 16 kHz, ~1.3 MB in all.
+- scratch/: the numbers 0-39 spoken plainly by espeak-ng, for notebook 12 to train a model from
+  nothing: train/ (four accents, every number, 160 clips) and held_out/ (a fifth accent, 40
+  clips), each with its transcripts.tsv. Ogg Vorbis at 16 kHz.
 """
 
 import io
@@ -62,6 +65,27 @@ def whisper_sets() -> None:
     print(folder, f"{size / 1e6:.1f} MB")
 
 
+def scratch_sets() -> None:
+    """Every number 0-39: four accents to train on, a fifth held out."""
+    folder = OUT / "scratch"
+    if folder.exists():
+        shutil.rmtree(folder)
+    rng = random.Random("notebook-12-scratch")
+    sets = {"train": ACCENTS[:4], "held_out": ACCENTS[4:5]}
+    for name, accents in sets.items():
+        (folder / name).mkdir(parents=True)
+        lines = []
+        for accent in accents:
+            for n in range(40):
+                file = f"{n:02d}_{accent}.ogg"
+                soundfile.write(folder / name / file, espeak(english(n), accent, rng.randint(150, 180)), 16000,
+                                format="OGG", subtype="VORBIS")
+                lines.append(f"{file}\t{german(n)}")
+        (folder / name / "transcripts.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    size = sum(f.stat().st_size for f in folder.rglob("*"))
+    print(folder, f"{size / 1e6:.1f} MB")
+
+
 def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     state = {
@@ -77,6 +101,7 @@ def main() -> None:
     soundfile.write(path, audio, rate)
     print(path, path.stat().st_size, "bytes")
     whisper_sets()
+    scratch_sets()
 
 
 if __name__ == "__main__":

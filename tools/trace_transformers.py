@@ -1,7 +1,10 @@
 """Write a minis2t2-format trace (docs/verify-your-implementation.md) from transformers itself.
 
-    python -m tools.trace_transformers AUDIO --model DIR --out hf.safetensors [--num-beams N]
+    python -m tools.trace_transformers AUDIO [AUDIO ...] --model DIR --out hf.safetensors [--num-beams N]
         [--max-new-tokens N] [--dtype float32|float64]
+
+Needs torch and transformers 4.40.2 (the reference; minis2t2 itself never imports them). Several
+audio files make one padded batch, as ``minis2t2 trace`` makes it.
     minis2t2 compare hf.safetensors mine.safetensors
 
 Forward hooks on the HF modules record each module's output under its module path; decoder
@@ -26,8 +29,9 @@ from transformers import Speech2Text2Tokenizer, SpeechEncoderDecoderModel, Wav2V
 from minis2t2.audio import load_audio
 from minis2t2.trace import FORMAT, config_sha256, save_trace
 
-ENCODER_PATHS = r"^(encoder|enc_to_dec_proj|encoder\.feature_extractor\.conv_layers\.\d+|encoder\.feature_projection" \
-                r"|encoder\.encoder\.(pos_conv_embed|layer_norm|layers\.\d+))$"
+ENCODER_PATHS = r"^(encoder|enc_to_dec_proj|encoder\.feature_extractor\.conv_layers\.\d+(\.conv)?" \
+                r"|encoder\.feature_projection|encoder\.encoder\.(pos_conv_embed|layer_norm" \
+                r"|layers\.\d+(\.attention|\.feed_forward)?))$"
 DECODER_PATHS = r"^decoder\.(lm_head|model\.decoder\.(embed_tokens|embed_positions|layers\.\d+(\.self_attn" \
                 r"|\.encoder_attn|\.fc2)?))$"
 
@@ -49,7 +53,7 @@ def attention_tensors(out) -> dict:
 
 def in_model_order(tensors: dict, attentions: dict) -> dict:
     """Each attention map just before the output of the module it belongs to (as minis2t2 records)."""
-    owner = {name.replace(".attention.attn_weights", "").replace(".attn_weights", ""): name for name in attentions}
+    owner = {name.replace(".attn_weights", ""): name for name in attentions}  # ...attention, ...self_attn, ...
     ordered = {}
     for name, value in tensors.items():
         if name in owner:
@@ -66,9 +70,11 @@ def trace_transformers(audio_path, model_dir, num_beams=None, max_new_tokens=Non
     model = SpeechEncoderDecoderModel.from_pretrained(str(model_dir)).to(torch_dtype).eval()
     fe = Wav2Vec2FeatureExtractor.from_pretrained(str(model_dir))
     tokenizer = Speech2Text2Tokenizer.from_pretrained(str(model_dir))
-    raw = load_audio(audio_path, fe.sampling_rate)
-    inputs = fe(raw, sampling_rate=fe.sampling_rate, return_tensors="np")
-    tensors = {"input.raw": raw, "input.values": inputs["input_values"]}
+    batch = isinstance(audio_path, (list, tuple))
+    raws = [load_audio(path, fe.sampling_rate) for path in (audio_path if batch else [audio_path])]
+    inputs = fe(raws, sampling_rate=fe.sampling_rate, padding=True, return_tensors="np")
+    tensors = {f"input.raw.{b}": raw for b, raw in enumerate(raws)} if batch else {"input.raw": raws[0]}
+    tensors["input.values"] = inputs["input_values"]
     if "attention_mask" in inputs:
         tensors["input.attention_mask"] = inputs["attention_mask"].astype(np.int64)
 
@@ -100,6 +106,10 @@ def trace_transformers(audio_path, model_dir, num_beams=None, max_new_tokens=Non
                 if name == "decoder.lm_head":
                     step["t"] += 1
             hooks.append(module.register_forward_hook(hook))
+        if name == "decoder.model.decoder.layers.0":  # its input: the scaled embeddings plus positions
+            def pre_hook(m, a, name=name):
+                tensors[f"step.{step['t']}.{name}.input"] = a[0].detach().clone().numpy()
+            hooks.append(module.register_forward_pre_hook(pre_hook))
     kwargs = {k: v for k, v in (("num_beams", num_beams), ("max_new_tokens", max_new_tokens)) if v is not None}
     with torch.no_grad():
         out = model.generate(input_values=torch.from_numpy(inputs["input_values"]).to(torch_dtype),
@@ -109,6 +119,8 @@ def trace_transformers(audio_path, model_dir, num_beams=None, max_new_tokens=Non
     for h in hooks:
         h.remove()
     ids = out.sequences.numpy()
+    texts = tokenizer.batch_decode(ids, skip_special_tokens=True)
+    tokens = [tokenizer.convert_ids_to_tokens(row.tolist()) for row in ids]
     tensors = in_model_order(tensors, attention_tensors(out))
     tensors["output.ids"] = ids.astype(np.int64)
     config = json.loads((Path(model_dir) / "config.json").read_text())
@@ -119,8 +131,8 @@ def trace_transformers(audio_path, model_dir, num_beams=None, max_new_tokens=Non
         "dtype": dtype,
         "num_beams": kwargs.get("num_beams", model.generation_config.num_beams),
         "max_new_tokens": kwargs.get("max_new_tokens", ""),
-        "text": tokenizer.batch_decode(ids, skip_special_tokens=True)[0],
-        "tokens": json.dumps(tokenizer.convert_ids_to_tokens(ids[0].tolist())),
+        "text": json.dumps(texts, ensure_ascii=False) if batch else texts[0],
+        "tokens": json.dumps(tokens if batch else tokens[0], ensure_ascii=False),
     }
     torch.set_default_dtype(torch.float32)
     return tensors, metadata
@@ -128,14 +140,15 @@ def trace_transformers(audio_path, model_dir, num_beams=None, max_new_tokens=Non
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("audio", type=Path)
+    p.add_argument("audio", type=Path, nargs="+")
     p.add_argument("--model", type=Path, required=True)
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--num-beams", type=int)
     p.add_argument("--max-new-tokens", type=int)
     p.add_argument("--dtype", choices=["float32", "float64"], default="float32")
     args = p.parse_args()
-    tensors, metadata = trace_transformers(args.audio, args.model, args.num_beams, args.max_new_tokens, args.dtype)
+    audio = args.audio if len(args.audio) > 1 else args.audio[0]
+    tensors, metadata = trace_transformers(audio, args.model, args.num_beams, args.max_new_tokens, args.dtype)
     save_trace(args.out, tensors, metadata)
     print(f"{args.out}: {len(tensors)} tensors, text {metadata['text']!r}")
 
