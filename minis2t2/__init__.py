@@ -12,10 +12,10 @@ from .compare import compare
 from .errors import AudioError, ConfigError, InputError, TraceError, WeightsError
 from .initialisation import random_init
 from .loading import load
-from .model import Model, Seq2SeqOutput
+from .model import GenerateOutput, Model, Seq2SeqOutput
 from .trace import load_trace, trace
 from .training import Training
 
 __version__ = "0.1.0"
-__all__ = ["AudioError", "ConfigError", "InputError", "Model", "Seq2SeqOutput", "TraceError", "Training", "WeightsError",
+__all__ = ["AudioError", "ConfigError", "GenerateOutput", "InputError", "Model", "Seq2SeqOutput", "TraceError", "Training", "WeightsError",
            "compare", "load", "load_audio", "load_trace", "random_init", "trace"]

@@ -100,6 +100,24 @@ def waveform(audio, sampling_rate: int | None, target_rate: int) -> np.ndarray:
     return resample(check_waveform(audio).astype(np.float32), sampling_rate, target_rate)
 
 
+class BatchFeature(dict):
+    """A dict whose keys are also attributes, as transformers' BatchFeature: ``inputs.input_values``
+    and ``inputs["input_values"]`` are the same array, and ``model(**inputs)`` works."""
+
+    def __getattr__(self, name: str):
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(f"this output has no {name!r}; it has {sorted(self)}") from None
+
+
+def check_return_tensors(return_tensors) -> None:
+    """transformers' return_tensors: minis2t2 returns NumPy arrays, so only None or "np" make sense."""
+    if return_tensors not in (None, "np"):
+        raise ValueError(f"return_tensors={return_tensors!r}: minis2t2 returns NumPy arrays; use "
+                         "return_tensors='np' (or leave it out)")
+
+
 PREPROCESSOR_FIELDS = frozenset(
     "feature_extractor_type feature_size sampling_rate padding_value do_normalize "
     "return_attention_mask padding_side processor_class".split()
@@ -142,14 +160,18 @@ class FeatureExtractor:
         truncation: bool = False,
         pad_to_multiple_of: int | None = None,
         return_attention_mask: bool | None = None,
-    ) -> dict[str, np.ndarray]:
-        """One waveform (N,) or a list of them -> {"input_values": (B, N) float32[, "attention_mask": (B, N) int32]}.
+        return_tensors: str | None = None,
+    ) -> BatchFeature:
+        """One waveform (N,) or a list of them -> {"input_values": (B, N) float32[, "attention_mask": (B, N) int32]},
+        a dict whose keys are also attributes (``inputs.input_values``), as transformers' BatchFeature.
 
         padding: "longest"/True, "max_length" (to ``max_length``), or "do_not_pad"/False (all
         inputs must then have one length). Normalisation is zero mean / unit variance over each
         item's valid samples, (x - mean) / sqrt(var + 1e-7), when there is an attention mask and
-        padding; without a mask HF normalises the whole padded row, zeros included.
+        padding; without a mask HF normalises the whole padded row, zeros included. ``return_tensors``:
+        None or "np" (NumPy arrays either way; minis2t2 has no torch, TensorFlow or JAX tensors).
         """
+        check_return_tensors(return_tensors)
         if sampling_rate is None:
             raise AudioError(f"pass sampling_rate= with the audio (this model expects {self.sampling_rate} Hz); "
                              "a wrong rate would be misread silently")
@@ -207,7 +229,7 @@ class FeatureExtractor:
                 for i in range(B):  # HF without a mask: the whole (padded) row
                     values[i] = (values[i] - values[i].mean()) / np.sqrt(values[i].var() + 1e-7)
 
-        out = {"input_values": values}
+        out = BatchFeature(input_values=values)
         if return_attention_mask:
             out["attention_mask"] = mask
         return out

@@ -72,6 +72,21 @@ def position_ids(ids, padding_idx: int, past_length: int):
     return (xp.cumsum(not_pad, axis=1) + past_length) * not_pad + padding_idx  # (B, S)
 
 
+def position_rows(positions_table, ids, cfg: DecoderConfig, past_length: int):
+    """The sinusoidal rows of ``ids`` (B, S) after ``past_length`` steps -> (B, S, C).
+
+    A sequence longer than the table (max_target_positions + 2 rows) gets a longer table, computed
+    by the same formula, as transformers' Speech2Text2SinusoidalPositionalEmbedding grows its own
+    (it does so for teacher-forced labels; in cached generation it would index past its table and
+    fail, where this goes on)."""
+    pos = position_ids(ids, cfg.pad_token_id, past_length)  # (B, S)
+    needed = int(pos.max()) + 1
+    if needed > positions_table.shape[0]:
+        grown = sinusoidal_table(needed, cfg.d_model, cfg.pad_token_id).astype(positions_table.dtype)
+        positions_table = array_module(ids).asarray(grown)
+    return positions_table[pos]
+
+
 def causal_bias(S: int, past_length: int, dtype, xp):
     """Step i (absolute position past_length + i) may see keys 0 .. past_length + i.   -> (1, 1, S, past + S)"""
     future = xp.arange(past_length + S)[None, :] > (past_length + xp.arange(S))[:, None]  # (S, past + S)
@@ -205,7 +220,7 @@ def decode(p, ids, cache: list[dict], cross_bias, positions_table, cfg: DecoderC
     embed = p.model.decoder.embed_tokens.weight[ids]  # (B, S, C)
     record_to(record, "decoder.model.decoder.embed_tokens", embed)
     scale = math.sqrt(cfg.d_model) if cfg.scale_embedding else 1.0
-    positions = positions_table[position_ids(ids, cfg.pad_token_id, past)]  # (B, S, C)
+    positions = position_rows(positions_table, ids, cfg, past)  # (B, S, C)
     record_to(record, "decoder.model.decoder.embed_positions", positions)
     x = embed * scale + positions  # (B, S, C)
     record_to(record, "decoder.model.decoder.layers.0.input", x)  # what the first layer reads (in eval mode)
@@ -283,7 +298,7 @@ def decode_backward(p, ids, encoder_hidden, cross_bias, positions_table, cfg: De
     B, S = ids.shape
     embed = p.model.decoder.embed_tokens.weight  # (V, C)
     scale = math.sqrt(cfg.d_model) if cfg.scale_embedding else 1.0
-    x = embed[ids] * scale + positions_table[position_ids(ids, cfg.pad_token_id, 0)]  # (B, S, C)
+    x = embed[ids] * scale + position_rows(positions_table, ids, cfg, 0)  # (B, S, C)
     x = dropout(training, "decoder.model.decoder.dropout", x, cfg.dropout)
     self_bias = causal_bias(S, 0, x.dtype, xp)  # (1, 1, S, S)
     cache = cross_attention_cache(p, encoder_hidden, cfg)  # no past steps; cross K/V once

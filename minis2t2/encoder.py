@@ -387,6 +387,7 @@ def transformer_encoder(p, x, mask, cfg: EncoderConfig, record=None, training=No
         x = layer_norm(p.layer_norm, x, cfg.layer_norm_eps)  # (B, T, C)
         record_to(record, "encoder.encoder.layer_norm", x)
     x = dropout(training, "encoder.encoder.dropout", x, cfg.hidden_dropout)
+    record_to(record, "encoder.encoder.layers.0.input", x)  # what the first layer reads
     layer_fn = encoder_layer_stable if cfg.do_stable_layer_norm else encoder_layer
     for i, layer in enumerate(p.layers):
         name = f"encoder.encoder.layers.{i}"

@@ -215,15 +215,19 @@ def process_logits(ids: np.ndarray, scores, s: SearchSettings):
 Step = Callable[[np.ndarray, list], tuple]
 
 
-def greedy_search(step: Step, cache: list, batch_size: int, s: SearchSettings) -> np.ndarray:
+def greedy_search(step: Step, cache: list, batch_size: int, s: SearchSettings, scores: list | None = None) -> np.ndarray:
     """HF _greedy_search: argmax of the processed logits; finished rows are filled with pad. -> (B, L)
 
-    The logits stay on the model's device; only the B chosen ids come to the host each step."""
+    The logits stay on the model's device; only the B chosen ids come to the host each step. With
+    ``scores`` (a list), each step's processed logits (B, V) are appended to it (HF's output_scores)."""
     ids = np.full((batch_size, 1), s.start_token_id, dtype=np.int64)  # (B, 1)
     unfinished = np.ones(batch_size, dtype=bool)  # (B,); with an EOS there is a pad (SearchSettings.resolve)
     while True:
         logits, cache = step(ids[:, -1:], cache)  # (B, V)
-        next_tokens = to_numpy(process_logits(ids, logits, s).argmax(axis=-1)).astype(np.int64)  # (B,)
+        processed = process_logits(ids, logits, s)  # (B, V)
+        if scores is not None:
+            scores.append(to_numpy(processed))
+        next_tokens = to_numpy(processed.argmax(axis=-1)).astype(np.int64)  # (B,)
         if s.eos_token_ids:
             next_tokens = np.where(unfinished, next_tokens, s.pad_token_id)
         ids = np.concatenate([ids, next_tokens[:, None]], axis=1)  # (B, L + 1)
@@ -288,8 +292,11 @@ def best_first(totals, n: int):
     return xp.take_along_axis(kept, order, axis=1)
 
 
-def beam_search(step: Step, cache: list, batch_size: int, s: SearchSettings) -> tuple[np.ndarray, np.ndarray]:
+def beam_search(step: Step, cache: list, batch_size: int, s: SearchSettings,
+                scores: list | None = None) -> tuple[np.ndarray, np.ndarray]:
     """HF _beam_search + BeamSearchScorer. ``cache`` holds B*K rows (each input repeated K times).
+    With ``scores`` (a list), each step's processed log-probabilities (B*K, V), before the beams'
+    running scores are added, are appended to it (HF's output_scores).
 
     -> ids (B * num_return_sequences, L), finished hypotheses padded with pad_token_id, and their
     scores (B * num_return_sequences,): sum of log-probs / generated length ** length_penalty,
@@ -309,6 +316,8 @@ def beam_search(step: Step, cache: list, batch_size: int, s: SearchSettings) -> 
         logits, cache = step(ids[:, -1:], cache)  # (B*K, V)
         xp = array_module(logits)
         logprobs = process_logits(ids, log_softmax(logits), s)  # (B*K, V)
+        if scores is not None:
+            scores.append(to_numpy(logprobs))
         V = logprobs.shape[-1]
         totals = (logprobs + xp.asarray(beam_scores)[:, None]).reshape(B, K * V)  # (B, K*V)
         best = best_first(totals, n_candidates)  # (B, 2K)

@@ -10,6 +10,7 @@ Dimension legend: B batch, N samples, T encoder frames, S decoder steps, C chann
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,15 +30,48 @@ from .transcribe import segments, translate
 from .weights import WEIGHT_NORM_ALIASES, Tree, flatten, unflatten
 
 
+class ModelOutput:
+    """What transformers' ModelOutput adds to a dataclass: ``out[0]`` (the fields that are not None,
+    in order), ``out["logits"]``, ``keys()`` and ``to_tuple()``."""
+
+    def to_tuple(self) -> tuple:
+        return tuple(value for _, value in self.items())
+
+    def items(self) -> list:
+        return [(f.name, getattr(self, f.name)) for f in dataclasses.fields(self) if getattr(self, f.name) is not None]
+
+    def keys(self) -> list:
+        return [name for name, _ in self.items()]
+
+    def __getitem__(self, key):
+        return dict(self.items())[key] if isinstance(key, str) else self.to_tuple()[key]
+
+
 @dataclass
-class Seq2SeqOutput:
-    logits: np.ndarray  # (B, S, V)
-    encoder_last_hidden_state: np.ndarray  # (B, T, C_dec), after enc_to_dec_proj as in HF
+class Seq2SeqOutput(ModelOutput):
+    """transformers' Seq2SeqLMOutput, its fields in its order."""
+
     loss: float | None = None
+    logits: np.ndarray | None = None  # (B, S, V)
+    # With output_hidden_states=True: the input of the first layer, then each layer's output
+    # (transformers' convention; a pre-LN encoder's last entry is after its final LayerNorm)
+    decoder_hidden_states: tuple | None = None  # (B, S, C_dec) x (decoder layers + 1)
     # With output_attentions=True, one array of attention probabilities per layer, as HF returns them:
-    encoder_attentions: tuple | None = None  # (B, H, T, T) per encoder layer
     decoder_attentions: tuple | None = None  # (B, H, S, S) per decoder layer, causal self-attention
     cross_attentions: tuple | None = None  # (B, H, S, T) per decoder layer, over the encoder frames
+    encoder_last_hidden_state: np.ndarray | None = None  # (B, T, C_dec), after enc_to_dec_proj as in HF
+    encoder_hidden_states: tuple | None = None  # (B, T, C_enc) x (encoder layers + 1), before enc_to_dec_proj
+    encoder_attentions: tuple | None = None  # (B, H, T, T) per encoder layer
+
+
+@dataclass
+class GenerateOutput(ModelOutput):
+    """``generate(..., return_dict_in_generate=True)``: transformers' GenerateEncoderDecoderOutput /
+    GenerateBeamEncoderDecoderOutput, the fields minis2t2 fills."""
+
+    sequences: np.ndarray  # (B * num_return_sequences, L)
+    sequences_scores: np.ndarray | None = None  # beam search: each returned hypothesis's length-penalised score
+    scores: tuple | None = None  # output_scores: per step, the processed scores (greedy: logits; beam: log-probs)
 
 
 def to_host(record: dict | None) -> None:
@@ -130,7 +164,7 @@ class Model:
         return hidden, frames
 
     def __call__(self, input_values, attention_mask=None, decoder_input_ids=None, labels=None,
-                 record: dict | None = None, output_attentions: bool = False,
+                 record: dict | None = None, output_attentions: bool = False, output_hidden_states: bool = False,
                  training: Training | None = None) -> Seq2SeqOutput:
         """Teacher-forced forward. With ``labels`` (B, S) and no decoder_input_ids, the inputs are
         the labels shifted right behind the start token, and ``loss`` is HF's cross-entropy.
@@ -138,7 +172,9 @@ class Model:
         ``labels`` are what the decoder should output: the target ids followed by ``</s>``, with no
         start token, padded with -100 (ignored by the loss): [[5, 6, 2], [7, 2, -100]].
         ``output_attentions=True`` adds every layer's attention probabilities, as HF's
-        ``encoder_attentions``, ``decoder_attentions`` and ``cross_attentions``. ``record`` (a dict)
+        ``encoder_attentions``, ``decoder_attentions`` and ``cross_attentions``;
+        ``output_hidden_states=True`` HF's ``encoder_hidden_states`` and ``decoder_hidden_states``
+        (the first layer's input, then every layer's output). ``record`` (a dict)
         receives every named activation and attention map under its HF module path.
         ``training`` (a ``Training``, training.py) runs in transformers' train() mode: dropout,
         LayerDrop and SpecAugment, drawn from its generator or injected; None is eval() mode.
@@ -150,9 +186,11 @@ class Model:
             if pad is None or start is None:
                 raise ValueError("config.json needs pad_token_id and decoder_start_token_id "
                                  "to build decoder inputs from labels")
-            decoder_input_ids = shift_tokens_right(np.asarray(labels, dtype=np.int64), pad, start)
+            labels = np.asarray(labels, dtype=np.int64)
+            self._check_batch(labels, np.atleast_2d(np.asarray(to_numpy(input_values))))
+            decoder_input_ids = shift_tokens_right(labels, pad, start)
         ids = self._token_ids(decoder_input_ids)
-        if output_attentions and record is None:
+        if (output_attentions or output_hidden_states) and record is None:
             record = {}
         hidden, frames = self.encode(input_values, attention_mask, record, training)
         cache = dec.cross_attention_cache(self.params.decoder, hidden, self.config.decoder)
@@ -163,10 +201,20 @@ class Model:
         to_host(record)
         loss = None if labels is None else cross_entropy(logits, np.asarray(labels, dtype=np.int64))
         out = Seq2SeqOutput(logits=logits, encoder_last_hidden_state=to_numpy(hidden), loss=loss)
-        if output_attentions:
-            def per_layer(template: str, count: int) -> tuple:
-                return tuple(record[template.format(i)] for i in range(count))
 
+        def per_layer(template: str, count: int) -> tuple:
+            return tuple(record[template.format(i)] for i in range(count))
+
+        if output_hidden_states:
+            enc = self.config.encoder
+            names = ["encoder.encoder.layers.0.input"] + [f"encoder.encoder.layers.{i}" for i in
+                                                          range(enc.num_hidden_layers)]
+            if enc.do_stable_layer_norm:  # transformers' last entry is after the final LayerNorm
+                names[-1] = "encoder.encoder.layer_norm"
+            out.encoder_hidden_states = tuple(record[name] for name in names)
+            out.decoder_hidden_states = (record["decoder.model.decoder.layers.0.input"],) + \
+                per_layer("decoder.model.decoder.layers.{}", self.config.decoder.decoder_layers)
+        if output_attentions:
             out.encoder_attentions = per_layer("encoder.encoder.layers.{}.attention.attn_weights",
                                                self.config.encoder.num_hidden_layers)
             out.decoder_attentions = per_layer("decoder.model.decoder.layers.{}.self_attn.attn_weights",
@@ -222,8 +270,9 @@ class Model:
             raise ValueError("loss_and_grads needs labels: the ids the decoder should output, -100 where ignored")
         labels = np.asarray(labels, dtype=np.int64)
         pad, start = self.config.pad_token_id, self.config.decoder_start_token_id
-        ids = self.xp.asarray(self._token_ids(shift_tokens_right(labels, pad, start)))  # (B, S)
         values, mask = self._inputs(input_values, attention_mask)
+        self._check_batch(labels, values)
+        ids = self.xp.asarray(self._token_ids(shift_tokens_right(labels, pad, start)))  # (B, S)
         encoded, frames = enc.encode(self.params.encoder, values, mask, self.config.encoder,
                                      training=training)  # (B, T, C_enc)
         hidden = linear(self.params.enc_to_dec_proj, encoded) if self.config.has_enc_to_dec_proj else encoded
@@ -250,6 +299,13 @@ class Model:
         to_host(record)
         return loss, {name: to_numpy(g).astype(self.dtype) for name, g in grads.items()}
 
+    @staticmethod
+    def _check_batch(labels: np.ndarray, values) -> None:
+        """Labels and audio must describe the same batch: one row of labels per input."""
+        if labels.ndim != 2 or labels.shape[0] != values.shape[0]:
+            raise ValueError(f"labels {labels.shape} do not match the audio's batch of {values.shape[0]}: "
+                             "give one row of labels per input (processor(audio, text=[...]) makes them)")
+
     def _token_ids(self, ids) -> np.ndarray:
         ids = np.asarray(ids)
         if ids.ndim == 1:
@@ -263,18 +319,26 @@ class Model:
 
     # --- generation -------------------------------------------------------------------------
 
-    def generate(self, input_values, attention_mask=None, record: dict | None = None,
-                 **generation_kwargs) -> np.ndarray:
+    def generate(self, inputs=None, attention_mask=None, record: dict | None = None, *, input_values=None,
+                 return_dict_in_generate: bool = False, output_scores: bool = False, **generation_kwargs):
         """Greedy or beam search -> ids (B * num_return_sequences, L), starting with the decoder start token.
 
-        Defaults come from generation_config.json (or config.json); keyword arguments override
-        them with HF's names: num_beams, max_length, max_new_tokens, min_length, length_penalty,
-        early_stopping, num_return_sequences, eos_token_id, pad_token_id, ...
+        ``inputs`` (or ``input_values=``, as transformers takes either) are the processor's
+        input values (B, N). Defaults come from generation_config.json (or config.json); keyword
+        arguments override them with HF's names: num_beams, max_length, max_new_tokens,
+        min_length, length_penalty, early_stopping, num_return_sequences, eos_token_id,
+        pad_token_id, ... ``return_dict_in_generate=True`` returns a ``GenerateOutput`` instead:
+        ``sequences``, for beam search ``sequences_scores``, and with ``output_scores=True`` the
+        ``scores`` of every step, as transformers computes them.
         With ``record``, the encoder's activations are stored under their HF paths and each
         decoding step's as "step.<t>.<HF path>" (rows = B * num_beams, in search order).
         """
+        if (inputs is None) == (input_values is None):
+            raise ValueError("generate() takes the audio's input values once: as inputs= (or the first argument) "
+                             "or as input_values=")
         settings = SearchSettings.resolve(self.generation_config.update(**generation_kwargs))
-        hidden, frames = self.encode(input_values, attention_mask, record)  # (B, T, C), (B, T)
+        hidden, frames = self.encode(inputs if input_values is None else input_values, attention_mask,
+                                     record)  # (B, T, C), (B, T)
         B = hidden.shape[0]
         cache = dec.cross_attention_cache(self.params.decoder, hidden, self.config.decoder)
         cross_bias = None if frames is None else padding_bias(frames, hidden.dtype)  # (B, 1, 1, T)
@@ -295,12 +359,17 @@ class Model:
             steps += 1
             return logits[:, -1], cache  # (rows, V)
 
+        scores = [] if output_scores else None
+        sequence_scores = None
         if settings.num_beams == 1:
-            ids = greedy_search(step, cache, B, settings)
+            ids = greedy_search(step, cache, B, settings, scores)
         else:
-            ids, _ = beam_search(step, cache, B, settings)  # (B * num_return_sequences, L), scores
+            ids, sequence_scores = beam_search(step, cache, B, settings, scores)  # (B * num_return_sequences, L)
         to_host(record)
-        return ids
+        if not return_dict_in_generate:
+            return ids
+        return GenerateOutput(sequences=ids, sequences_scores=sequence_scores,
+                              scores=None if scores is None else tuple(scores))
 
     # --- long audio (transcribe.py) and saving (checkpoint.py): functions bound as methods ---
 

@@ -4,8 +4,9 @@ and ids out through the tokenizer, so transformers code translates line by line.
 Dimension legend: B batch, N samples, S label positions.
 
     processor(audio, sampling_rate=16000)        -> {"input_values" (B, N), "attention_mask" (B, N)}
-    processor(text=["drei@@ und@@ siebzig"])     -> {"input_ids": [[...]], "labels" (B, S)}
-    processor(audio, sampling_rate=..., text=...) -> both
+    processor(text=["dreiundsiebzig"])           -> {"input_ids": [[...]], "labels" (B, S)}
+    processor(audio, sampling_rate=..., text=...) -> {"input_values", "attention_mask", "labels"}:
+                                                    model(**inputs) computes the loss, as in transformers
     processor.batch_decode(ids, skip_special_tokens=True) -> ["dreiundsiebzig", ...]
 """
 
@@ -15,8 +16,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .audio import FeatureExtractor
+from .audio import BatchFeature, FeatureExtractor, check_return_tensors
 from .tokenizer import Tokenizer
+from .validate import show
 
 IGNORE_INDEX = -100  # torch CrossEntropyLoss's ignore_index: padded label positions add nothing to the loss
 
@@ -33,14 +35,21 @@ class Processor:
         return self.feature_extractor.sampling_rate
 
     def __call__(self, audio=None, sampling_rate: int | None = None, text: str | list[str] | None = None,
-                 **kwargs) -> dict:
+                 return_tensors: str | None = None, **kwargs) -> BatchFeature:
         """Audio -> the feature extractor's output (keyword arguments go to it); text -> its token ids
-        and the labels to train on. Either or both."""
+        and the labels to train on; both -> the audio's inputs and the labels (no input_ids), so
+        ``model(**processor(audio, sampling_rate=16000, text=...))`` works as in transformers. A
+        dict whose keys are also attributes (BatchFeature)."""
+        check_return_tensors(return_tensors)
         if audio is None and text is None:
             raise ValueError("give audio (with sampling_rate=), text, or both")
-        out = {} if audio is None else self.feature_extractor(audio, sampling_rate=sampling_rate, **kwargs)
+        out = BatchFeature() if audio is None else self.feature_extractor(audio, sampling_rate=sampling_rate, **kwargs)
         if text is not None:
-            out |= self.labels(text)
+            encoded = self.labels(text)
+            if audio is not None and len(encoded["labels"]) != len(out["input_values"]):
+                raise ValueError(f"{len(out['input_values'])} audio input(s) but {len(encoded['labels'])} text(s): "
+                                 "give one text per audio")
+            out |= encoded if audio is None else {"labels": encoded["labels"]}
         return out
 
     def labels(self, text: str | list[str]) -> dict:
@@ -50,7 +59,9 @@ class Processor:
         ``labels`` is what ``model(..., labels=...)`` takes, as transformers' model does: the
         decoder learns to emit the text and then stop; the model itself prepends the start token.
         """
-        texts = [text] if isinstance(text, str) else list(text)
+        texts = [text] if isinstance(text, str) else list(text) if isinstance(text, (list, tuple)) else None
+        if not texts or not all(isinstance(t, str) for t in texts):
+            raise ValueError(f"text must be a string or a non-empty list of strings, got {show(text)}")
         ids = [self.tokenizer.encode(t) for t in texts]
         eos = self.tokenizer.encoder[self.tokenizer.eos_token]
         rows = [row + [eos] for row in ids]

@@ -149,7 +149,7 @@ def record(model, input_values, attention_mask, decoder_input_ids=None, labels=N
                     out = out.last_hidden_state
                 acts[name] = out.detach().clone().numpy()
             hooks.append(module.register_forward_hook(hook))
-        if name == "decoder.model.decoder.layers.0":  # its input: the scaled embeddings plus positions
+        if name in ("encoder.encoder.layers.0", "decoder.model.decoder.layers.0"):  # what the first layer reads
             def pre_hook(mod, args, name=name):
                 acts[f"{name}.input"] = args[0].detach().clone().numpy()
             hooks.append(module.register_forward_pre_hook(pre_hook))

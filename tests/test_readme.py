@@ -3,6 +3,8 @@
 import re
 from pathlib import Path
 
+import minis2t2
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -22,3 +24,17 @@ def test_readme_python_snippets_run(monkeypatch, capsys):
     assert len(lines) == 5
     assert lines[0] == lines[1], "a file and its waveform (with its rate) translate alike"
     assert float(lines[3].split()[0]) > 0, "a finite, positive loss from the labels"
+
+
+def test_the_transformers_doc_snippet_runs_as_written(monkeypatch, capsys, tmp_path):
+    """docs/transformers.md's example: transformers-style lines translate the sample, compute a small
+    loss for its own text, and save a new model that loads again."""
+    text = (ROOT / "docs" / "transformers.md").read_text(encoding="utf-8")
+    (block,) = re.findall(r"```python\n(.*?)```", text, re.DOTALL)
+    monkeypatch.chdir(ROOT)
+    exec(compile(block.replace("/tmp/new-model", str(tmp_path / "new")), "transformers.md", "exec"), {})  # noqa: S102
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("['dreiundsiebzig'] [")
+    words = lines[1].split()  # loss, the logits' shape, encoder hidden states, cross-attention maps
+    assert float(words[0]) < 0.5 and words[-2:] == ["5", "2"]  # the demo model: 4 encoder layers + 1, 2 decoder
+    assert minis2t2.load(tmp_path / "new").config.decoder.d_model == 64

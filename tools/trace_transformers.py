@@ -106,6 +106,10 @@ def trace_transformers(audio_path, model_dir, num_beams=None, max_new_tokens=Non
                 if name == "decoder.lm_head":
                     step["t"] += 1
             hooks.append(module.register_forward_hook(hook))
+        if name == "encoder.encoder.layers.0":  # what the first layer reads
+            def encoder_pre_hook(m, a, name=name):
+                tensors[f"{name}.input"] = a[0].detach().clone().numpy()
+            hooks.append(module.register_forward_pre_hook(encoder_pre_hook))
         if name == "decoder.model.decoder.layers.0":  # its input: the scaled embeddings plus positions
             def pre_hook(m, a, name=name):
                 tensors[f"step.{step['t']}.{name}.input"] = a[0].detach().clone().numpy()
