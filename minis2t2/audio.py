@@ -5,7 +5,10 @@ Dimension legend: B batch, N samples.
 
 from __future__ import annotations
 
+import contextlib
 import math
+import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,47 +27,123 @@ def resample(audio: np.ndarray, orig_rate: int, target_rate: int) -> np.ndarray:
     return scipy.signal.resample_poly(audio, target_rate // g, orig_rate // g).astype(np.float32)
 
 
+def resample_in_blocks(read, length: int, orig_rate: int, target_rate: int, out: np.ndarray,
+                       block_seconds: float = 60.0) -> np.ndarray:
+    """``resample`` of a signal too long to hold, a block at a time: ``read(start, stop)`` gives its
+    samples [start, stop) (N = ``length`` in all), ``out`` (N') receives the result.
+
+    Plain form: ``out[:] = resample(read(0, length), orig_rate, target_rate)``. Output sample k sits
+    at input time k * down / up (up/down the reduced ratio), so a block that starts at a multiple of
+    ``down`` maps to whole output samples; each block is read with ``margin`` extra input samples
+    on both sides, more than the filter's half-length (10 * max(up, down) taps at the upsampled
+    rate), so every kept output sample sees the same inputs as in one pass (tests/test_long_audio.py
+    holds the two equal).
+    """
+    g = math.gcd(orig_rate, target_rate)
+    up, down = target_rate // g, orig_rate // g
+    if up == down:
+        for start in range(0, length, int(block_seconds * orig_rate)):
+            stop = min(length, start + int(block_seconds * orig_rate))
+            out[start:stop] = read(start, stop)
+        return out
+    block = down * max(1, round(block_seconds * orig_rate / down))  # input samples per block
+    margin = down * math.ceil((10 * max(up, down) / up + 2) / down)  # input samples, a multiple of down
+    for start in range(0, length, block):
+        stop = min(length, start + block)
+        a, b = max(0, start - margin), min(length, stop + margin)
+        y = scipy.signal.resample_poly(read(a, b), up, down).astype(np.float32)
+        first, last = start * up // down, (stop * up // down if stop < length else len(out))
+        out[first:last] = y[first - a * up // down : last - a * up // down]
+    return out
+
+
 # What a file may declare before anything is decoded or resampled: a header is only a claim, and
 # a 3 KB file can claim 2**31 Hz or 2**36 frames (gigabytes once decoded or resampled).
 INPUT_RATES = (1000, 768000)  # Hz; telephone 8 kHz to 768 kHz studio audio
 MODEL_RATES = (1000, 192000)  # Hz a model's preprocessor_config.json may ask for
 MAX_SECONDS = 4 * 3600  # longest file read, per channel
 MAX_CHANNELS = 64
+IN_MEMORY_SECONDS = 600  # a longer recording is resampled into a temporary file on disk, mapped as the array
+MAX_FLOAT_PEAK = 1e10  # float samples beyond this (int32 PCM read as floats peaks at 2.1e9) overflow the processor
 
 
 def load_audio(path: str | Path, sampling_rate: int = 16000) -> np.ndarray:
-    """Read any file soundfile reads (wav/flac/ogg, int or float samples, any channel count).
+    """Read any file soundfile reads (wav/flac/ogg, int or float samples, any channel count), or a
+    named pipe; the name may be any bytes the file system allows.
 
-    Channels are averaged to mono, then resampled to ``sampling_rate``.   -> (N,) float32 in [-1, 1]
+    Channels are averaged to mono, then resampled to ``sampling_rate``.   -> (N,) float32
+    The file is decoded and resampled a block at a time (``resample_in_blocks``); a recording
+    longer than IN_MEMORY_SECONDS goes into a temporary file on disk that the returned array maps,
+    so memory stays that of one block whatever the length (the file is deleted when the array is).
     """
     import soundfile  # here, not at the top: only reading files needs libsndfile (a GPU box may lack it)
 
+    if not (isinstance(sampling_rate, (int, np.integer)) and not isinstance(sampling_rate, bool)
+            and MODEL_RATES[0] <= sampling_rate <= MODEL_RATES[1]):
+        raise AudioError(f"load_audio: sampling_rate is the rate to resample to, an integer number of Hz in "
+                         f"{MODEL_RATES[0]}-{MODEL_RATES[1]}; got {sampling_rate!r}")
+    if not isinstance(path, (str, Path)):
+        raise AudioError(f"load_audio: expected a file path, got {type(path).__name__}")
     path = Path(path)
     if path.is_dir():
         raise AudioError(f"{path}: is a directory, not an audio file")
-    if not path.is_file():
+    if not path.exists():
         raise AudioError(f"{path}: no such file")
     try:
-        info = soundfile.info(str(path))
-        if not INPUT_RATES[0] <= info.samplerate <= INPUT_RATES[1]:
-            raise AudioError(f"{path}: declares a sample rate of {info.samplerate} Hz; minis2t2 reads "
-                             f"{INPUT_RATES[0]}-{INPUT_RATES[1]} Hz")
-        if not 1 <= info.channels <= MAX_CHANNELS:
-            raise AudioError(f"{path}: declares {info.channels} channels; minis2t2 reads 1-{MAX_CHANNELS}")
-        if info.frames > MAX_SECONDS * info.samplerate:
-            raise AudioError(f"{path}: declares {info.frames} frames ({info.frames / info.samplerate:.0f} s); "
-                             f"minis2t2 reads at most {MAX_SECONDS} s")
-        audio, rate = soundfile.read(str(path), dtype="float32", always_2d=True)  # (N, channels)
-    except (soundfile.LibsndfileError, RuntimeError, TypeError, ValueError, MemoryError) as e:
+        with seekable(path) as file, soundfile.SoundFile(file) as sound:
+            rate, channels, frames = sound.samplerate, sound.channels, sound.frames
+            if not INPUT_RATES[0] <= rate <= INPUT_RATES[1]:
+                raise AudioError(f"{path}: declares a sample rate of {rate} Hz; minis2t2 reads "
+                                 f"{INPUT_RATES[0]}-{INPUT_RATES[1]} Hz")
+            if not 1 <= channels <= MAX_CHANNELS:
+                raise AudioError(f"{path}: declares {channels} channels; minis2t2 reads 1-{MAX_CHANNELS}")
+            if frames > MAX_SECONDS * rate:
+                raise AudioError(f"{path}: declares {frames} frames ({frames / rate:.0f} s); "
+                                 f"minis2t2 reads at most {MAX_SECONDS} s")
+            if frames == 0:
+                raise AudioError(f"{path}: holds no samples")
+
+            def read(start: int, stop: int) -> np.ndarray:  # mono samples [start, stop) at the file's rate
+                sound.seek(start)
+                block = sound.read(stop - start, dtype="float32", always_2d=True).mean(axis=1)  # (n,)
+                if len(block) != stop - start:
+                    raise AudioError(f"{path}: ends after {start + len(block)} of the {frames} frames it declares")
+                if not np.isfinite(block).all():
+                    raise AudioError(f"{path}: contains NaN or inf samples")
+                if len(block) and np.abs(block).max() > MAX_FLOAT_PEAK:
+                    raise AudioError(f"{path}: holds samples up to {np.abs(block).max():.1e}; float audio lies "
+                                     "within about +-1 (a damaged file, or one written at the wrong scale)")
+                return block
+
+            length = -(-frames * sampling_rate // rate)  # resample_poly's output length, ceil(N * up / down)
+            out = disk_array(length) if length > IN_MEMORY_SECONDS * sampling_rate else np.empty(length, np.float32)
+            return resample_in_blocks(read, frames, rate, sampling_rate, out)
+    except (soundfile.LibsndfileError, RuntimeError, TypeError, ValueError, MemoryError, OSError) as e:
         if isinstance(e, AudioError):
             raise
         reason = str(e).split("': ", 1)[-1] if str(e).startswith("Error opening") else str(e)  # path said once
         raise AudioError(f"{path}: cannot read audio ({reason})") from e
-    if len(audio) == 0:
-        raise AudioError(f"{path}: holds no samples")
-    if not np.isfinite(audio).all():
-        raise AudioError(f"{path}: contains NaN or inf samples")
-    return resample(audio.mean(axis=1), rate, sampling_rate)  # (N,)
+
+
+@contextlib.contextmanager
+def seekable(path: Path):
+    """The file opened for reading; a named pipe or other stream is first copied to a temporary
+    file (libsndfile needs to seek), a block at a time."""
+    if path.is_file():
+        with open(path, "rb") as f:  # opened by Python: any file name the OS allows, UTF-8 or not
+            yield f
+        return
+    with open(path, "rb") as stream, tempfile.TemporaryFile() as copy:
+        shutil.copyfileobj(stream, copy, 1 << 20)
+        copy.seek(0)
+        yield copy
+
+
+def disk_array(length: int) -> np.ndarray:
+    """A float32 array of ``length`` backed by an unnamed temporary file, not by memory."""
+    with tempfile.TemporaryFile() as f:  # the map keeps the file alive after it is closed
+        f.truncate(length * 4)
+        return np.memmap(f, dtype=np.float32, mode="w+", shape=(length,))
 
 
 def check_waveform(audio, where: str = "audio") -> np.ndarray:

@@ -128,6 +128,13 @@ def device_module(device: str) -> types.ModuleType:
         except ImportError:
             raise InputError("device='cuda' needs CuPy: pip install -e \".[cuda]\" (or the cupy-cuda12x / "
                              "cupy-cuda13x wheel that matches your CUDA)") from None
+        try:  # CuPy installs without a GPU; the first call that needs one says so
+            count = cupy.cuda.runtime.getDeviceCount()
+        except Exception as e:  # CUDARuntimeError, a missing driver library, ...
+            raise InputError(f"device='cuda': CuPy is installed but finds no usable GPU ({type(e).__name__}: "
+                             f"{str(e)[:120]}); use device='cpu'") from e
+        if count < 1:
+            raise InputError("device='cuda': CuPy is installed but finds no GPU; use device='cpu'")
         return cupy
     raise InputError(f"unknown device {device!r}: use 'cpu' or 'cuda'")
 

@@ -9,6 +9,8 @@ import sys
 import time
 from pathlib import Path
 
+from .encoder import min_samples
+from .errors import InputError
 from .loading import DEFAULT_MODEL_NAME, default_model, load
 
 
@@ -22,6 +24,10 @@ def _translate(args) -> int:
     if args.max_new_tokens is not None:
         overrides["max_new_tokens"] = args.max_new_tokens
     max_seconds = args.max_seconds or None  # 0: no limit
+    shortest = min_samples(model.config.encoder) / model.processor.sampling_rate  # one frame's receptive field
+    if max_seconds is not None and max_seconds < shortest:
+        raise InputError(f"--max-seconds {max_seconds:g}: pieces that short hold no encoder frame (the model needs "
+                         f"at least {shortest:.3f} s); give a longer limit, or 0 for none")
     failed = 0
     for path in args.files:
         try:
@@ -172,6 +178,16 @@ def _tolerance(text: str) -> tuple[str, tuple[float, float]]:
     return pattern, (parsed[0], parsed[-1])
 
 
+def _nonnegative(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 <= value < math.inf:
+        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text!r}")
+    return value
+
+
 def _positive(text: str) -> float:
     try:
         value = float(text)
@@ -198,9 +214,9 @@ def add_model_arguments(parser: argparse.ArgumentParser, max_new_tokens: bool) -
     """The options of every command that runs a model: which model, search width, length, dtype, device."""
     parser.add_argument("--model", help="model folder (HF layout), shipped model name or hub id "
                                         f"(default: {DEFAULT_MODEL_NAME})")
-    parser.add_argument("--num-beams", type=int, help="beam width (default: the model's generation_config.json)")
+    parser.add_argument("--num-beams", type=_count, help="beam width (default: the model's generation_config.json)")
     if max_new_tokens:
-        parser.add_argument("--max-new-tokens", type=int, help="generate at most this many tokens")
+        parser.add_argument("--max-new-tokens", type=_count, help="generate at most this many tokens")
     parser.add_argument("--dtype", choices=["float32", "float64"], default="float32", help="compute dtype")
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
                         help='where the model runs; cuda needs CuPy (pip install -e ".[cuda]")')
@@ -318,8 +334,8 @@ def build_parser() -> argparse.ArgumentParser:
                                     "(ids and text exactly).")
     cp.add_argument("a", type=Path, help="reference trace")
     cp.add_argument("b", type=Path, help="trace to check")
-    cp.add_argument("--atol", type=float, default=1e-4, help="absolute tolerance (default 1e-4)")
-    cp.add_argument("--rtol", type=float, default=1e-4, help="relative tolerance (default 1e-4)")
+    cp.add_argument("--atol", type=_nonnegative, default=1e-4, help="absolute tolerance (default 1e-4)")
+    cp.add_argument("--rtol", type=_nonnegative, default=1e-4, help="relative tolerance (default 1e-4)")
     cp.add_argument("--tolerance", type=_tolerance, action="append", metavar="PATTERN=ATOL[,RTOL]",
                     help="a tolerance of their own for the tensors whose names match the glob PATTERN, e.g. "
                          "'encoder.encoder.layers.*=1e-3' (RTOL defaults to ATOL); repeatable, the last match decides")
@@ -329,7 +345,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv[: argv.index("--")] if "--" in argv else "--debug" in argv
+    if debug:  # accepted anywhere on the line, before or after the command
+        argv.remove("--debug")
     args = build_parser().parse_args(argv)
+    args.debug = args.debug or debug
     try:
         return args.run(args)
     except BrokenPipeError:  # output piped into `head` and closed early

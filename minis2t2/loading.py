@@ -16,7 +16,7 @@ from .audio import FeatureExtractor
 from .backend import device_module
 from .checkpoint import from_hub, load_state_dict
 from .config import ModelConfig
-from .errors import WeightsError
+from .errors import ConfigError, WeightsError
 from .generation import GenerationConfig
 from .model import Model
 from .processor import Processor
@@ -93,6 +93,9 @@ def load(path: str | Path, dtype: str = "float32", device: str = "cpu", revision
     weights as model.safetensors or pytorch_model.bin, single or sharded. ``dtype`` is the compute
     dtype, "float32" (as HF) or "float64" (a more exact reference).
     """
+    if not isinstance(path, (str, Path)):
+        raise ConfigError(f"load: expected a model folder, a shipped model's name or a hub id (a string or a "
+                          f"path), got {type(path).__name__}")
     return load_folder(model_folder(path, revision), dtype=dtype, device=device)
 
 

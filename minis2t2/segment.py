@@ -35,10 +35,18 @@ def frame_length(rate: int) -> int:
 
 
 def frame_loudness(audio: np.ndarray, rate: int) -> np.ndarray:
-    """Mean power of each 10 ms frame in dB (re full scale 1.0).   (N,) -> (N // frame,)"""
+    """Mean power of each 10 ms frame in dB (re full scale 1.0).   (N,) -> (N // frame,)
+
+    Computed a minute of frames at a time, so a recording mapped from disk (hours long) is never
+    held in memory at float64."""
     frame = frame_length(rate)
     n = len(audio) // frame
-    power = np.square(audio[: n * frame].astype(np.float64)).reshape(n, frame).mean(axis=1)  # (frames,)
+    chunk = 6000  # frames: one minute
+    power = np.empty(n)  # (frames,)
+    for first in range(0, n, chunk):
+        last = min(n, first + chunk)
+        block = audio[first * frame : last * frame].astype(np.float64)
+        power[first:last] = np.square(block).reshape(last - first, frame).mean(axis=1)
     return 10 * np.log10(power + 1e-12)
 
 

@@ -16,15 +16,17 @@ from .segment import quiet_cuts, speech_segments
 
 
 def translate(model, audio, sampling_rate: int | None = None, max_seconds: float | None = 20.0, progress=None,
-              **generation_kwargs) -> str:
+              **generation_kwargs) -> str | list[str]:
     """An audio file path, or one mono waveform with its ``sampling_rate`` -> the decoded text of
-    the best hypothesis.
+    the best hypothesis; a list of them -> a list of texts, one per item, in order.
 
     Audio longer than ``max_seconds`` (None: no limit) is cut at its quietest points into pieces
     of at most that length (``segment.quiet_cuts``); each is translated on its own and the texts
     are joined with spaces. ``progress(i, n, start_s, end_s)`` is called before each piece when
     there are several.
     """
+    if isinstance(audio, (list, tuple)):
+        return [translate(model, item, sampling_rate, max_seconds, progress, **generation_kwargs) for item in audio]
     rate = model.processor.sampling_rate
     samples = waveform(audio, sampling_rate, rate)
     pieces = [(0, len(samples))] if max_seconds is None else quiet_cuts(samples, rate, max_seconds)
@@ -36,7 +38,11 @@ def segments(model, audio, sampling_rate: int | None = None, min_pause: float = 
     """A recording of separate utterances, split at pauses of at least ``min_pause`` seconds
     (``segment.speech_segments``; an utterance longer than ``max_seconds`` is cut further at
     its quietest points), each translated on its own.
-    -> [{"start": seconds, "end": seconds, "text": ...}, ...] in order; [] for silence."""
+    -> [{"start": seconds, "end": seconds, "text": ...}, ...] in order; [] for silence. A list of
+    recordings -> a list of such lists."""
+    if isinstance(audio, (list, tuple)):
+        return [segments(model, item, sampling_rate, min_pause, max_seconds, progress, **generation_kwargs)
+                for item in audio]
     rate = model.processor.sampling_rate
     samples = waveform(audio, sampling_rate, rate)
     pieces = speech_segments(samples, rate, min_pause, max_seconds)

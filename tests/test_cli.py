@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 import minis2t2
 from minis2t2.cli import main
@@ -98,3 +99,24 @@ def test_version_typo_paths_and_exit_codes(tmp_path, capsys):
     typo = str(MODEL.parent / "modell")  # looks like a path: never a hub lookup
     assert main(["translate", "x.wav", "--model", typo]) == 2
     assert capsys.readouterr().err.strip() == f"minis2t2: error: {typo}: no such model folder"
+
+
+def test_options_are_checked_once_before_any_file(tmp_path, capsys):
+    """A bad option is named, once, with exit 2, before any file is read (the files here do not exist)."""
+    missing = [str(tmp_path / "a.wav"), str(tmp_path / "b.wav")]
+    with pytest.raises(SystemExit) as exit_info:
+        main(["translate", *missing, "--num-beams", "0"])
+    assert exit_info.value.code == 2 and "argument --num-beams: must be a whole number >= 1" in capsys.readouterr().err
+    assert main(["translate", *missing, "--max-seconds", "0.01"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("--max-seconds 0.01") == 1 and "a.wav" not in err
+    with pytest.raises(SystemExit) as exit_info:
+        main(["compare", "a", "b", "--atol", "-1"])
+    assert exit_info.value.code == 2 and "argument --atol: must be a number >= 0" in capsys.readouterr().err
+
+
+def test_debug_is_accepted_anywhere(tmp_path, capsys):
+    missing = str(tmp_path / "nothing.wav")
+    for argv in (["--debug", "translate", missing], ["translate", "--debug", missing], ["translate", missing, "--debug"]):
+        assert main(argv) == 2
+        assert "nothing.wav: no such file" in capsys.readouterr().err

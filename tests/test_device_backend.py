@@ -94,3 +94,26 @@ def test_gpu_check_script_runs_with_only_what_the_gpu_machine_has(tmp_path):
     assert report["fullsize_vs_numpy"]["greedy_ids_identical"]
     assert max(report["fullsize_vs_numpy"]["encoder"], report["fullsize_vs_numpy"]["logits"]) < 1e-3
     assert [row["seconds"] for row in report["encoder"]] == [1.0, 2.0]
+
+
+def test_cupy_without_a_usable_gpu_is_a_clear_error(monkeypatch, capsys, tmp_path):
+    """CuPy installs on machines without a GPU; its first CUDA call fails there."""
+    import types
+
+    class CUDARuntimeError(RuntimeError):
+        pass
+
+    def no_device():
+        raise CUDARuntimeError("cudaErrorNoDevice: no CUDA-capable device is detected")
+
+    fake = types.ModuleType("cupy")
+    fake.cuda = types.SimpleNamespace(runtime=types.SimpleNamespace(getDeviceCount=no_device))
+    monkeypatch.setitem(sys.modules, "cupy", fake)
+    with pytest.raises(InputError, match="CuPy is installed but finds no usable GPU .CUDARuntimeError"):
+        minis2t2.load(MODEL, device="cuda")
+    import soundfile
+
+    soundfile.write(tmp_path / "a.wav", speech_like(4000, 6), 16000)
+    assert main(["translate", "--model", str(MODEL), "--device", "cuda", str(tmp_path / "a.wav")]) == 2
+    err = capsys.readouterr().err
+    assert "no usable GPU" in err and len(err.strip().splitlines()) == 1

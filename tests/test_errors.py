@@ -159,3 +159,57 @@ def test_arrays_need_their_sampling_rate(model):
     with pytest.raises(AudioError, match="sampling_rate must be an integer number of Hz"):
         model.translate(wave, sampling_rate=2**31)
     assert model.translate(wave, sampling_rate=np.int64(16000)) == model.translate(wave, sampling_rate=16000)
+
+
+@pytest.mark.parametrize("call,error,match", [
+    (lambda m: minis2t2.load(123), ConfigError, "expected a model folder.*got int"),
+    (lambda m: minis2t2.load_audio(MODEL / "config.json", 0), AudioError, "sampling_rate is the rate to resample to"),
+    (lambda m: m.processor(text=123), ValueError, "text must be a string or a non-empty list of strings, got 123"),
+    (lambda m: m.processor(text=["a", 5]), ValueError, "text must be a string or a non-empty list of strings"),
+    (lambda m: m.processor([np.ones(4000, np.float32)] * 2, sampling_rate=16000, text="a"), ValueError,
+     "2 audio input.s. but 1 text"),
+    (lambda m: m(np.ones((2, 4000), np.float32), labels=[[5, 2]]), ValueError, r"labels \(1, 2\) do not match"),
+    (lambda m: m.loss_and_grads(np.ones((2, 4000), np.float32), labels=[[5, 2]]), ValueError, "do not match"),
+])
+def test_transformers_style_mistakes_are_named(model, call, error, match):
+    with pytest.raises(error, match=match):
+        call(model)
+
+
+def test_a_list_of_inputs_is_a_list_of_results(model, tmp_path):
+    import soundfile
+
+    from tests.signals import speech_like
+
+    path = tmp_path / "a.wav"
+    soundfile.write(path, speech_like(4000, seed=3), 16000, subtype="FLOAT")
+    texts = model.translate([path, str(path)])
+    assert texts == [model.translate(path)] * 2
+    assert model.segments([path]) == [model.segments(path)]
+
+
+def test_labels_longer_than_the_position_table_match_transformers(tmp_path):
+    """transformers grows its sinusoidal table for teacher-forced labels longer than
+    max_target_positions; minis2t2 grows it the same way (loss to 1e-5)."""
+    import torch
+    from transformers import SpeechEncoderDecoderModel
+
+    config = json.loads((MODEL / "config.json").read_text())
+    config["decoder"]["max_target_positions"] = 6
+    short = tmp_path / "short"
+    shutil.copytree(MODEL, short)
+    (short / "config.json").write_text(json.dumps(config))
+    for name in ("model.safetensors",):  # the stored table has the old length: let both recompute it
+        from safetensors.numpy import load_file, save_file
+
+        tensors = load_file(short / name)
+        tensors.pop("decoder.model.decoder.embed_positions.weights", None)
+        save_file(tensors, short / name, metadata={"format": "pt"})
+    ours = minis2t2.load(short)
+    audio = np.random.default_rng(0).standard_normal((1, 6000)).astype(np.float32)
+    labels = np.array([[5, 6, 7, 8, 9, 10, 11, 12, 13, 2]])  # 10 positions: past the table's 6 + 2 rows
+    hf = SpeechEncoderDecoderModel.from_pretrained(str(short)).eval()
+    with torch.no_grad():
+        expected = hf(input_values=torch.from_numpy(audio), labels=torch.from_numpy(labels)).loss.item()
+    assert abs(ours(audio, labels=labels).loss - expected) < 1e-5
+    assert ours.generate(audio, max_new_tokens=12).shape[1] >= 2  # cached generation goes past the table too

@@ -212,3 +212,59 @@ def test_cli_segments_and_progress(tmp_path, capsys, monkeypatch):
         assert exit_status.value.code == 2 and f"{option}: must be a" in capsys.readouterr().err
     with pytest.raises(ValueError, match="min_pause"):
         speech_segments(bursts(spans, 4.0), RATE, min_pause=-1)
+
+
+def test_a_long_file_is_read_and_resampled_in_blocks(tmp_path):
+    """An hour of 22.05 kHz stereo is read a block at a time into an array mapped from a temporary
+    file: Python and NumPy allocations peak at a few blocks (tracemalloc; reading it whole took
+    about 1.3 GB), and the samples equal reading and resampling the whole file at once."""
+    import soundfile
+
+    from minis2t2.audio import resample
+
+    path, rate = tmp_path / "hour.wav", 22050
+    rng = np.random.default_rng(5)
+    with soundfile.SoundFile(path, "w", rate, 2, subtype="PCM_16") as f:
+        for _ in range(60):
+            f.write((rng.standard_normal((60 * rate, 2)) * 0.05).astype(np.float32))
+    tracemalloc.start()
+    audio = minis2t2.load_audio(path, RATE)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert isinstance(audio, np.memmap) and len(audio) == 3600 * RATE
+    assert peak < 120 * 2**20, f"peak {peak / 2**20:.0f} MiB"
+    with soundfile.SoundFile(path) as f:  # the last two minutes, read and resampled in one piece
+        f.seek(f.frames - 120 * rate)
+        tail = resample(f.read(dtype="float32", always_2d=True).mean(axis=1), rate, RATE)
+    np.testing.assert_array_equal(audio[-60 * RATE :], tail[-60 * RATE :])  # away from the excerpt's own edge
+
+
+def test_a_named_pipe_and_a_name_that_is_not_utf8(tmp_path):
+    import os
+    import threading
+
+    import soundfile
+
+    from tests.signals import speech_like
+
+    source = tmp_path / "a.wav"
+    soundfile.write(source, speech_like(8000, seed=2), RATE)
+    odd = os.fsdecode(bytes(tmp_path) + b"/\xff\xfe-name.wav")
+    os.rename(source, odd)
+    expected = minis2t2.load_audio(odd, RATE)
+    assert len(expected) == 8000
+    pipe = tmp_path / "pipe"
+    os.mkfifo(pipe)
+    writer = threading.Thread(target=lambda: pipe.write_bytes(Path(odd).read_bytes()))
+    writer.start()
+    np.testing.assert_array_equal(minis2t2.load_audio(pipe, RATE), expected)
+    writer.join()
+
+
+def test_float_samples_far_beyond_full_scale_are_named(tmp_path):
+    import soundfile
+
+    path = tmp_path / "loud.wav"
+    soundfile.write(path, np.full(4000, 1e30, np.float32), RATE, subtype="FLOAT")
+    with pytest.raises(minis2t2.AudioError, match="holds samples up to 1.0e\\+30"):
+        minis2t2.load_audio(path, RATE)

@@ -1,5 +1,6 @@
 """The README's Python runs as written, from the repository root."""
 
+import json
 import re
 from pathlib import Path
 
@@ -23,7 +24,12 @@ def test_readme_python_snippets_run(monkeypatch, capsys):
     lines = printed[0]
     assert len(lines) == 5
     assert lines[0] == lines[1], "a file and its waveform (with its rate) translate alike"
-    assert float(lines[3].split()[0]) > 0, "a finite, positive loss from the labels"
+    assert 0 < float(lines[3].split()[0]) < 0.5, "a small loss: the labels are the samples' own texts"
+    samples = ROOT / "weights" / "numbers-en-de" / "samples"
+    expected = json.loads((samples / "expected.json").read_text(encoding="utf-8"))
+    first_two = [expected[f.name]["german"] for f in sorted(samples.glob("*.wav"))[:2]]
+    assert lines[2] == str(first_two), "the batch translates to the samples' own texts"
+    assert lines[0] == first_two[0]
 
 
 def test_the_transformers_doc_snippet_runs_as_written(monkeypatch, capsys, tmp_path):
