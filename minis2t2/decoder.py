@@ -284,30 +284,44 @@ def decoder_layer_backward(p, x, cache: dict, encoder_hidden, self_bias, cross_b
     return d_sum1 + d_q + d_kv, d_encoder, grads
 
 
-def decode_backward(p, ids, encoder_hidden, cross_bias, positions_table, cfg: DecoderConfig, d_logits, record=None,
-                    training=None):
-    """Gradients of ``decode`` on all steps at once: ids (B, S), encoder_hidden (B, T, C),
-    d_logits (B, S, V) -> d_encoder_hidden (B, T, C), {name: grad} under the checkpoint's names
-    without the leading "decoder.".
+def decode_keeping_inputs(p, ids, encoder_hidden, cross_bias, positions_table, cfg: DecoderConfig, training=None):
+    """``decode`` on all S steps at once (teacher forcing: no past steps), keeping what
+    ``decode_backward`` needs: each layer's input (one (B, S, C) array per layer), the last
+    layer's output and the cross-attention K/V.   -> logits (B, S, V), saved"""
+    xp = array_module(encoder_hidden)
+    S = ids.shape[1]
+    scale = math.sqrt(cfg.d_model) if cfg.scale_embedding else 1.0
+    x = p.model.decoder.embed_tokens.weight[ids] * scale + position_rows(positions_table, ids, cfg, 0)  # (B, S, C)
+    x = dropout(training, "decoder.model.decoder.dropout", x, cfg.dropout)
+    self_bias = causal_bias(S, 0, x.dtype, xp)  # (1, 1, S, S)
+    cache = cross_attention_cache(p, encoder_hidden, cfg)  # no past steps; cross K/V once
+    inputs = []
+    for i, (layer, layer_cache) in enumerate(zip(p.model.decoder.layers, cache)):
+        inputs.append(x)
+        name = f"decoder.model.decoder.layers.{i}"
+        if not skips_layer(training, name, cfg.decoder_layerdrop):
+            x = decoder_layer(layer, x, layer_cache, self_bias, cross_bias, cfg, training, name)[0]  # (B, S, C)
+    logits = x @ p.lm_head.weight.T  # (B, S, V)
+    return logits, {"inputs": inputs, "output": x, "cache": cache, "self_bias": self_bias}
 
-    embed_tokens' gradient is scattered back to the rows the ids read (np.add.at), except the
-    padding row, which nn.Embedding(padding_idx=pad) never updates; the sinusoidal table is not
-    trained. A tied lm_head adds its gradient to embed_tokens' (one parameter, two uses).
+
+def decode_backward(p, ids, encoder_hidden, cross_bias, saved: dict, cfg: DecoderConfig, d_logits, record=None,
+                    training=None):
+    """Gradients of ``decode`` on all steps at once, from what ``decode_keeping_inputs`` kept:
+    ids (B, S), encoder_hidden (B, T, C), d_logits (B, S, V) -> d_encoder_hidden (B, T, C),
+    {name: grad} under the checkpoint's names without the leading "decoder.".
+
+    Each layer's backward recomputes its own insides from the layer's input. embed_tokens'
+    gradient is scattered back to the rows the ids read (np.add.at), except the padding row,
+    which nn.Embedding(padding_idx=pad) never updates; the sinusoidal table is not trained. A
+    tied lm_head adds its gradient to embed_tokens' (one parameter, two uses).
     """
     xp = array_module(encoder_hidden)
     B, S = ids.shape
     embed = p.model.decoder.embed_tokens.weight  # (V, C)
     scale = math.sqrt(cfg.d_model) if cfg.scale_embedding else 1.0
-    x = embed[ids] * scale + position_rows(positions_table, ids, cfg, 0)  # (B, S, C)
-    x = dropout(training, "decoder.model.decoder.dropout", x, cfg.dropout)
-    self_bias = causal_bias(S, 0, x.dtype, xp)  # (1, 1, S, S)
-    cache = cross_attention_cache(p, encoder_hidden, cfg)  # no past steps; cross K/V once
-    names = [f"decoder.model.decoder.layers.{i}" for i in range(len(cache))]
-    inputs = []
-    for layer, layer_cache, name in zip(p.model.decoder.layers, cache, names):
-        inputs.append(x)
-        if not skips_layer(training, name, cfg.decoder_layerdrop):
-            x = decoder_layer(layer, x, layer_cache, self_bias, cross_bias, cfg, training, name)[0]  # (B, S, C)
+    inputs, x, cache, self_bias = saved["inputs"], saved["output"], saved["cache"], saved["self_bias"]
+    names = [f"decoder.model.decoder.layers.{i}" for i in range(len(inputs))]
     record_to(record, "grad.decoder.lm_head", d_logits)
     d_x = d_logits @ p.lm_head.weight  # (B, S, C)
     d_head = d_logits.reshape(B * S, -1).T @ x.reshape(B * S, -1)  # (V, C)

@@ -401,30 +401,36 @@ def transformer_encoder(p, x, mask, cfg: EncoderConfig, record=None, training=No
     return x
 
 
-def transformer_encoder_backward(p, x, mask, cfg: EncoderConfig, d_out, record=None, training=None):
-    """Gradients of ``transformer_encoder``: x (B, T, C) as it came from the feature projection,
-    keep-mask (B, T) or None, d_out (B, T, C) -> dx (B, T, C), {name: grad}
-
-    The forward is run again keeping each layer's input (one (B, T, C) array per layer), then
-    each layer's backward recomputes its own inside: activation memory grows with the layers and
-    the audio's length, not with every intermediate. A layer LayerDrop skipped passes the
-    gradient through and gets none.
-    """
+def transformer_encoder_keeping_inputs(p, x, mask, cfg: EncoderConfig, training=None):
+    """``transformer_encoder`` keeping what its backward needs: each layer's input (one (B, T, C)
+    array per layer; each layer's backward recomputes its own insides from it, so activation
+    memory grows with the layers and the audio's length, not with every intermediate).
+    x (B, T, C), keep-mask (B, T) or None -> output (B, T, C), saved"""
     bias = None
     if mask is not None:
-        x = x * mask[:, :, None].astype(x.dtype)  # (B, T, C)
-        bias = padding_bias(mask, x.dtype)
+        x = x * mask[:, :, None].astype(x.dtype)  # (B, T, C) padded frames -> 0
+        bias = padding_bias(mask, x.dtype)  # (B, 1, 1, T)
     summed = x + positional_conv_embedding(p.pos_conv_embed, x, cfg)  # (B, T, C)
     h = summed if cfg.do_stable_layer_norm else layer_norm(p.layer_norm, summed, cfg.layer_norm_eps)
     h = dropout(training, "encoder.encoder.dropout", h, cfg.hidden_dropout)
     layer_fn = encoder_layer_stable if cfg.do_stable_layer_norm else encoder_layer
-    layer_backward = encoder_layer_stable_backward if cfg.do_stable_layer_norm else encoder_layer_backward
-    names = [f"encoder.encoder.layers.{i}" for i in range(len(p.layers))]
     inputs = []
-    for layer, name in zip(p.layers, names):
+    for i, layer in enumerate(p.layers):
         inputs.append(h)
+        name = f"encoder.encoder.layers.{i}"
         if not skips_layer(training, name, cfg.layerdrop):
             h = layer_fn(layer, h, bias, cfg, None, training, name)  # (B, T, C)
+    out = layer_norm(p.layer_norm, h, cfg.layer_norm_eps) if cfg.do_stable_layer_norm else h
+    return out, {"x": x, "mask": mask, "bias": bias, "summed": summed, "inputs": inputs, "last": h}
+
+
+def transformer_encoder_backward(p, saved: dict, cfg: EncoderConfig, d_out, record=None, training=None):
+    """Gradients of ``transformer_encoder`` from what ``transformer_encoder_keeping_inputs`` kept:
+    d_out (B, T, C) -> dx (B, T, C) (the feature projection's output's gradient), {name: grad}.
+    A layer LayerDrop skipped passes the gradient through and gets none."""
+    x, mask, bias, summed, inputs, h = (saved[k] for k in ("x", "mask", "bias", "summed", "inputs", "last"))
+    layer_backward = encoder_layer_stable_backward if cfg.do_stable_layer_norm else encoder_layer_backward
+    names = [f"encoder.encoder.layers.{i}" for i in range(len(p.layers))]
     grads, d = {}, d_out
     if cfg.do_stable_layer_norm:  # the encoder's LayerNorm after the layers
         record_to(record, "grad.encoder.encoder.layer_norm", d)
@@ -616,33 +622,45 @@ def encoder_weight_shapes(cfg: EncoderConfig, prefix: str = "encoder.") -> dict[
     return {prefix + name: shape for name, shape in shapes.items()}
 
 
-def encode_backward(p, input_values, sample_mask, cfg: EncoderConfig, d_hidden, record=None,
-                    train_feature_encoder: bool = True, training=None) -> dict:
-    """Gradients of ``encode``'s parameters: (B, N), keep-mask (B, N) or None, d_hidden (B, T, C)
-    -> {name: grad} under the checkpoint's names without the leading "encoder." (masked_spec_embed
-    gets SpecAugment's gradient in training mode, zeros in eval mode). With ``record``, the gradient
-    reaching each recorded activation is stored as "grad." + its name. ``train_feature_encoder=False``
-    stops at the conv stack's output, as torch's autograd does after transformers'
-    freeze_feature_encoder(): no gradient for its parameters, and its layers' inputs are not kept."""
-    xp = array_module(input_values)
+def encode_keeping_inputs(p, input_values, sample_mask, cfg: EncoderConfig, training=None,
+                          train_feature_encoder: bool = True):
+    """``encode`` keeping what ``encode_backward`` needs: each conv layer's input, conv output and
+    norm output (unless the feature encoder is frozen), the features, the projection and the
+    transformer stack's layer inputs.
+    (B, N), keep-mask (B, N) or None -> hidden (B, T, C), keep-mask (B, T) or None, saved"""
+    N = input_values.shape[1]
+    if conv_output_length(N, cfg) < 1:
+        raise ValueError(f"{N} samples is too short: the conv stack needs at least {min_samples(cfg)}")
     if train_feature_encoder:
-        features, saved = conv_stack_keeping_inputs(p.feature_extractor, input_values, cfg)  # (B, T, C_conv), whole
+        features, conv = conv_stack_keeping_inputs(p.feature_extractor, input_values, cfg)  # (B, T, C_conv), whole
     else:
-        features = feature_encoder(p.feature_extractor, input_values, cfg)  # (B, T, C_conv)
+        features, conv = feature_encoder(p.feature_extractor, input_values, cfg), None  # (B, T, C_conv)
     mask = None if sample_mask is None else frame_mask(sample_mask, features.shape[1], cfg)  # (B, T)
     projected = feature_projection(p.feature_projection, features, cfg)  # (B, T, C)
     projected = dropout(training, "encoder.feature_projection.dropout", projected, cfg.feat_proj_dropout)
     augmented = spec_augment(p, projected, mask, cfg, training)  # (B, T, C)
+    hidden, stack = transformer_encoder_keeping_inputs(p.encoder, augmented, mask, cfg, training)  # (B, T, C)
+    return hidden, mask, {"conv": conv, "features": features, "mask": mask, "stack": stack}
+
+
+def encode_backward(p, saved: dict, cfg: EncoderConfig, d_hidden, record=None, training=None) -> dict:
+    """Gradients of ``encode``'s parameters from what ``encode_keeping_inputs`` kept and d_hidden
+    (B, T, C) -> {name: grad} under the checkpoint's names without the leading "encoder."
+    (masked_spec_embed gets SpecAugment's gradient in training mode, zeros in eval mode). With
+    ``record``, the gradient reaching each recorded activation is stored as "grad." + its name.
+    A frozen feature encoder (kept nothing) stops at the conv stack's output, as torch's autograd
+    does after transformers' freeze_feature_encoder(): no gradient for its parameters."""
+    xp = array_module(d_hidden)
     record_to(record, "grad.encoder", d_hidden)
-    d, grads = transformer_encoder_backward(p.encoder, augmented, mask, cfg, d_hidden, record, training)
+    d, grads = transformer_encoder_backward(p.encoder, saved["stack"], cfg, d_hidden, record, training)
     grads = prefixed("encoder", grads)
-    d, d_embed = spec_augment_backward(mask, cfg, d, training)
+    d, d_embed = spec_augment_backward(saved["mask"], cfg, d, training)
     record_to(record, "grad.encoder.feature_projection", d)
     d = dropout(training, "encoder.feature_projection.dropout", d, cfg.feat_proj_dropout)
-    d, g = feature_projection_backward(p.feature_projection, features, cfg, d)
+    d, g = feature_projection_backward(p.feature_projection, saved["features"], cfg, d)
     grads |= prefixed("feature_projection", g)
-    if train_feature_encoder:
-        grads |= prefixed("feature_extractor", conv_stack_backward(p.feature_extractor, saved, cfg, d, record))
+    if saved["conv"] is not None:
+        grads |= prefixed("feature_extractor", conv_stack_backward(p.feature_extractor, saved["conv"], cfg, d, record))
     if "masked_spec_embed" in p:
         grads["masked_spec_embed"] = xp.zeros_like(p.masked_spec_embed) if d_embed is None else d_embed
     return grads

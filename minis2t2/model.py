@@ -261,8 +261,9 @@ class Model:
         ``freeze_feature_encoder=True`` leaves out the conv feature encoder's parameters and skips
         its backward pass, as transformers' ``freeze_feature_encoder()`` does through autograd.
 
-        The backward pass mirrors the forward layer by layer (``*_backward`` beside each forward
-        in layers.py, encoder.py, decoder.py), each recomputing what it needs from its input.
+        The forward keeps each layer's input (``encode_keeping_inputs``, ``decode_keeping_inputs``);
+        the backward pass mirrors it layer by layer (``*_backward`` beside each forward in
+        layers.py, encoder.py, decoder.py), each recomputing its layer's insides from that input.
         ``record`` receives the gradient of the loss with respect to each layer's output, as
         "grad." + the activation's HF module path (the decoder's for all steps at once).
         """
@@ -273,17 +274,18 @@ class Model:
         values, mask = self._inputs(input_values, attention_mask)
         self._check_batch(labels, values)
         ids = self.xp.asarray(self._token_ids(shift_tokens_right(labels, pad, start)))  # (B, S)
-        encoded, frames = enc.encode(self.params.encoder, values, mask, self.config.encoder,
-                                     training=training)  # (B, T, C_enc)
+        # the forward, keeping each layer's input for the backward (enc/dec *_keeping_inputs)
+        encoded, frames, encoder_saved = enc.encode_keeping_inputs(self.params.encoder, values, mask, self.config.encoder,
+                                                                   training, not freeze_feature_encoder)  # (B, T, C_enc)
         hidden = linear(self.params.enc_to_dec_proj, encoded) if self.config.has_enc_to_dec_proj else encoded
-        cache = dec.cross_attention_cache(self.params.decoder, hidden, self.config.decoder)
         cross_bias = None if frames is None else padding_bias(frames, hidden.dtype)  # (B, 1, 1, T)
-        logits, _ = dec.decode(self.params.decoder, ids, cache, cross_bias, self.positions_table, self.config.decoder,
-                               training=training)
+        logits, decoder_saved = dec.decode_keeping_inputs(self.params.decoder, ids, hidden, cross_bias,
+                                                          self.positions_table, self.config.decoder, training)
         logits = to_numpy(logits)  # the loss and its first gradient on the host, with the labels
         loss = cross_entropy(logits, labels)
         d_logits = self.xp.asarray(cross_entropy_backward(logits, labels))  # (B, S, V)
-        d_hidden, grads = dec.decode_backward(self.params.decoder, ids, hidden, cross_bias, self.positions_table,
+        # the backward, last layer first
+        d_hidden, grads = dec.decode_backward(self.params.decoder, ids, hidden, cross_bias, decoder_saved,
                                               self.config.decoder, d_logits, record, training)
         grads = prefixed("decoder", grads)
         # when LayerDrop skips every decoder layer, nothing reaches the encoder: torch gives it no gradient
@@ -294,8 +296,8 @@ class Model:
             d_hidden, g = linear_backward(self.params.enc_to_dec_proj, encoded, d_hidden)
             grads |= prefixed("enc_to_dec_proj", g)
         if reaches_encoder:
-            grads |= prefixed("encoder", enc.encode_backward(self.params.encoder, values, mask, self.config.encoder,
-                                                             d_hidden, record, not freeze_feature_encoder, training))
+            grads |= prefixed("encoder", enc.encode_backward(self.params.encoder, encoder_saved, self.config.encoder,
+                                                             d_hidden, record, training))
         to_host(record)
         return loss, {name: to_numpy(g).astype(self.dtype) for name, g in grads.items()}
 
