@@ -1,6 +1,7 @@
 """Memory and time of translating a long recording from the command line.
 
-    python -m benchmarks.long_audio [--minutes 240] [--model DIR] [--segments]
+    python -m benchmarks.long_audio [--minutes 240] [--model DIR | --full-size] [--segments]
+        [--max-new-tokens N]
 
 Builds a recording of the demo model's samples one after another, 0.6-1.2 s of quiet noise
 between them, at 22.05 kHz mono 16-bit (so it is decoded and resampled), written to a temporary
@@ -14,6 +15,9 @@ baseline (the model, NumPy, SciPy loaded, nothing else), polling the child's /pr
                 that holds the resampled recording while they are mapped: clean file pages the
                 system drops when it needs the room
 
+``--full-size`` runs facebook/s2t-wav2vec2-large-en-de's architecture with random weights
+(``minis2t2.random_init``, tests/fullsize.py's configs; 315 M parameters, written to the temporary
+folder): it translates nothing sensible, so give ``--max-new-tokens`` to bound each piece's search.
 Linux only (/proc). Prints the CPU model: times depend on it, memory does not.
 """
 
@@ -33,6 +37,7 @@ import numpy as np
 import soundfile
 
 import minis2t2
+from tests.fullsize import DECODER, ENCODER, write_vocab
 
 DEMO = Path(__file__).resolve().parents[1] / "weights" / "numbers-en-de"
 RATE = 22050
@@ -94,6 +99,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--minutes", type=float, default=240, help="length of the recording (default 240: 4 h)")
     parser.add_argument("--model", default=str(DEMO), help="model folder (default: the demo model)")
+    parser.add_argument("--full-size", action="store_true", help="the full-size architecture, random weights")
+    parser.add_argument("--max-new-tokens", type=int, help="passed to minis2t2 translate")
     parser.add_argument("--segments", action="store_true", help="translate with --segments")
     args = parser.parse_args()
     print(f"{cpu_name()}, {os.cpu_count()} CPUs; minis2t2 {minis2t2.__version__}, numpy {np.__version__}")
@@ -101,13 +108,21 @@ def main() -> None:
         long_file, short_file = Path(folder) / "long.wav", Path(folder) / "short.wav"
         utterances = write_recording(long_file, args.minutes)
         soundfile.write(short_file, np.zeros(RATE, np.float32), RATE, subtype="PCM_16")
-        command = [sys.executable, "-m", "minis2t2", "translate", "--model", args.model]
+        model = args.model
+        if args.full_size:
+            model = Path(folder) / "full-size"
+            model.mkdir()
+            write_vocab(model)
+            minis2t2.random_init(ENCODER, DECODER, seed=0, tokenizer=model).save_pretrained(model)
+        command = [sys.executable, "-m", "minis2t2", "translate", "--model", str(model)]
         command += ["--segments"] if args.segments else []
+        command += ["--max-new-tokens", str(args.max_new_tokens)] if args.max_new_tokens else []
         baseline = run(command + [str(short_file)])
         result = run(command + [str(long_file)])
     print(f"baseline (1 s of silence): {baseline['seconds']:.1f} s, anonymous {baseline['anonymous_mb']:.0f} MB, "
           f"resident {baseline['resident_mb']:.0f} MB")
-    print(f"{args.minutes:g} min, {utterances} utterances{' (--segments)' if args.segments else ''}: "
+    print(f"{'full-size architecture' if args.full_size else Path(args.model).name}, "
+          f"{args.minutes:g} min, {utterances} utterances{' (--segments)' if args.segments else ''}: "
           f"{result['seconds']:.0f} s, anonymous {result['anonymous_mb']:.0f} MB "
           f"(+{result['anonymous_mb'] - baseline['anonymous_mb']:.0f} MB over the baseline), "
           f"resident {result['resident_mb']:.0f} MB, {result['lines']} output lines")

@@ -7,8 +7,9 @@
   one clip of 5 s.
 
 Both sides get the same inputs, labels and thread count and compute the same thing: torch in
-eval() mode (autograd still runs; no dropout, LayerDrop or SpecAugment, which minis2t2's
-loss_and_grads does not have yet), and their first losses must agree.
+eval() mode (autograd still runs; no dropout, LayerDrop or SpecAugment: minis2t2's training mode
+is checked against torch's in tests/test_training_mode.py, not timed here), and their first
+losses must agree.
 Reported: the best of ``--repeats`` steps on each side, the ratio (minis2t2 / torch, lower is
 faster), and minis2t2's peak NumPy memory during a step (tracemalloc). Absolute times depend on
 the machine and its load; compare ratios, and name the CPU. Then minis2t2's peak memory of

@@ -4,6 +4,7 @@ the HuggingFace hub, ``convert`` from .bin to memory-mappable safetensors, and `
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -76,19 +77,27 @@ def convert(src: str | Path, dst: str | Path) -> Path:
     tensors = load_state_dict(src)
     if not (src / "config.json").is_file():
         raise FileNotFoundError(f"{src} has no config.json")
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.", dir=dst.parent))
-    try:
+    with staged(dst) as tmp:
         write_safetensors(tmp / "model.safetensors", tensors, metadata={"format": "pt"})
         for name in MODEL_FILES:
             if (src / name).is_file():
                 shutil.copy2(src / name, tmp / name)
-        dst.mkdir(exist_ok=True)
+    return dst
+
+
+@contextlib.contextmanager
+def staged(folder: Path):
+    """A temporary folder beside ``folder`` to write into; when the block ends without an error, its
+    files move into ``folder`` (made if missing), so a failure leaves nothing half-written."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    try:
+        yield tmp
+        folder.mkdir(exist_ok=True)
         for item in tmp.iterdir():
-            os.replace(item, dst / item.name)
+            os.replace(item, folder / item.name)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return dst
 
 
 def save_pretrained(model, folder: str | Path) -> Path:
@@ -123,9 +132,7 @@ def save_pretrained(model, folder: str | Path) -> Path:
     }
     tensors = {name: np.ascontiguousarray(to_numpy(a)) for name, a in model.trainable_parameters().items()}
     tensors["decoder.model.decoder.embed_positions.weights"] = np.ascontiguousarray(to_numpy(model.positions_table))
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-    try:
+    with staged(folder) as tmp:
         for name, content in files.items():
             (tmp / name).write_text(json.dumps(content, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
         if tokenizer.bpe_ranks is not None:
@@ -133,11 +140,6 @@ def save_pretrained(model, folder: str | Path) -> Path:
             (tmp / "merges.txt").write_text("".join(f"{a} {b}\n" for a, b in merges), encoding="utf-8")
         write_safetensors(tmp / "model.safetensors", {n: (a, SAFETENSORS_DTYPES[a.dtype.name]) for n, a in
                                                       tensors.items()}, metadata={"format": "pt"})
-        folder.mkdir(exist_ok=True)
-        for item in tmp.iterdir():
-            os.replace(item, folder / item.name)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return folder
 
 

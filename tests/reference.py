@@ -6,6 +6,7 @@ torch and transformers, which the minis2t2 library itself never does.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from pathlib import Path
@@ -192,3 +193,26 @@ def generate(model, input_values, attention_mask, **kwargs) -> np.ndarray:
             **kwargs,
         )
     return ids.numpy()
+
+
+def torch_step(folder, dtype: str, inputs: dict, train: bool = False, around=None):
+    """transformers' loss and torch autograd's gradients for the processor's ``inputs``, the model
+    loaded from ``folder`` in ``dtype`` ("float32" / "float64"), in eval() or train() mode.
+    ``around(model, torch_dtype)``, a context manager, wraps the forward (test_training_mode
+    injects its random draws that way).
+    -> (loss, {name: gradient or None for every trainable parameter}, what ``around`` yielded)"""
+    torch_dtype = torch.float64 if dtype == "float64" else torch.float32
+    hf = SpeechEncoderDecoderModel.from_pretrained(str(folder)).train(train).to(torch_dtype)
+    mask = inputs.get("attention_mask")
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch_dtype)  # HF builds its attention masks in the default dtype
+    try:
+        with (around or (lambda model, dt: contextlib.nullcontext()))(hf, torch_dtype) as yielded:
+            out = hf(input_values=torch.tensor(inputs["input_values"], dtype=torch_dtype),
+                     attention_mask=None if mask is None else torch.from_numpy(mask),
+                     labels=torch.from_numpy(inputs["labels"]))
+        out.loss.backward()
+    finally:
+        torch.set_default_dtype(previous)
+    grads = {name: None if p.grad is None else p.grad.numpy() for name, p in hf.named_parameters() if p.requires_grad}
+    return out.loss.item(), grads, yielded

@@ -44,3 +44,25 @@ def test_the_transformers_doc_snippet_runs_as_written(monkeypatch, capsys, tmp_p
     words = lines[1].split()  # loss, the logits' shape, encoder hidden states, cross-attention maps
     assert float(words[0]) < 0.5 and words[-2:] == ["5", "2"]  # the demo model: 4 encoder layers + 1, 2 decoder
     assert minis2t2.load(tmp_path / "new").config.decoder.d_model == 64
+
+
+def test_the_porting_recipe_runs_as_written(tmp_path, monkeypatch, capsys):
+    """README's "Checking another implementation": its commands run as printed (speech.wav and DIR
+    filled in), with a port that writes exactly the reference, so compare finds every tensor OK."""
+    import shlex
+    import shutil
+
+    from minis2t2.cli import main
+
+    section = (ROOT / "README.md").read_text(encoding="utf-8").split("## Checking another implementation")[1]
+    (block,) = re.findall(r"```bash\n(.*?)```", section.split("\n## ")[0], re.DOTALL)
+    commands = [line.split("#")[0].strip() for line in block.splitlines() if line.startswith("minis2t2 ")]
+    assert [c.split()[1] for c in commands] == ["trace", "compare"]
+    sample = ROOT / "weights" / "numbers-en-de" / "samples" / "073_piper-en_US-joe-medium_16000.wav"
+    monkeypatch.chdir(tmp_path)
+    trace = shlex.split(commands[0].replace("speech.wav", str(sample)).replace("DIR", str(sample.parents[1])))
+    assert main(trace[1:]) == 0
+    shutil.copyfile("ref.safetensors", "mine.safetensors")  # the port: here, the reference itself
+    assert main(shlex.split(commands[1])[1:]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[-1] == "all OK" and lines[-2].endswith(" OK") and "DIFF" not in lines[-2]

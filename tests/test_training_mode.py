@@ -33,6 +33,7 @@ from transformers.models.wav2vec2 import modeling_wav2vec2
 
 import minis2t2
 from minis2t2 import Training
+from tests import reference as R
 from tests.goldens import GOLDEN
 from tests.signals import speech_like
 
@@ -125,24 +126,6 @@ def injected(model: SpeechEncoderDecoderModel, draws: dict, dtype):
             h.remove()
 
 
-def torch_train_step(folder, dtype, inputs, draws):
-    torch_dtype = torch.float64 if dtype == "float64" else torch.float32
-    hf = SpeechEncoderDecoderModel.from_pretrained(str(folder)).train().to(torch_dtype)
-    mask = inputs.get("attention_mask")
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch_dtype)  # HF builds its attention masks in the default dtype
-    try:
-        with injected(hf, draws, torch_dtype) as used:
-            out = hf(input_values=torch.tensor(inputs["input_values"], dtype=torch_dtype),
-                     attention_mask=None if mask is None else torch.from_numpy(mask),
-                     labels=torch.from_numpy(inputs["labels"]))
-        out.loss.backward()
-    finally:
-        torch.set_default_dtype(previous)
-    grads = {name: p.grad.numpy() for name, p in hf.named_parameters() if p.requires_grad and p.grad is not None}
-    return out.loss.item(), grads, used
-
-
 @pytest.mark.parametrize("dtype,tol", [("float64", 1e-9), ("float32", 1e-4)])
 def test_train_mode_loss_and_grads_match_transformers_with_the_same_draws(folder, dtype, tol):
     model = minis2t2.load(folder, dtype=dtype)
@@ -152,7 +135,9 @@ def test_train_mode_loss_and_grads_match_transformers_with_the_same_draws(folder
     training = Training(seed=1, draws={f"{skipped}.layerdrop": True})
     loss, grads = model.loss_and_grads(inputs["input_values"], inputs.get("attention_mask"), labels=inputs["labels"],
                                        training=training)
-    expected_loss, expected, used = torch_train_step(folder, dtype, inputs, training.draws)
+    expected_loss, expected, used = R.torch_step(folder, dtype, inputs, train=True,
+                                                 around=lambda model, dt: injected(model, training.draws, dt))
+    expected = {name: g for name, g in expected.items() if g is not None}  # LayerDrop: skipped layers have none
     assert used == set(training.draws), "draws one side made and the other never used"
     assert {"encoder.mask_time_indices", "encoder.mask_feature_indices"} <= used
     np.testing.assert_allclose(loss, expected_loss, rtol=tol)
