@@ -49,14 +49,17 @@ def write_recording(path: Path, minutes: float) -> int:
     expected = json.loads((samples / "expected.json").read_text(encoding="utf-8"))
     clips = [minis2t2.load_audio(samples / name, RATE) for name in sorted(expected)]
     rng = np.random.default_rng(0)
-    written, count = 0, 0
+    written, count, total = 0, 0, int(minutes * 60 * RATE)
     with soundfile.SoundFile(path, "w", RATE, 1, subtype="PCM_16") as f:
-        while written < minutes * 60 * RATE:
+        while written < total:
             for clip in clips:
                 gap = rng.normal(0, 3e-4, int(rng.uniform(0.6, 1.2) * RATE)).astype(np.float32)
-                f.write(np.concatenate([gap, clip]))
-                written += len(gap) + len(clip)
+                piece = np.concatenate([gap, clip])[: total - written]  # exactly ``minutes`` long
+                f.write(piece)
+                written += len(piece)
                 count += 1
+                if written == total:
+                    break
     return count
 
 
