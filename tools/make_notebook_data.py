@@ -41,49 +41,49 @@ def espeak(text: str, voice: str, words_per_minute: int):
     return resample(audio, rate, 16000)
 
 
-def whisper_sets() -> None:
-    """Numbers 0-999 drawn without repeats: 60 to train on, 40 held out (whispered and plain)."""
-    folder = OUT / "whisper"
+def write_set(folder: Path, clips: list[tuple[str, int, str, int]]) -> None:
+    """Each (file, number, espeak-ng voice, words a minute) spoken into folder/file (Ogg Vorbis,
+    16 kHz), and folder/transcripts.tsv with each number's German text."""
+    folder.mkdir(parents=True)
+    for file, n, voice, words_per_minute in clips:
+        soundfile.write(folder / file, espeak(english(n), voice, words_per_minute), 16000, format="OGG",
+                        subtype="VORBIS")
+    (folder / "transcripts.tsv").write_text("".join(f"{file}\t{german(n)}\n" for file, n, _, _ in clips),
+                                            encoding="utf-8")
+
+
+def fresh(folder: Path) -> Path:
     if folder.exists():
         shutil.rmtree(folder)
+    return folder
+
+
+def whisper_sets() -> None:
+    """Numbers 0-999 drawn without repeats: 60 to train on, 40 held out (whispered and plain)."""
+    folder = fresh(OUT / "whisper")
     rng = random.Random("notebook-12-whisper")
     numbers = rng.sample(range(1000), 100)
     sets = {"train": [(n, "+whisper" if i % 2 else "+whisperf") for i, n in enumerate(numbers[:60])],
             "held_out": [(n, "+whisper" if i % 2 else "+whisperf") for i, n in enumerate(numbers[60:])],
             "plain": [(n, "") for n in numbers[60:]]}
     for name, items in sets.items():
-        (folder / name).mkdir(parents=True)
-        lines = []
+        clips = []
         for i, (n, variant) in enumerate(items):
-            accent, speed = ACCENTS[i % len(ACCENTS)], rng.randint(140, 190)
-            file = f"{i:02d}_{n}_{accent}{variant.replace('+', '_')}.ogg"
-            soundfile.write(folder / name / file, espeak(english(n), accent + variant, speed), 16000,
-                            format="OGG", subtype="VORBIS")
-            lines.append(f"{file}\t{german(n)}")
-        (folder / name / "transcripts.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    size = sum(f.stat().st_size for f in folder.rglob("*"))
-    print(folder, f"{size / 1e6:.1f} MB")
+            accent = ACCENTS[i % len(ACCENTS)]
+            clips.append((f"{i:02d}_{n}_{accent}{variant.replace('+', '_')}.ogg", n, accent + variant,
+                          rng.randint(140, 190)))
+        write_set(folder / name, clips)
+    print(folder, f"{sum(f.stat().st_size for f in folder.rglob('*')) / 1e6:.1f} MB")
 
 
 def scratch_sets() -> None:
     """Every number 0-39: four accents to train on, a fifth held out."""
-    folder = OUT / "scratch"
-    if folder.exists():
-        shutil.rmtree(folder)
+    folder = fresh(OUT / "scratch")
     rng = random.Random("notebook-12-scratch")
-    sets = {"train": ACCENTS[:4], "held_out": ACCENTS[4:5]}
-    for name, accents in sets.items():
-        (folder / name).mkdir(parents=True)
-        lines = []
-        for accent in accents:
-            for n in range(40):
-                file = f"{n:02d}_{accent}.ogg"
-                soundfile.write(folder / name / file, espeak(english(n), accent, rng.randint(150, 180)), 16000,
-                                format="OGG", subtype="VORBIS")
-                lines.append(f"{file}\t{german(n)}")
-        (folder / name / "transcripts.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    size = sum(f.stat().st_size for f in folder.rglob("*"))
-    print(folder, f"{size / 1e6:.1f} MB")
+    for name, accents in {"train": ACCENTS[:4], "held_out": ACCENTS[4:5]}.items():
+        write_set(folder / name, [(f"{n:02d}_{accent}.ogg", n, accent, rng.randint(150, 180))
+                                  for accent in accents for n in range(40)])
+    print(folder, f"{sum(f.stat().st_size for f in folder.rglob('*')) / 1e6:.1f} MB")
 
 
 def main() -> None:
