@@ -36,7 +36,9 @@ from .backend import array_module
 
 @dataclass
 class Training:
-    """Training mode's random draws: ``Training(seed=0)``, or ``Training(draws=...)`` to inject them.
+    """Training mode's random draws for one step: ``Training(seed=0)``, or ``Training(draws=...)``
+    to inject them. Make a new one for every batch (``minis2t2 finetune --train-mode`` seeds each
+    with the run's seed and the step): its draws are kept, so a reused one would reuse its masks.
 
     ``draws`` maps a name to a dropout mask (already scaled: 0 or 1 / (1 - p)), a LayerDrop
     decision (True: the layer is skipped) or a SpecAugment mask (B, T) / (B, C) of bools.
@@ -54,6 +56,13 @@ class Training:
             keep = self.rng.random(shape) >= p
             scaled = keep.astype(like.dtype) / like.dtype.type(1 - p) if p < 1 else np.zeros(shape, like.dtype)
             self.draws[name] = array_module(like).asarray(scaled)  # p = 1 drops everything, as torch does
+        return self.drawn(name, shape)
+
+    def drawn(self, name: str, shape: tuple):
+        """The kept draw ``name``, which must have ``shape``."""
+        if self.draws[name].shape != tuple(shape):
+            raise ValueError(f"Training: the mask {name} was drawn for shape {self.draws[name].shape}, not "
+                             f"{tuple(shape)}: a Training holds one step's draws; make a new one for each batch")
         return self.draws[name]
 
     def skips_layer(self, name: str, layerdrop: float) -> bool:
@@ -73,7 +82,7 @@ class Training:
         and one with none at all masks the batch's last position (a padded one), as HF does.
         """
         if name in self.draws:
-            return self.draws[name]
+            return self.drawn(name, (len(lengths), size))
         u = self.rng.random()
 
         def count(length: int) -> int:

@@ -177,3 +177,14 @@ def test_span_masks_are_transformers_compute_mask_indices(batch, size, prob, spa
     finally:
         modeling_wav2vec2.np = saved
     np.testing.assert_array_equal(ours, theirs)
+
+
+def test_a_training_object_is_one_steps_draws():
+    """Reused on a batch of another shape, a Training says so instead of broadcasting old masks."""
+    model = minis2t2.load(GOLDEN / VARIANTS[0] / "model")
+    training = Training(seed=0)
+    short = model.processor([speech_like(3000, 5)], sampling_rate=16000, text=["a b"])
+    model(short["input_values"], labels=short["labels"], training=training)
+    longer = model.processor([speech_like(5000, 6)], sampling_rate=16000, text=["a b"])
+    with pytest.raises(ValueError, match="a Training holds one step's draws"):
+        model(longer["input_values"], labels=longer["labels"], training=training)
