@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import functools
+import itertools
 import os
 import sys
 import types
@@ -58,25 +59,86 @@ def erf(x):
 
 def erf_float32_fast(x: np.ndarray) -> np.ndarray:
     """erf of a float32 array by ``erf_float32`` (A&S 7.1.26, 5x faster than scipy's float32 erf),
-    a cache-sized piece at a time, large arrays split across the cores as BLAS spreads the matmuls
-    (ufuncs release the GIL). The same numbers, piece by piece, as one call on the whole array."""
-    x = np.require(x, requirements="C")  # contiguous (0-d stays 0-d)
-    out = np.empty_like(x)
+    in cache-sized pieces across the cores (``in_pieces``)."""
+    return in_pieces(lambda piece: erf_float32(piece, out=np.empty_like(piece)), x)
 
-    def run(share):  # one core's share, a cache-sized piece at a time
-        x_share, out_share = share
-        for start in range(0, x_share.size, ERF_PIECE):
-            erf_float32(x_share[start : start + ERF_PIECE], out=out_share[start : start + ERF_PIECE])
 
-    if x.size < 4 * ERF_PIECE:
-        run((x.reshape(-1), out.reshape(-1)))
+def elementwise(fn):
+    """Decorator for a function of same-shape arrays whose every output element depends on the
+    inputs' same element alone (GELU and its derivative): large float32 NumPy arrays then go
+    through it ``in_pieces``, the same numbers as one call on the whole arrays; anything else
+    (float64, CuPy, small arrays, broadcasting shapes) gets the plain call. ``fn.__wrapped__`` is
+    the plain function, which tests hold the pieces against."""
+
+    @functools.wraps(fn)
+    def run(*arrays):
+        first = arrays[0]
+        if (array_module(first) is not np or first.dtype != np.float32 or first.size < 4 * PIECE
+                or any(array_module(a) is not np or a.shape != first.shape for a in arrays)):
+            return fn(*arrays)
+        return in_pieces(fn, *arrays)
+
+    return run
+
+
+def in_pieces(fn, *arrays: np.ndarray) -> np.ndarray:
+    """fn on same-shape NumPy arrays, PIECE elements at a time, large arrays split across the
+    cores as BLAS spreads the matmuls (ufuncs release the GIL): fn's temporaries stay in cache
+    instead of streaming the whole array through memory once per operation. fn must be
+    elementwise and give its inputs' dtype. -> fn(*arrays), the same numbers as one call."""
+    first = arrays[0]
+    flat = [np.require(a, requirements="C").reshape(-1) for a in arrays]  # contiguous (0-d stays 0-d)
+    out = np.empty(first.shape, dtype=first.dtype)
+    out_flat = out.reshape(-1)
+
+    def run(start_stop):  # one core's share, a cache-sized piece at a time
+        start, stop = start_stop
+        for begin in range(start, stop, PIECE):
+            end = min(begin + PIECE, stop)
+            out_flat[begin:end] = fn(*(a[begin:end] for a in flat))
+
+    if first.size < 4 * PIECE:
+        run((0, first.size))
     else:
-        shares = zip(np.array_split(x.reshape(-1), CPU_THREADS), np.array_split(out.reshape(-1), CPU_THREADS))
-        list(_thread_pool().map(run, shares))
+        bounds = np.linspace(0, first.size, CPU_THREADS + 1).astype(int)
+        list(_thread_pool().map(run, itertools.pairwise(bounds)))
     return out
 
 
-ERF_PIECE = 1 << 16  # elements per piece of work: 256 KB of float32, so its temporaries stay in cache
+def rowwise(fn):
+    """Decorator for a function that treats each row (the last axis) of its arrays on its own,
+    apart from sums over rows that it returns in a dict (layer norm and its backward, whose dγ
+    and dβ sum over every row). NumPy's loops run on one core; large float32 arrays here are
+    cut into one share of rows per core instead, run at once (ufuncs release the GIL), and
+    the shares' results put back together: arrays row by row, dict entries summed. The same
+    numbers as the plain call (``fn.__wrapped__``), except that those sums add in another order.
+    Arrays of the first array's shape are cut; anything else (weights, eps, keywords) goes to every share."""
+
+    @functools.wraps(fn)
+    def run(*args, **options):
+        arrays = [a for a in args if isinstance(a, np.ndarray)]
+        first = arrays[0] if arrays else None
+        if (first is None or first.dtype != np.float32 or first.size < 4 * PIECE or CPU_THREADS == 1
+                or any(array_module(a) is not np for a in args if hasattr(a, "shape"))):
+            return fn(*args, **options)
+        rows = first.reshape(-1, first.shape[-1]).shape[0]
+        bounds = np.linspace(0, rows, CPU_THREADS + 1).astype(int)
+
+        def share(start_stop):
+            start, stop = start_stop
+            return fn(*(a.reshape(-1, a.shape[-1])[start:stop] if isinstance(a, np.ndarray) and a.shape == first.shape
+                        else a for a in args), **options)
+
+        results = list(_thread_pool().map(share, itertools.pairwise(bounds)))
+        if isinstance(results[0], tuple):  # (rows, {name: sum over rows})
+            rows_out = np.concatenate([r[0] for r in results]).reshape(first.shape[:-1] + results[0][0].shape[-1:])
+            return rows_out, {name: sum(r[1][name] for r in results) for name in results[0][1]}
+        return np.concatenate(results).reshape(first.shape[:-1] + results[0].shape[-1:])
+
+    return run
+
+
+PIECE = 1 << 16  # elements per piece of work: 256 KB of float32, so its temporaries stay in cache
 
 # Abramowitz & Stegun, Handbook of Mathematical Functions (1964), formula 7.1.26, for x >= 0:
 # erf(x) = 1 - t (a1 + t (a2 + t (a3 + t (a4 + t a5)))) exp(-x^2), t = 1 / (1 + p x); |error| <= 1.5e-7.

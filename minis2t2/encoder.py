@@ -168,7 +168,8 @@ def conv_stack_backward(p, saved, cfg: EncoderConfig, d_out, record=None) -> dic
         elif i == 0:
             d, g = group_norm_backward(layer.layer_norm, conv, conv.shape[-1], d)
             grads |= prefixed(f"conv_layers.{i}.layer_norm", g)
-        d, d_weight, d_bias = conv1d_backward(x, layer.conv.weight, layer.conv.get("bias"), d, stride=cfg.conv_stride[i])
+        d, d_weight, d_bias = conv1d_backward(x, layer.conv.weight, layer.conv.get("bias"), d, stride=cfg.conv_stride[i],
+                                              input_gradient=i > 0)  # layer 0's input is the audio
         grads[f"conv_layers.{i}.conv.weight"] = d_weight
         if d_bias is not None:
             grads[f"conv_layers.{i}.conv.bias"] = d_bias

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 
-from .backend import array_module, erf
+from .backend import array_module, elementwise, erf, rowwise
 
 
 def record_to(record: dict | None, name: str, value) -> None:
@@ -24,7 +24,8 @@ def record_to(record: dict | None, name: str, value) -> None:
 
 def linear(p, x):
     """nn.Linear: x @ weight.T + bias.   (*, C_in) -> (*, C_out); weight is stored (C_out, C_in)."""
-    y = x @ p.weight.T  # (*, C_out)
+    y = x.reshape(-1, x.shape[-1]) @ p.weight.T  # (M, C_out), M = all leading positions: one matrix
+    y = y.reshape(*x.shape[:-1], y.shape[-1])  # product (a 3-d x would run one per batch row)  (*, C_out)
     if "bias" in p:
         y += p.bias  # in place: y is our own fresh array, so no second (*, C_out) temporary
     return y
@@ -40,9 +41,10 @@ def linear_backward(p, x, dy):
     grads = {"weight": dy2.T @ x2}  # (C_out, C_in)
     if "bias" in p:
         grads["bias"] = dy2.sum(axis=0)  # (C_out,)
-    return dy @ p.weight, grads  # (*, C_in)
+    return (dy2 @ p.weight).reshape(*dy.shape[:-1], x.shape[-1]), grads  # (*, C_in)
 
 
+@rowwise  # large float32 arrays: one share of rows per core (backend.rowwise)
 def layer_norm(p, x, eps: float):
     """nn.LayerNorm over the last axis (biased variance, as torch).   (*, C) -> (*, C)"""
     xp = array_module(x)
@@ -58,6 +60,7 @@ def layer_norm(p, x, eps: float):
     return centered  # (*, C)
 
 
+@rowwise
 def layer_norm_backward(p, x, dy, eps: float):
     """Gradients of LayerNorm over the last axis.   x, dy (*, C) -> dx (*, C), {"weight", "bias"}
 
@@ -67,11 +70,15 @@ def layer_norm_backward(p, x, dy, eps: float):
     """
     xp = array_module(x)
     C = x.shape[-1]
-    centered = x - x.mean(axis=-1, keepdims=True)  # (*, C)
-    sigma = xp.sqrt((centered * centered).mean(axis=-1, keepdims=True) + eps)  # (*, 1)
-    x_hat = centered / sigma  # (*, C)
+    x_hat = x - x.mean(axis=-1, keepdims=True)  # (*, C) centred, normalised in place below
+    sigma = xp.sqrt((x_hat[..., None, :] @ x_hat[..., :, None])[..., 0] / C + eps)  # (*, 1), rows' dot as in layer_norm
+    x_hat /= sigma
     g = dy * p.weight  # (*, C)
-    dx = (g - g.mean(axis=-1, keepdims=True) - x_hat * (g * x_hat).mean(axis=-1, keepdims=True)) / sigma
+    g_x_hat = (g[..., None, :] @ x_hat[..., :, None])[..., 0] / C  # (*, 1) mean(g x̂)
+    dx = g  # the three terms, in place on g (each a full (*, C) pass, no more temporaries)
+    dx -= g.mean(axis=-1, keepdims=True)
+    dx -= x_hat * g_x_hat
+    dx /= sigma
     grads = {"weight": (dy * x_hat).reshape(-1, C).sum(axis=0), "bias": dy.reshape(-1, C).sum(axis=0)}
     return dx, grads
 
@@ -119,28 +126,49 @@ def conv1d(x, weight, bias, stride: int = 1, padding: int = 0, groups: int = 1):
     B, _, C_in = x.shape  # (B, L + 2*padding, C_in)
     C_out, C_group, W = weight.shape
     assert C_in == C_group * groups, f"conv1d: input has {C_in} channels, weight expects {C_group * groups}"
-    windows = xp.lib.stride_tricks.sliding_window_view(x, W, axis=1)[:, ::stride]  # (B, T, C_in, W), a view
-    T = windows.shape[1]
-    # im2col, tap-major: a window's W taps x C_in channels lie next to each other in x, so copying
-    # them out in (W, C_in) order moves runs of C_in numbers rather than single numbers W apart
-    # (wav2vec2-large's positional conv on 10 s: 0.40 s -> 0.23 s; the strided convs unchanged).
-    windows = windows.transpose(0, 1, 3, 2).reshape(B * T, W, groups, C_group)  # (B*T, W, G, C_in/G)
-    windows = windows.transpose(2, 0, 1, 3).reshape(groups, B * T, W * C_group)  # (G, B*T, W * C_in/G)
-    w = weight.reshape(groups, C_out // groups, C_group, W).transpose(0, 3, 2, 1)  # (G, W, C_in/G, C_out/G)
-    y = windows @ w.reshape(groups, W * C_group, C_out // groups)  # (G, B*T, C_out/G)
+    windows = im2col(x, W, stride, groups)  # (G, B*T, W * C_in/G)
+    T = windows.shape[1] // B
+    y = windows @ conv_weight_matrix(weight, groups)  # (G, B*T, C_out/G)
     y = y.transpose(1, 0, 2).reshape(B, T, C_out)  # (B, T, C_out)
     if bias is not None:
         y += bias  # in place: y is the matmul's fresh output
     return y
 
 
-def conv1d_backward(x, weight, bias, dy, stride: int = 1, padding: int = 0, groups: int = 1):
+def im2col(x, W: int, stride: int, groups: int):
+    """Every window a conv of W taps cuts from x, one row each, grouped by channel group.
+
+    x (B, L, C_in) -> (G, B*T, W * C_in/G), T = (L - W) // stride + 1; row (b, t) holds
+    x[b, t*stride : t*stride + W, the group's channels], tap-major: a window's W taps x C_in
+    channels lie next to each other in x, so copying them out in (W, C_in) order moves runs of
+    C_in numbers rather than single numbers W apart (wav2vec2-large's positional conv on 10 s:
+    0.40 s -> 0.23 s; the strided convs unchanged).
+    """
+    xp = array_module(x)
+    B, _, C_in = x.shape
+    windows = xp.lib.stride_tricks.sliding_window_view(x, W, axis=1)[:, ::stride]  # (B, T, C_in, W), a view
+    T = windows.shape[1]
+    windows = windows.transpose(0, 1, 3, 2).reshape(B * T, W, groups, C_in // groups)  # (B*T, W, G, C_in/G)
+    return windows.transpose(2, 0, 1, 3).reshape(groups, B * T, W * C_in // groups)  # (G, B*T, W * C_in/G)
+
+
+def conv_weight_matrix(weight, groups: int):
+    """torch's conv weight (C_out, C_in/G, W) as the matrix im2col's rows multiply:
+    (G, W * C_in/G, C_out/G), tap-major like the rows."""
+    C_out, C_group, W = weight.shape
+    w = weight.reshape(groups, C_out // groups, C_group, W).transpose(0, 3, 2, 1)  # (G, W, C_in/G, C_out/G)
+    return w.reshape(groups, W * C_group, C_out // groups)
+
+
+def conv1d_backward(x, weight, bias, dy, stride: int = 1, padding: int = 0, groups: int = 1,
+                    input_gradient: bool = True):
     """Gradients of ``conv1d``.   x (B, L, C_in), dy (B, T, C_out) -> dx (B, L, C_in), dweight, dbias
 
-    The forward is y = windows @ w with windows (B, T, W, C_in) the im2col view of x, so
+    The forward is y = windows @ w with windows the im2col rows of x, so
         dw = windowsᵀ dy,   dwindows = dy wᵀ,   dbias = Σ dy
     and dx adds each window's gradient back where the window was cut: tap k of output frame t
     came from input sample t * stride + k (col2im, one strided add per tap).
+    ``input_gradient=False`` skips dx (None): the first conv layer's input is the audio itself.
     """
     xp = array_module(x)
     if padding:
@@ -148,22 +176,23 @@ def conv1d_backward(x, weight, bias, dy, stride: int = 1, padding: int = 0, grou
     B, L, C_in = x.shape
     C_out, C_group, W = weight.shape
     T = dy.shape[1]
-    windows = xp.lib.stride_tricks.sliding_window_view(x, W, axis=1)[:, ::stride]  # (B, T, C_in, W), a view
-    windows = windows.reshape(B * T, groups, C_group * W).transpose(1, 0, 2)  # (G, B*T, C_in/G * W)
     dy_g = dy.reshape(B * T, groups, C_out // groups).transpose(1, 0, 2)  # (G, B*T, C_out/G)
-    w = weight.reshape(groups, C_out // groups, C_group * W)  # (G, C_out/G, C_in/G * W)
-    dweight = (dy_g.transpose(0, 2, 1) @ windows).reshape(C_out, C_group, W)  # (C_out, C_in/G, W)
-    dwindows = (dy_g @ w).reshape(groups, B, T, C_group, W)  # (G, B, T, C_in/G, W)
-    dwindows = dwindows.transpose(1, 2, 0, 3, 4).reshape(B, T, C_in, W)  # (B, T, C_in, W)
+    d_w = im2col(x, W, stride, groups).transpose(0, 2, 1) @ dy_g  # (G, W * C_in/G, C_out/G)
+    dweight = d_w.reshape(groups, W, C_group, C_out // groups).transpose(0, 3, 2, 1).reshape(C_out, C_group, W)
+    dbias = None if bias is None else dy.sum(axis=(0, 1))  # (C_out,)
+    if not input_gradient:
+        return None, dweight, dbias
+    dwindows = dy_g @ conv_weight_matrix(weight, groups).transpose(0, 2, 1)  # (G, B*T, W * C_in/G)
+    dwindows = dwindows.reshape(groups, B, T, W, C_group).transpose(1, 2, 3, 0, 4).reshape(B, T, W, C_in)
     dx = xp.zeros_like(x)  # (B, L, C_in)
     for k in range(W):  # col2im: tap k of frame t is sample t * stride + k
-        dx[:, k : k + stride * (T - 1) + 1 : stride] += dwindows[:, :, :, k]
+        dx[:, k : k + stride * (T - 1) + 1 : stride] += dwindows[:, :, k]  # (B, T, C_in), runs of C_in
     if padding:
         dx = dx[:, padding : L - padding]  # (B, L - 2*padding, C_in)
-    dbias = None if bias is None else dy.sum(axis=(0, 1))  # (C_out,)
     return dx, dweight, dbias
 
 
+@elementwise  # large float32 arrays in cache-sized pieces on every core (backend.in_pieces)
 def gelu(x):
     """GELU in its erf form, x * Phi(x) = x * (1 + erf(x / sqrt 2)) / 2 (HF "gelu"; torch's default).
 
@@ -178,12 +207,21 @@ def gelu(x):
     return y
 
 
+@elementwise
 def gelu_backward(x, dy):
     """d/dx [x Φ(x)] = Φ(x) + x φ(x), with φ the standard normal density.   x, dy (*) -> dx (*)"""
     xp = array_module(x)
-    cdf = 0.5 * (1.0 + erf(x * (1 / math.sqrt(2.0))))
-    pdf = xp.exp(-0.5 * x * x) * (1 / math.sqrt(2 * math.pi))
-    return dy * (cdf + x * pdf)
+    dx = x * x  # (*) then φ(x) x + Φ(x), in place: one temporary besides erf's
+    dx *= -0.5
+    dx = xp.exp(dx)
+    dx *= 1 / math.sqrt(2 * math.pi)  # φ(x)
+    dx *= x
+    cdf = erf(x * (1 / math.sqrt(2.0)))  # Φ(x) = (1 + erf(x / sqrt 2)) / 2
+    cdf += 1.0
+    cdf *= 0.5
+    dx += cdf
+    dx *= dy
+    return dx
 
 
 def gelu_tanh(x):

@@ -11,3 +11,9 @@ as packages. The shared helpers:
 - ``tests.strict_xp`` a stand-in for CuPy that fails any layer handing a device array to NumPy
 - ``tests.reference`` the transformers side: random-init HF models, their outputs (needs torch)
 """
+
+import os
+
+# What `import minis2t2` sets when it comes first (see minis2t2/__init__.py), set here before
+# anything loads NumPy: OpenBLAS's idle threads sleep at once instead of spinning on the cores.
+os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")

@@ -3,7 +3,7 @@
 import numpy as np
 import scipy.special
 
-from minis2t2.backend import ERF_PIECE, erf
+from minis2t2.backend import PIECE, erf
 
 
 def test_float32_erf_is_within_its_stated_error():
@@ -19,14 +19,64 @@ def test_float32_erf_is_within_its_stated_error():
 def test_float32_erf_special_values_and_shapes():
     special = erf(np.array([np.inf, -np.inf, np.nan, 30.0, -30.0], np.float32))
     assert special[0] == 1 and special[1] == -1 and np.isnan(special[2]) and special[3] == 1 and special[4] == -1
-    x = np.random.default_rng(0).standard_normal((3, 5 * ERF_PIECE + 7), dtype=np.float32)
+    x = np.random.default_rng(0).standard_normal((3, 5 * PIECE + 7), dtype=np.float32)
     y = erf(x[:, ::2])  # a strided view, more than 4 pieces: threaded
-    assert y.shape == (3, (5 * ERF_PIECE + 7 + 1) // 2) and y.dtype == np.float32
+    assert y.shape == (3, (5 * PIECE + 7 + 1) // 2) and y.dtype == np.float32
     np.testing.assert_array_equal(y[1], erf(np.ascontiguousarray(x[1, ::2])))
 
 
 def test_float64_erf_is_scipys_exactly():
-    x = np.random.default_rng(1).standard_normal(9 * ERF_PIECE + 3) * 3
+    x = np.random.default_rng(1).standard_normal(9 * PIECE + 3) * 3
     np.testing.assert_array_equal(erf(x), scipy.special.erf(x))
     assert erf(np.float64(0.5)).shape == () and erf(np.float64(0.5)) == scipy.special.erf(0.5)
     assert erf(np.float32(0.5)).shape == ()
+
+
+def test_importing_minis2t2_first_lets_openblas_threads_sleep():
+    """minis2t2/__init__.py sets OPENBLAS_THREAD_TIMEOUT=4 before NumPy loads OpenBLAS (unless the
+    user set it): OpenBLAS reads it once, at load, so this runs in a fresh interpreter and asks the
+    loaded library what it read. A value the user chose is kept."""
+    import os
+    import subprocess
+    import sys
+
+    probe = ("import minis2t2, ctypes, numpy\n"
+             "lib = next(line.split()[-1] for line in open('/proc/self/maps') if 'openblas' in line.lower())\n"
+             "print(ctypes.CDLL(lib).openblas_thread_timeout())")
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_THREAD_TIMEOUT"}
+    assert numpy_blas() == "scipy-openblas", "this check reads OpenBLAS's setting; NumPy here uses another BLAS"
+    read = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True)
+    assert read.stdout.strip() == "4"
+    env["OPENBLAS_THREAD_TIMEOUT"] = "9"
+    read = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True)
+    assert read.stdout.strip() == "9"
+
+
+def numpy_blas() -> str:
+    return np.show_config(mode="dicts")["Build Dependencies"]["blas"]["name"]
+
+
+def test_pieces_and_row_shares_give_the_plain_forms_numbers(monkeypatch):
+    """gelu and gelu_backward run large float32 arrays in cache-sized pieces on every core
+    (backend.elementwise), layer_norm and its backward in one share of rows per core
+    (backend.rowwise): elementwise and per-row work gives the same bits as the plain call
+    (``__wrapped__``); only layer norm's dγ and dβ, sums over all rows, add in another order."""
+    from minis2t2 import backend, layers
+    from minis2t2.weights import Tree
+
+    monkeypatch.setattr(backend, "CPU_THREADS", 3)  # three shares, whatever this machine has
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((3, 2 * PIECE + 11, 5), dtype=np.float32)[:, ::2] * 3  # strided, > 4 pieces
+    dy = rng.standard_normal(x.shape, dtype=np.float32)
+    np.testing.assert_array_equal(layers.gelu(x), layers.gelu.__wrapped__(x))
+    np.testing.assert_array_equal(layers.gelu_backward(x, dy), layers.gelu_backward.__wrapped__(x, dy))
+    p = Tree(weight=rng.standard_normal(5, dtype=np.float32), bias=rng.standard_normal(5, dtype=np.float32))
+    np.testing.assert_array_equal(layers.layer_norm(p, x, 1e-5), layers.layer_norm.__wrapped__(p, x, 1e-5))
+    dx, grads = layers.layer_norm_backward(p, x, dy, eps=1e-5)
+    plain_dx, plain_grads = layers.layer_norm_backward.__wrapped__(p, x, dy, eps=1e-5)
+    np.testing.assert_array_equal(dx, plain_dx)
+    for name in ("weight", "bias"):  # ~200 k rows of unit scale summed (totals ~1e3): orders differ ~1e-5 relative
+        np.testing.assert_allclose(grads[name], plain_grads[name], rtol=1e-4, atol=1e-2)
+    assert dx.shape == x.shape and grads["weight"].shape == (5,)
+    small = x[:1, :10]  # below the threshold: the plain call itself
+    np.testing.assert_array_equal(layers.gelu(small), layers.gelu.__wrapped__(small))

@@ -127,3 +127,72 @@ def test_recorded_words_missing_package_is_one_line_exit_2(tmp_path, monkeypatch
     assert exit_.value.code == 2
     err = capsys.readouterr().err
     assert err == f"{tmp_path}: two.wav missing; install them with apt-get install some-data\n"
+
+
+def test_tight_trim_and_long_silence_keep_the_speech():
+    """evaluate.py's tight-trim and long-silence sets: the trimmed clip starts and ends on samples
+    within TIGHT_TRIM_DB of the peak and holds every louder sample; the padded one keeps the clip
+    whole in the middle of 1-2 s on each side, its room noise far under the speech."""
+    from tools.demo.augment import SR, TIGHT_TRIM_DB, long_silence, noise_bank, tight_trim
+
+    rng = np.random.default_rng(0)
+    speech = np.sin(np.arange(4000) / 5).astype(np.float32) * np.hanning(4000).astype(np.float32)
+    clip = np.concatenate([np.zeros(3000, np.float32), speech, 1e-5 * rng.standard_normal(2000).astype(np.float32)])
+    cut = tight_trim(clip)
+    floor = np.abs(clip).max() * 10 ** (-TIGHT_TRIM_DB / 20)
+    assert abs(cut[0]) > floor and abs(cut[-1]) > floor and len(cut) < len(speech)
+    assert np.abs(cut).max() == np.abs(clip).max() and (np.abs(clip) > floor).sum() == (np.abs(cut) > floor).sum()
+    noises = noise_bank(rng, seconds=5)
+    quiet_and_noisy = set()
+    for _ in range(8):
+        padded = long_silence(speech, rng, noises)
+        assert 2 * SR <= len(padded) - len(speech) <= 4 * SR
+        edges = np.concatenate([padded[:SR], padded[-SR:]])
+        quiet_and_noisy.add(bool(np.any(edges)))
+        assert np.abs(edges).max() < np.abs(speech).max() * 10 ** (-35 / 20)  # 40-55 dB under, with the noise's peaks
+    assert quiet_and_noisy == {False, True}  # both kinds drawn
+
+
+def test_speaking_style_set(tmp_path, monkeypatch):
+    """The speaking-style set as evaluate.py builds it (synthesis stubbed: the items are the point):
+    every style per_style times; zero said "oh"; 100-199 said "a hundred ..."; slow and fast beyond
+    training's rates (0.8-1.4); whispered and croaky through espeak-ng's own variants."""
+    monkeypatch.setattr(data, "espeak_variants", lambda: (["m1", "f2"], ["m3", "klatt"]))
+    monkeypatch.setattr(data, "synthesize", lambda jobs: [np.zeros(160, np.int16) for _ in jobs])
+    items, clips = data.speaking_style_set(tmp_path, seed=0, per_style=12)
+    assert len(items) == len(clips) == 12 * len(data.SPEAKING_STYLES)
+    by_style = {style: [it for it in items if it["style"] == style] for style in data.SPEAKING_STYLES}
+    assert all(len(group) == 12 for group in by_style.values())
+    assert all(data.spoken(it) == "oh" and german(it["number"]) == "null" for it in by_style["oh"])
+    for it in by_style["a_hundred"]:
+        assert 100 <= it["number"] <= 199 and data.spoken(it).startswith("a hundred")
+        assert data.spoken(it) == "a " + english(it["number"], it["british_and"])[len("one "):]
+    assert all(it["voice"]["rate"] > 1.4 for it in by_style["slow"])  # training: durations x0.8-1.4
+    assert all(it["voice"]["rate"] < 0.8 for it in by_style["fast"])
+    assert {it["voice"]["name"].split("+")[1] for it in by_style["whispered"]} <= {"whisper", "whisperf"}
+    assert {it["voice"]["name"].split("+")[1] for it in by_style["croaky"]} == {"croak"}
+    assert all(it["voice"]["source"] == "espeak" for it in by_style["whispered"] + by_style["croaky"])
+    again, _ = data.speaking_style_set(tmp_path, seed=0, per_style=12)  # cached: the same items
+    assert again == items
+
+
+def test_talking_clock_words_are_read_as_headerless_8k_mulaw(tmp_path, monkeypatch):
+    """saytime's .au files have no header (libsndfile, and so minis2t2.load_audio, cannot tell their
+    rate): read_recorded reads them as CLOCK_FORMAT says, at 16 kHz; a file with a header still goes
+    through load_audio."""
+    import soundfile
+
+    t = np.arange(4000) / 8000
+    tone = (0.5 * np.sin(2 * np.pi * 300 * t)).astype(np.float32)
+    clock = data.CLOCK_FORMAT
+    soundfile.write(tmp_path / "7.au", tone, clock["samplerate"], format=clock["format"], subtype=clock["subtype"])
+    assert (tmp_path / "7.au").read_bytes()[:4] != b".snd"  # headerless, as saytime ships them
+    monkeypatch.setitem(data.RECORDED_CLOCK, "saytime", (str(tmp_path), {"7.au": 7}))
+    [item] = data.recorded_words(data.RECORDED_CLOCK)
+    clip = data.read_recorded(item)
+    assert item["number"] == 7 and clip.dtype == np.float32 and len(clip) == 2 * len(tone)
+    spectrum = np.abs(np.fft.rfft(clip[1000:-1000]))
+    assert abs(np.argmax(spectrum) * 16000 / (len(clip) - 2000) - 300) < 10  # still a 300 Hz tone
+    soundfile.write(tmp_path / "one.wav", tone, 8000)
+    with_header = {"number": 1, "file": str(tmp_path / "one.wav"), "voice": {"source": "recorded", "name": "csmash-data"}}
+    np.testing.assert_allclose(data.read_recorded(with_header), minis2t2.load_audio(tmp_path / "one.wav", 16000))

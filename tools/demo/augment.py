@@ -164,3 +164,25 @@ def non_speech(n: int, rng: np.random.Generator, others: list[np.ndarray], noise
     if rng.random() < 0.3:
         x = telephone(x, rng)
     return x.clip(-1, 1).astype(np.float32)
+
+
+TIGHT_TRIM_DB = 40  # a tight cut: from the first to the last sample within 40 dB of the clip's peak
+
+
+def tight_trim(x: np.ndarray, below_peak_db: float = TIGHT_TRIM_DB) -> np.ndarray:
+    """The clip from its first to its last sample above the noise floor, taken as ``below_peak_db``
+    under its peak: what a recording cut tightly around the word looks like."""
+    loud = np.flatnonzero(np.abs(x) > np.abs(x).max() * 10 ** (-below_peak_db / 20))
+    return x[loud[0] : loud[-1] + 1] if loud.size else x
+
+
+def long_silence(x: np.ndarray, rng: np.random.Generator, noises: list[np.ndarray]) -> np.ndarray:
+    """1-2 s on each side: digital silence half the time, else room noise (a noise_bank slice, 40-55 dB
+    under the clip's peak) running through the whole clip, as a microphone left open records it."""
+    lead, trail = (int(rng.uniform(1, 2) * SR) for _ in range(2))
+    y = np.concatenate([np.zeros(lead, np.float32), x, np.zeros(trail, np.float32)])
+    if rng.random() < 0.5:
+        level = np.abs(x).max() * 10 ** (-rng.uniform(40, 55) / 20)
+        y = y + colored_noise(len(y), rng, noises) * level
+    return y.astype(np.float32)
+

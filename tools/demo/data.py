@@ -32,7 +32,9 @@ import time
 from pathlib import Path
 
 import numpy as np
+import soundfile
 
+from minis2t2.audio import load_audio, resample
 from tools.demo.spell import EN_ONES, EN_TENS, english
 from tools.demo.voices import FESTIVAL, FESTIVAL_EXTRA, FLITE_HELD_OUT, FLITE_TRAIN, MBROLA, PICO, RHVOICE, synthesize
 
@@ -79,7 +81,10 @@ def random_voice(source: str, rng: random.Random, espeak_pool: list[str], flite_
 
 
 def spoken(item: dict) -> str:
-    """What the voice is asked to say: "seventy three", or word by word "seventy, three"."""
+    """What the voice is asked to say: "seventy three", or word by word "seventy, three" (or the
+    item's own ``text``: "oh", "a hundred and five")."""
+    if "text" in item:
+        return item["text"]
     text = english(item["number"], item["british_and"])
     return ", ".join(text.split()) if item["word_by_word"] else text
 
@@ -166,16 +171,76 @@ EVAL_SETS = {  # name: (sources, flite voices, clips, description)
 }
 
 
+SPEAKING_STYLES = {  # style: how it is said
+    "slow": "0.65-0.7x speaking rate (durations x1.43-1.54), beyond training's slowest (x1.4)",
+    "fast": "1.4-1.5x speaking rate (durations x0.67-0.71), beyond training's fastest (x0.8)",
+    "whispered": "espeak-ng's whisper and whisperf variants (never trained on: unvoiced)",
+    "croaky": "espeak-ng's croak variant, a creaky voice",
+    "oh": "zero said \"oh\"",
+    "a_hundred": "100-199 said \"a hundred (and) ...\"",
+}
+
+
+def speaking_style_set(work: Path, seed: int, per_style: int = 40):
+    """(items, clips): numbers said the ways people say them that the other sets leave out
+    (SPEAKING_STYLES), ``per_style`` clips each, by voices whose plain speech the model knows
+    (espeak-ng's held-out variants and the flite/festival training voices; whispered and croaky are
+    espeak-ng's own variants), so that the set measures the style, not the voice. Its own rng."""
+    def build():
+        rng = random.Random(f"{seed}-speaking_style")
+        _, eval_variants = espeak_variants()
+        items = []
+        for style in SPEAKING_STYLES:
+            for _ in range(per_style):
+                source = "espeak" if style in ("whispered", "croaky") else rng.choice(["espeak", "flite", "festival"])
+                voice = random_voice(source, rng, eval_variants, FLITE_TRAIN)
+                number = rng.randrange(1000) if rng.random() < 0.7 else rng.randrange(100)
+                british_and = rng.random() < 0.3
+                text = english(number, british_and)
+                if style == "slow":
+                    voice["rate"] = rng.uniform(1 / 0.7, 1 / 0.65)
+                elif style == "fast":
+                    voice["rate"] = rng.uniform(1 / 1.5, 1 / 1.4)
+                elif style in ("whispered", "croaky"):
+                    variant = rng.choice(["whisper", "whisperf"]) if style == "whispered" else "croak"
+                    voice["name"] = voice["name"].split("+")[0] + "+" + variant
+                elif style == "oh":
+                    number, text = 0, "oh"
+                else:  # a_hundred
+                    number = 100 + rng.randrange(100)
+                    text = "a " + english(number, british_and)[len("one "):]
+                items.append({"number": number, "voice": voice, "british_and": british_and, "word_by_word": False,
+                              "style": style, "text": text})
+        return items, [(spoken(it), it["voice"]) for it in items]
+    return cached(work, "eval_speaking_style", build)
+
+
 RECORDED_WORDS = {  # package: (folder, {file name: number}); game voices, not telephone prompts; evaluation only
     "csmash-data": ("/usr/share/games/csmash/wav", {f"{english(n)}.wav": n for n in [*range(21), 30]}),  # umpire
     "scid-data": ("/usr/share/scid/sounds", {f"{n}.wav": n for n in range(1, 9)}),  # chess move announcer
 }
 
 
-def recorded_words() -> list[dict]:
-    """{"number", "voice", "file"} items of the number words in RECORDED_WORDS' packages."""
+RECORDED_CLOCK = {  # a talking clock's words, spoken by a person (David C Dawson, 2004; GPL); evaluation only
+    "saytime": ("/usr/share/saytime", {**{f"{n}.au": n for n in [*range(21), 30, 40, 50]}, "oh.au": 0}),
+}
+CLOCK_FORMAT = {"format": "RAW", "subtype": "ULAW", "samplerate": 8000, "channels": 1}  # headerless Sun audio
+
+
+def read_recorded(item: dict, rate: int = 16000) -> np.ndarray:
+    """A recorded_words item's clip at ``rate``: files with a header through minis2t2.load_audio; the
+    talking clock's headerless 8 kHz mu-law as CLOCK_FORMAT says (no header declares its rate)."""
+    if item["voice"]["name"] in RECORDED_CLOCK:
+        clip, _ = soundfile.read(item["file"], dtype="float32", **CLOCK_FORMAT)
+        return resample(clip, CLOCK_FORMAT["samplerate"], rate)
+    return load_audio(item["file"], rate)
+
+
+def recorded_words(packages: dict | None = None) -> list[dict]:
+    """{"number", "voice", "file"} items of the number words in the packages' folders (RECORDED_WORDS
+    unless given, or RECORDED_CLOCK)."""
     items = []
-    for package, (folder, files) in RECORDED_WORDS.items():
+    for package, (folder, files) in (RECORDED_WORDS if packages is None else packages).items():
         missing = [name for name in files if not (Path(folder) / name).is_file()]
         if missing:  # the recipe's apt-get line was skipped: a usage error, one line, exit 2
             print(f"{folder}: {', '.join(missing)} missing; install them with apt-get install {package}",

@@ -22,9 +22,18 @@ import soundfile
 import torch
 
 import minis2t2
-from minis2t2.audio import load_audio, resample
-from tools.demo.augment import SR, noise_bank, non_speech
-from tools.demo.data import EVAL_SETS, evaluation_set, recorded_words, spoken
+from minis2t2.audio import resample
+from tools.demo.augment import SR, TIGHT_TRIM_DB, long_silence, noise_bank, non_speech, tight_trim
+from tools.demo.data import (
+    EVAL_SETS,
+    RECORDED_CLOCK,
+    SPEAKING_STYLES,
+    evaluation_set,
+    read_recorded,
+    recorded_words,
+    speaking_style_set,
+    spoken,
+)
 from tools.demo.spell import german
 from tools.demo.voices import synthesize
 
@@ -92,9 +101,32 @@ def main() -> None:
     items = recorded_words()
     add_numbers(sets, "recorded_words",
                 "number words recorded for Debian games (csmash-data's umpire, scid-data's move announcer)",
-                items, [load_audio(it["file"], SR) for it in items], also_8k=True)
+                items, [read_recorded(it) for it in items], also_8k=True)
+    items = recorded_words(RECORDED_CLOCK)
+    clock = [read_recorded(it) for it in items]
+    add_numbers(sets, "recorded_clock", "a person's number words for a talking clock (saytime), cut tight, "
+                "8 kHz mu-law", items, clock, also_8k=False)
+    silence = np.zeros(int(0.3 * SR), np.float32)
+    add_numbers(sets, "recorded_clock_padded", "the same words with 0.3 s of silence on each side",
+                [dict(it) for it in items], [np.concatenate([silence, w, silence]) for w in clock], also_8k=False)
     rng = np.random.default_rng(args.seed)
     babble_source, noises = sets["espeak_unseen_variants"][2][:20], noise_bank(rng, seconds=5)
+    # the synthetic held-out clips again, cut tight and padded long: the model should not depend on the silence
+    synthetic = list(EVAL_SETS)
+    items = [dict(it) for name in synthetic for it in sets[name][1]]
+    waves = [w for name in synthetic for w in sets[name][2]]
+    tight = (f"the {len(items)} synthetic held-out clips above, each cut from its first to its last sample within "
+             f"{TIGHT_TRIM_DB} dB of its peak")
+    sets["tight_trim"] = (tight, items, [tight_trim(w) for w in waves])
+    padded = (f"the same {len(items)} clips with 1-2 s of digital silence or room noise (40-55 dB under the peak) "
+              "on each side")
+    padding_rng = np.random.default_rng([args.seed, 1])  # its own: the other sets' draws stay as they were
+    room = noise_bank(padding_rng, seconds=12)  # longer than the longest clip with 4 s around it
+    sets["long_silence"] = (padded, [dict(it) for it in items], [long_silence(w, padding_rng, room) for w in waves])
+    items, clips = speaking_style_set(args.work, args.seed)
+    add_numbers(sets, "speaking_style", "slow and fast speech (0.65-0.7x, 1.4-1.5x), whispered, croaky, zero as \"oh\", "
+                "\"a hundred\": espeak-ng's held-out variants and the flite/festival training voices", items,
+                [c.astype(np.float32) / 32768 for c in clips], also_8k=False)
     sets["non_speech"] = ("silence, hiss, hum, coloured noise and far babble, 0.3-2.5 s; expected output: empty",
                           [{"expected": ""} for _ in range(args.non_speech)],
                           [non_speech(int(rng.uniform(0.3, 2.5) * SR), rng,
@@ -119,6 +151,12 @@ def main() -> None:
         }
         print(f"{name}: {report[name]['exact_match']:.3f} ({sum(correct)}/{len(items)}), transformers identical "
               f"{report[name]['transformers_token_identical']}", flush=True)
+    plain = [it["correct"] for name in synthetic for it in sets[name][1]]
+    for name in ("tight_trim", "long_silence"):
+        report[name]["plain_clips_exact_match"] = round(float(np.mean(plain)), 4)
+    report["speaking_style"]["by_style"] = {
+        style: round(float(np.mean([it["correct"] for it in sets["speaking_style"][1] if it["style"] == style])), 4)
+        for style in SPEAKING_STYLES}
     report["minis2t2_generate_seconds_per_clip"] = round(seconds / clips, 4)
     (args.out / "eval.json").write_text(json.dumps(report, indent=1, ensure_ascii=False) + "\n")
     write_samples(model, args.out / "samples", sets)
