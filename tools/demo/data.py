@@ -247,7 +247,8 @@ def recorded_words(packages: dict | None = None) -> list[dict]:
                   file=sys.stderr)
             raise SystemExit(2)
         items += [{"number": n, "word_by_word": False, "british_and": False, "file": str(Path(folder) / name),
-                   "voice": {"source": "recorded", "name": package}} for name, n in files.items()]
+                   "voice": {"source": "recorded", "name": package}} | ({"text": "oh"} if name.startswith("oh.") else {})
+                  for name, n in files.items()]
     return items
 
 
