@@ -13,6 +13,7 @@ from __future__ import annotations
 import concurrent.futures
 import functools
 import itertools
+import math
 import os
 import sys
 import types
@@ -65,15 +66,15 @@ def erf_float32_fast(x: np.ndarray) -> np.ndarray:
 
 def elementwise(fn):
     """Decorator for a function of same-shape arrays whose every output element depends on the
-    inputs' same element alone (GELU and its derivative): large float32 NumPy arrays then go
-    through it ``in_pieces``, the same numbers as one call on the whole arrays; anything else
-    (float64, CuPy, small arrays, broadcasting shapes) gets the plain call. ``fn.__wrapped__`` is
-    the plain function, which tests hold the pieces against."""
+    inputs' same element alone (GELU and its derivative): float32 NumPy arrays of more than one
+    PIECE go through it ``in_pieces``, the same numbers as one call on the whole arrays; anything
+    else (float64, CuPy, one piece or less, broadcasting shapes) gets the plain call.
+    ``fn.__wrapped__`` is the plain function, which tests hold the pieces against."""
 
     @functools.wraps(fn)
     def run(*arrays):
         first = arrays[0]
-        if (array_module(first) is not np or first.dtype != np.float32 or first.size < 4 * PIECE
+        if (array_module(first) is not np or first.dtype != np.float32 or first.size <= PIECE
                 or any(array_module(a) is not np or a.shape != first.shape for a in arrays)):
             return fn(*arrays)
         return in_pieces(fn, *arrays)
@@ -82,16 +83,17 @@ def elementwise(fn):
 
 
 def in_pieces(fn, *arrays: np.ndarray) -> np.ndarray:
-    """fn on same-shape NumPy arrays, PIECE elements at a time, large arrays split across the
-    cores as BLAS spreads the matmuls (ufuncs release the GIL): fn's temporaries stay in cache
-    instead of streaming the whole array through memory once per operation. fn must be
-    elementwise and give its inputs' dtype. -> fn(*arrays), the same numbers as one call."""
+    """fn on same-shape NumPy arrays, PIECE elements at a time, written into one output array;
+    arrays of 4 pieces or more split across the cores as BLAS spreads the matmuls (ufuncs
+    release the GIL). fn's temporaries stay piece-sized (in cache, and a fixed amount of memory
+    however long the array). fn must be elementwise and give its inputs' dtype.
+    -> fn(*arrays), the same numbers as one call."""
     first = arrays[0]
     flat = [np.require(a, requirements="C").reshape(-1) for a in arrays]  # contiguous (0-d stays 0-d)
     out = np.empty(first.shape, dtype=first.dtype)
     out_flat = out.reshape(-1)
 
-    def run(start_stop):  # one core's share, a cache-sized piece at a time
+    def run(start_stop):  # one core's share, a piece at a time
         start, stop = start_stop
         for begin in range(start, stop, PIECE):
             end = min(begin + PIECE, stop)
@@ -108,34 +110,63 @@ def in_pieces(fn, *arrays: np.ndarray) -> np.ndarray:
 def rowwise(fn):
     """Decorator for a function that treats each row (the last axis) of its arrays on its own,
     apart from sums over rows that it returns in a dict (layer norm and its backward, whose dγ
-    and dβ sum over every row). NumPy's loops run on one core; large float32 arrays here are
-    cut into one share of rows per core instead, run at once (ufuncs release the GIL), and
-    the shares' results put back together: arrays row by row, dict entries summed. The same
-    numbers as the plain call (``fn.__wrapped__``), except that those sums add in another order.
-    Arrays of the first array's shape are cut; anything else (weights, eps, keywords) goes to every share."""
+    and dβ sum over every row). NumPy's loops run on one core and make whole-array temporaries;
+    float32 NumPy arrays of more than one PIECE here go through fn a block of rows at a time
+    (about a PIECE of numbers), written into one output array, the blocks shared across the
+    cores (ufuncs release the GIL); dict entries are summed over the blocks. The same numbers as
+    the plain call (``fn.__wrapped__``), except that those sums add in another order; memory
+    beyond the output stays block-sized however long the array. Arrays of the first array's shape
+    are cut; anything else (weights, eps, keywords) goes to every block."""
 
     @functools.wraps(fn)
     def run(*args, **options):
         arrays = [a for a in args if isinstance(a, np.ndarray)]
         first = arrays[0] if arrays else None
-        if (first is None or first.dtype != np.float32 or first.size < 4 * PIECE or CPU_THREADS == 1
+        if (first is None or first.dtype != np.float32 or first.size <= PIECE
                 or any(array_module(a) is not np for a in args if hasattr(a, "shape"))):
             return fn(*args, **options)
-        rows = first.reshape(-1, first.shape[-1]).shape[0]
-        bounds = np.linspace(0, rows, CPU_THREADS + 1).astype(int)
-
-        def share(start_stop):
-            start, stop = start_stop
-            return fn(*(a.reshape(-1, a.shape[-1])[start:stop] if isinstance(a, np.ndarray) and a.shape == first.shape
-                        else a for a in args), **options)
-
-        results = list(_thread_pool().map(share, itertools.pairwise(bounds)))
-        if isinstance(results[0], tuple):  # (rows, {name: sum over rows})
-            rows_out = np.concatenate([r[0] for r in results]).reshape(first.shape[:-1] + results[0][0].shape[-1:])
-            return rows_out, {name: sum(r[1][name] for r in results) for name in results[0][1]}
-        return np.concatenate(results).reshape(first.shape[:-1] + results[0].shape[-1:])
+        return in_row_blocks(fn, first.shape, args, options)
 
     return run
+
+
+def in_row_blocks(fn, shape: tuple, args: tuple, options: dict):
+    """``rowwise``'s work: fn on blocks of rows of the args of this ``shape`` -> fn's result for
+    all rows (an array, or an (array, {name: sum}) pair)."""
+    C = shape[-1]
+    rows = math.prod(shape[:-1])
+    block = max(1, PIECE // C)  # rows per block
+
+    def call(start: int, stop: int):
+        return fn(*(a.reshape(-1, C)[start:stop] if isinstance(a, np.ndarray) and a.shape == shape else a
+                    for a in args), **options)
+
+    first = call(0, block)  # the first block's result says the output's width and dtype
+    first_rows = first[0] if isinstance(first, tuple) else first
+    out = np.empty((rows, first_rows.shape[-1]), dtype=first_rows.dtype)
+    out[:block] = first_rows
+
+    def run(start_stop):  # one core's share of the remaining rows, a block at a time -> its sums
+        start, stop = start_stop
+        sums = {}
+        for begin in range(start, stop, block):
+            result = call(begin, min(begin + block, stop))
+            if isinstance(result, tuple):
+                out[begin : begin + len(result[0])] = result[0]
+                sums = {name: sums.get(name, 0) + value for name, value in result[1].items()}
+            else:
+                out[begin : begin + len(result)] = result
+        return sums
+
+    remaining = rows - block
+    threads = CPU_THREADS if remaining >= 4 * block else 1
+    bounds = block + np.linspace(0, remaining, threads + 1).astype(int)
+    shares = list(_thread_pool().map(run, itertools.pairwise(bounds))) if threads > 1 else [run((block, rows))]
+    out = out.reshape(shape[:-1] + (out.shape[-1],))
+    if isinstance(first, tuple):  # (rows, {name: sum over rows})
+        return out, {name: value + sum(share[name] for share in shares if name in share)
+                     for name, value in first[1].items()}
+    return out
 
 
 PIECE = 1 << 16  # elements per piece of work: 256 KB of float32, so its temporaries stay in cache

@@ -24,6 +24,7 @@ from .layers import (
     ACTIVATIONS,
     attend,
     attention_backward,
+    attention_keeping,
     conv1d,
     conv1d_backward,
     group_norm,
@@ -336,7 +337,7 @@ def encoder_layer_backward(p, x, bias, cfg: EncoderConfig, d_out, training=None,
     """
     eps, H = cfg.layer_norm_eps, cfg.num_attention_heads
     mask = attention_dropout(training, name, x, cfg)
-    attn = self_attention(p.attention, x, bias, H, keep_weights=False, dropout_mask=mask)[0]  # (B, T, C)
+    attn, kept = attention_keeping(p.attention, x, x, bias, H, mask)  # (B, T, C), what its backward needs
     attn = dropout(training, f"{name}.dropout", attn, cfg.hidden_dropout)
     x1 = layer_norm(p.layer_norm, x + attn, eps)  # (B, T, C)
     ffn = feed_forward(p.feed_forward, x1, cfg, training, f"{name}.feed_forward")  # (B, T, C)
@@ -344,7 +345,7 @@ def encoder_layer_backward(p, x, bias, cfg: EncoderConfig, d_out, training=None,
     d_x1, g_ff = feed_forward_backward(p.feed_forward, x1, cfg, d_sum2, training, f"{name}.feed_forward")
     d_sum1, g_ln1 = layer_norm_backward(p.layer_norm, x + attn, d_x1 + d_sum2, eps)
     d_attn = dropout(training, f"{name}.dropout", d_sum1, cfg.hidden_dropout)
-    d_q, d_kv, g_attn = attention_backward(p.attention, x, x, bias, H, d_attn, mask)
+    d_q, d_kv, g_attn = attention_backward(p.attention, x, x, bias, H, d_attn, mask, kept)
     grads = prefixed("attention", g_attn) | prefixed("layer_norm", g_ln1) | prefixed("feed_forward", g_ff)
     return d_sum1 + d_q + d_kv, grads | prefixed("final_layer_norm", g_ln2)
 
@@ -357,14 +358,14 @@ def encoder_layer_stable_backward(p, x, bias, cfg: EncoderConfig, d_out, trainin
     eps, H = cfg.layer_norm_eps, cfg.num_attention_heads
     h = layer_norm(p.layer_norm, x, eps)  # (B, T, C)
     mask = attention_dropout(training, name, h, cfg)
-    attn = self_attention(p.attention, h, bias, H, keep_weights=False, dropout_mask=mask)[0]  # (B, T, C)
+    attn, kept = attention_keeping(p.attention, h, h, bias, H, mask)  # (B, T, C), what its backward needs
     x1 = x + dropout(training, f"{name}.dropout", attn, cfg.hidden_dropout)  # (B, T, C)
     d_h2, g_ff = feed_forward_backward(p.feed_forward, layer_norm(p.final_layer_norm, x1, eps), cfg, d_out,
                                        training, f"{name}.feed_forward")
     d_x1, g_ln2 = layer_norm_backward(p.final_layer_norm, x1, d_h2, eps)
     d_x1 = d_x1 + d_out
     d_attn = dropout(training, f"{name}.dropout", d_x1, cfg.hidden_dropout)
-    d_q, d_kv, g_attn = attention_backward(p.attention, h, h, bias, H, d_attn, mask)
+    d_q, d_kv, g_attn = attention_backward(p.attention, h, h, bias, H, d_attn, mask, kept)
     d_x, g_ln1 = layer_norm_backward(p.layer_norm, x, d_q + d_kv, eps)
     grads = prefixed("attention", g_attn) | prefixed("layer_norm", g_ln1) | prefixed("feed_forward", g_ff)
     return d_x + d_x1, grads | prefixed("final_layer_norm", g_ln2)

@@ -384,22 +384,36 @@ def attend_in_blocks(q, k, v, bias=None, keep_weights: bool = True, rows: int | 
     return output, xp.concatenate(weights, axis=2) if keep_weights else None  # (B, H, Lq, Lk)
 
 
-def attention_backward(p, queries, keys, bias, num_heads: int, d_out, dropout_mask=None):
+def attention_keeping(p, queries, keys, bias, num_heads: int, dropout_mask=None):
+    """BART-style attention (``self_attention``'s arithmetic, with queries and keys apart), also
+    returning what ``attention_backward`` needs.
+    queries (B, Lq, C), keys (B, Lk, C) -> output (B, Lq, C), kept {q, k, v, weights, merged}"""
+    D = queries.shape[-1] // num_heads
+    q = split_heads(linear(p.q_proj, queries) * D**-0.5, num_heads)  # (B, H, Lq, D)
+    k = split_heads(linear(p.k_proj, keys), num_heads)  # (B, H, Lk, D)
+    v = split_heads(linear(p.v_proj, keys), num_heads)  # (B, H, Lk, D)
+    heads, weights = attend(q, k, v, bias, dropout_mask=dropout_mask)  # (B, H, Lq, D), (B, H, Lq, Lk)
+    merged = merge_heads(heads)  # (B, Lq, C)
+    return linear(p.out_proj, merged), {"q": q, "k": k, "v": v, "weights": weights, "merged": merged}
+
+
+def attention_backward(p, queries, keys, bias, num_heads: int, d_out, dropout_mask=None, kept=None):
     """Gradients of BART-style attention (HF's Wav2Vec2Attention / Speech2Text2Attention without
     cache): q = (queries @ Wqᵀ + bq) D**-0.5, k and v from ``keys``, output ``out_proj`` of
     ``attend``. Self-attention passes the same array as queries and keys; cross-attention the
     decoder states and the encoder frames.
     queries (B, Lq, C), keys (B, Lk, C), d_out (B, Lq, C) -> d_queries, d_keys, {name: grad}
 
-    The forward is recomputed from ``queries`` and ``keys`` (it is cheap beside keeping every
-    layer's attention maps for the backward pass); ``dropout_mask`` as in ``attend``.
+    ``kept`` is what ``attention_keeping`` returned for the same inputs, when the caller ran it for
+    the output (the encoder layers' backward do); without it the forward is recomputed here from
+    ``queries`` and ``keys`` (cheap beside keeping every layer's attention maps for the backward
+    pass). ``dropout_mask`` as in ``attend``.
     """
     D = queries.shape[-1] // num_heads
-    q = split_heads(linear(p.q_proj, queries) * D**-0.5, num_heads)  # (B, H, Lq, D)
-    k = split_heads(linear(p.k_proj, keys), num_heads)  # (B, H, Lk, D)
-    v = split_heads(linear(p.v_proj, keys), num_heads)  # (B, H, Lk, D)
-    heads, weights = attend(q, k, v, bias, dropout_mask=dropout_mask)  # (B, H, Lq, D), (B, H, Lq, Lk)
-    d_merged, g_out = linear_backward(p.out_proj, merge_heads(heads), d_out)  # (B, Lq, C)
+    if kept is None:
+        kept = attention_keeping(p, queries, keys, bias, num_heads, dropout_mask)[1]
+    q, k, v, weights, merged = (kept[name] for name in ("q", "k", "v", "weights", "merged"))
+    d_merged, g_out = linear_backward(p.out_proj, merged, d_out)  # (B, Lq, C)
     dq, dk, dv = attend_backward(q, k, v, weights, split_heads(d_merged, num_heads), dropout_mask)
     d_queries, g_q = linear_backward(p.q_proj, queries, merge_heads(dq) * D**-0.5)  # the scale after the bias
     d_keys, g_k = linear_backward(p.k_proj, keys, merge_heads(dk))
