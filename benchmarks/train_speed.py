@@ -10,7 +10,8 @@ Both sides get the same inputs, labels and thread count and compute the same thi
 eval() mode (autograd still runs; no dropout, LayerDrop or SpecAugment: minis2t2's training mode
 is checked against torch's in tests/test_training_mode.py, not timed here), and their first
 losses must agree.
-Reported: the best of ``--repeats`` steps on each side, the ratio (minis2t2 / torch, lower is
+Reported: the best of 2 x ``--repeats`` steps on each side (two rounds of ``--repeats`` steps a
+side, so that a busy stretch of a shared machine is likely to miss one round of each), the ratio (minis2t2 / torch, lower is
 faster), and minis2t2's peak NumPy memory during a step (tracemalloc). Absolute times depend on
 the machine and its load; compare ratios, and name the CPU. Then minis2t2's peak memory of
 ``loss_and_grads`` on the demo model for one clip of 2.5 to 40 s: what a step needs beyond the
@@ -73,8 +74,10 @@ def step_pair(folder: Path, audio: list, texts: list, repeats: int) -> dict:
         ours_optimizer.step(params, grads)
         return loss
 
-    theirs = [timed(torch_step) for _ in range(repeats)]
-    mine = [timed(ours_step) for _ in range(repeats)]
+    theirs, mine = [], []
+    for _ in range(2):  # two rounds, so that a busy stretch of the machine is likely to miss one of each side's;
+        theirs += [timed(torch_step) for _ in range(repeats)]  # in blocks, not alternating: torch's OpenMP
+        mine += [timed(ours_step) for _ in range(repeats)]  # threads spin after a step and would slow the next
     tracemalloc.start()
     ours_step()
     peak = tracemalloc.get_traced_memory()[1]
