@@ -44,7 +44,7 @@ def linear_backward(p, x, dy):
     return (dy2 @ p.weight).reshape(*dy.shape[:-1], x.shape[-1]), grads  # (*, C_in)
 
 
-@rowwise  # large float32 arrays: one share of rows per core (backend.rowwise)
+@rowwise  # float32 arrays of more than a PIECE: blocks of rows on every core (backend.rowwise)
 def layer_norm(p, x, eps: float):
     """nn.LayerNorm over the last axis (biased variance, as torch).   (*, C) -> (*, C)"""
     xp = array_module(x)
@@ -192,7 +192,7 @@ def conv1d_backward(x, weight, bias, dy, stride: int = 1, padding: int = 0, grou
     return dx, dweight, dbias
 
 
-@elementwise  # large float32 arrays in cache-sized pieces on every core (backend.in_pieces)
+@elementwise  # float32 arrays of more than a PIECE: in pieces on every core (backend.in_pieces)
 def gelu(x):
     """GELU in its erf form, x * Phi(x) = x * (1 + erf(x / sqrt 2)) / 2 (HF "gelu"; torch's default).
 
