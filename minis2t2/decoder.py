@@ -28,6 +28,7 @@ from .layers import (
     ACTIVATIONS,
     attend,
     attention_backward,
+    attention_keeping,
     layer_norm,
     layer_norm_backward,
     linear,
@@ -242,27 +243,30 @@ def decode(p, ids, cache: list[dict], cross_bias, positions_table, cfg: DecoderC
     return logits, new_cache
 
 
-def decoder_layer_backward(p, x, cache: dict, encoder_hidden, self_bias, cross_bias, cfg: DecoderConfig, d_out,
-                           training=None, name: str = ""):
-    """Gradients of ``decoder_layer`` run on all S steps at once (teacher forcing, so ``cache`` holds
-    no past steps, only the cross-attention K/V of ``encoder_hidden``).
+def decoder_layer_backward(p, x, encoder_hidden, self_bias, cross_bias, cfg: DecoderConfig, d_out, training=None,
+                           name: str = ""):
+    """Gradients of ``decoder_layer`` run on all S steps at once (teacher forcing: no past steps).
     x, d_out (B, S, C), encoder_hidden (B, T, C) -> dx, d_encoder_hidden, {name: grad}
 
     Forward: x1 = LN1(x + self_attn(x)), x2 = LN2(x1 + cross_attn(x1, frames)),
-    y = LN3(x2 + fc2(act(fc1(x2)))); each LN backward hands its input's gradient to both the
-    sublayer and the residual. In training mode each dropout's mask, applied to the gradient,
-    is its backward.
+    y = LN3(x2 + fc2(act(fc1(x2)))), recomputed here from the layer's input, each attention by
+    ``attention_keeping`` so that its backward reuses q, k, v and the weights. Each LN backward
+    hands its input's gradient to both the sublayer and the residual. In training mode each
+    dropout's mask (the forward's, by name), applied to the gradient, is its backward.
     """
     H, act, B, S = cfg.decoder_attention_heads, cfg.activation_function, x.shape[0], x.shape[1]
     T = encoder_hidden.shape[1]
-    _, _, parts = decoder_layer(p, x, cache, self_bias, cross_bias, cfg, training, name)  # recomputed
-    self_out, cross_out, ffn_out = (dropout(training, f"{name}.{mask}", parts[part], cfg.dropout) for part, mask in
-                                    (("self_attn", "dropout_after_self_attn"), ("encoder_attn", "dropout_after_encoder_attn"),
-                                     ("fc2", "dropout_after_fc2")))  # (B, S, C) each, as added to the residual
+    self_mask = attention_mask(training, f"{name}.self_attn.dropout", (B, H, S, S), cfg.attention_dropout, x)
+    self_attn, self_kept = attention_keeping(p.self_attn, x, x, self_bias, H, self_mask)  # (B, S, C)
+    self_out = dropout(training, f"{name}.dropout_after_self_attn", self_attn, cfg.dropout)  # as added to x
     x1 = layer_norm(p.self_attn_layer_norm, x + self_out, LAYER_NORM_EPS)
+    cross_mask = attention_mask(training, f"{name}.encoder_attn.dropout", (B, H, S, T), cfg.attention_dropout, x)
+    cross_attn, cross_kept = attention_keeping(p.encoder_attn, x1, encoder_hidden, cross_bias, H, cross_mask)
+    cross_out = dropout(training, f"{name}.dropout_after_encoder_attn", cross_attn, cfg.dropout)
     x2 = layer_norm(p.encoder_attn_layer_norm, x1 + cross_out, LAYER_NORM_EPS)
     hidden = linear(p.fc1, x2)  # (B, S, F)
     activated = dropout(training, f"{name}.activation_dropout", ACTIVATIONS[act](hidden), cfg.activation_dropout)
+    ffn_out = dropout(training, f"{name}.dropout_after_fc2", linear(p.fc2, activated), cfg.dropout)
 
     d_sum3, g_ln3 = layer_norm_backward(p.final_layer_norm, x2 + ffn_out, d_out, LAYER_NORM_EPS)
     d_ffn = dropout(training, f"{name}.dropout_after_fc2", d_sum3, cfg.dropout)
@@ -271,13 +275,11 @@ def decoder_layer_backward(p, x, cache: dict, encoder_hidden, self_bias, cross_b
     d_x2, g_fc1 = linear_backward(p.fc1, x2, ACTIVATION_BACKWARDS[act](hidden, d_act))
     d_sum2, g_ln2 = layer_norm_backward(p.encoder_attn_layer_norm, x1 + cross_out, d_x2 + d_sum3, LAYER_NORM_EPS)
     d_cross = dropout(training, f"{name}.dropout_after_encoder_attn", d_sum2, cfg.dropout)
-    cross_mask = attention_mask(training, f"{name}.encoder_attn.dropout", (B, H, S, T), cfg.attention_dropout, x)
     d_x1, d_encoder, g_cross = attention_backward(p.encoder_attn, x1, encoder_hidden, cross_bias, H, d_cross,
-                                                  cross_mask)
+                                                  cross_mask, cross_kept)
     d_sum1, g_ln1 = layer_norm_backward(p.self_attn_layer_norm, x + self_out, d_x1 + d_sum2, LAYER_NORM_EPS)
     d_self = dropout(training, f"{name}.dropout_after_self_attn", d_sum1, cfg.dropout)
-    self_mask = attention_mask(training, f"{name}.self_attn.dropout", (B, H, S, S), cfg.attention_dropout, x)
-    d_q, d_kv, g_self = attention_backward(p.self_attn, x, x, self_bias, H, d_self, self_mask)
+    d_q, d_kv, g_self = attention_backward(p.self_attn, x, x, self_bias, H, d_self, self_mask, self_kept)
     grads = (prefixed("self_attn", g_self) | prefixed("self_attn_layer_norm", g_ln1) | prefixed("encoder_attn", g_cross)
              | prefixed("encoder_attn_layer_norm", g_ln2) | prefixed("fc1", g_fc1) | prefixed("fc2", g_fc2)
              | prefixed("final_layer_norm", g_ln3))
@@ -286,8 +288,8 @@ def decoder_layer_backward(p, x, cache: dict, encoder_hidden, self_bias, cross_b
 
 def decode_keeping_inputs(p, ids, encoder_hidden, cross_bias, positions_table, cfg: DecoderConfig, training=None):
     """``decode`` on all S steps at once (teacher forcing: no past steps), keeping what
-    ``decode_backward`` needs: each layer's input (one (B, S, C) array per layer), the last
-    layer's output and the cross-attention K/V.   -> logits (B, S, V), saved"""
+    ``decode_backward`` needs: each layer's input (one (B, S, C) array per layer) and the last
+    layer's output.   -> logits (B, S, V), saved"""
     xp = array_module(encoder_hidden)
     S = ids.shape[1]
     scale = math.sqrt(cfg.d_model) if cfg.scale_embedding else 1.0
@@ -302,7 +304,7 @@ def decode_keeping_inputs(p, ids, encoder_hidden, cross_bias, positions_table, c
         if not skips_layer(training, name, cfg.decoder_layerdrop):
             x = decoder_layer(layer, x, layer_cache, self_bias, cross_bias, cfg, training, name)[0]  # (B, S, C)
     logits = x @ p.lm_head.weight.T  # (B, S, V)
-    return logits, {"inputs": inputs, "output": x, "cache": cache, "self_bias": self_bias}
+    return logits, {"inputs": inputs, "output": x, "self_bias": self_bias}
 
 
 def decode_backward(p, ids, encoder_hidden, cross_bias, saved: dict, cfg: DecoderConfig, d_logits, record=None,
@@ -320,7 +322,7 @@ def decode_backward(p, ids, encoder_hidden, cross_bias, saved: dict, cfg: Decode
     B, S = ids.shape
     embed = p.model.decoder.embed_tokens.weight  # (V, C)
     scale = math.sqrt(cfg.d_model) if cfg.scale_embedding else 1.0
-    inputs, x, cache, self_bias = saved["inputs"], saved["output"], saved["cache"], saved["self_bias"]
+    inputs, x, self_bias = saved["inputs"], saved["output"], saved["self_bias"]
     names = [f"decoder.model.decoder.layers.{i}" for i in range(len(inputs))]
     record_to(record, "grad.decoder.lm_head", d_logits)
     d_x = d_logits @ p.lm_head.weight  # (B, S, C)
@@ -330,8 +332,8 @@ def decode_backward(p, ids, encoder_hidden, cross_bias, saved: dict, cfg: Decode
         if skips_layer(training, names[i], cfg.decoder_layerdrop):
             continue  # LayerDrop skipped it: the gradient passes through
         record_to(record, f"grad.{names[i]}", d_x)
-        d_x, d_enc, g = decoder_layer_backward(p.model.decoder.layers[i], inputs[i], cache[i], encoder_hidden,
-                                               self_bias, cross_bias, cfg, d_x, training, names[i])
+        d_x, d_enc, g = decoder_layer_backward(p.model.decoder.layers[i], inputs[i], encoder_hidden, self_bias,
+                                               cross_bias, cfg, d_x, training, names[i])
         d_encoder += d_enc
         grads |= prefixed(f"model.decoder.layers.{i}", g)
     d_x = dropout(training, "decoder.model.decoder.dropout", d_x, cfg.dropout)
