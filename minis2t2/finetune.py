@@ -85,13 +85,28 @@ def read_clips(data: Path, model, warn) -> list[tuple[str, np.ndarray, str]]:
     return clips
 
 
+def resumable_state(state_file: Path, optimizer_file: Path) -> dict:
+    """The state of an interrupted run, or an InputError naming the file when this version cannot
+    resume from it (not JSON, or written by an older minis2t2 without the fields it needs)."""
+    try:
+        state = json.loads(state_file.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise InputError(f"{state_file}: cannot resume from it ({e}); fine-tune into a new --out") from None
+    needed = ["step", "losses"] + (["optimizer_steps"] if optimizer_file.is_file() else [])
+    missing = [key for key in needed if not isinstance(state, dict) or key not in state]
+    if missing:
+        raise InputError(f"{state_file}: cannot resume from it (no {', '.join(missing)}: written by another "
+                         "version of minis2t2?); fine-tune into a new --out")
+    return state
+
+
 def finetune(model_path, data: Path, out: Path, settings: Settings, log=print, warn=None) -> list[float]:
     """Fine-tune, or resume a run whose state is in OUT. -> the loss of every step so far."""
     warn = warn or (lambda message: print(f"minis2t2: {message}", file=sys.stderr))
     state_file = out / STATE
     resuming = state_file.is_file()
     model = load(out if resuming else model_path)
-    state = json.loads(state_file.read_text()) if resuming else \
+    state = resumable_state(state_file, out / OPTIMIZER) if resuming else \
         {"step": 0, "losses": [], "source": str(model_folder(model_path).resolve())}
     clips = read_clips(data, model, warn)
     params = model.trainable_parameters()

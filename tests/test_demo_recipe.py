@@ -196,3 +196,43 @@ def test_talking_clock_words_are_read_as_headerless_8k_mulaw(tmp_path, monkeypat
     soundfile.write(tmp_path / "one.wav", tone, 8000)
     with_header = {"number": 1, "file": str(tmp_path / "one.wav"), "voice": {"source": "recorded", "name": "csmash-data"}}
     np.testing.assert_allclose(data.read_recorded(with_header), minis2t2.load_audio(tmp_path / "one.wav", 16000))
+
+
+def test_style_set_for_phase_2(tmp_path, monkeypatch):
+    """Phase 2's training styles (synthesis stubbed: the items are the point): STYLE_CLIPS of each;
+    "oh" is zero; "a hundred ..." spells 100-199; teens and tens alone; whispered through espeak-ng's
+    own variants on training accents; slow and fast at rates outside the evaluation set's intervals
+    where they would coincide (the set's own texts and voices are drawn by another rng)."""
+    monkeypatch.setattr(data, "espeak_variants", lambda: (["m1", "f2"], ["m3", "klatt"]))
+    monkeypatch.setattr(data, "synthesize", lambda jobs: [np.zeros(160, np.int16) for _ in jobs])
+    items, clips = data.style_set(tmp_path, seed=0)
+    assert len(items) == len(clips) == sum(data.STYLE_CLIPS.values())
+    by_style = {style: [it for it in items if it["style"] == style] for style in data.STYLE_CLIPS}
+    assert {style: len(group) for style, group in by_style.items()} == data.STYLE_CLIPS
+    assert all(data.spoken(it) == "oh" and it["number"] == 0 for it in by_style["oh"])
+    for it in by_style["a_hundred"]:
+        assert 100 <= it["number"] <= 199
+        assert data.spoken(it) == "a " + english(it["number"], it["british_and"])[len("one "):]
+    assert {it["number"] for it in by_style["teens_and_tens"]} == {*range(13, 20), *range(20, 100, 10)}
+    assert all(data.spoken(it) == english(it["number"], it["british_and"]) for it in by_style["teens_and_tens"])
+    whispered = {it["voice"]["name"] for it in by_style["whispered"]}
+    assert {name.split("+")[1] for name in whispered} == {"whisper", "whisperf"}
+    assert {name.split("+")[0] for name in whispered} <= set(data.ACCENTS)
+    assert all(1 / 0.72 <= it["voice"]["rate"] <= 1 / 0.6 for it in by_style["slow"])
+    assert all(1 / 1.55 <= it["voice"]["rate"] <= 1 / 1.35 for it in by_style["fast"])
+    assert {it["voice"]["source"] for it in items} == {source for source, _ in data.STYLE_SOURCES}
+
+
+def test_tight_share_cuts_the_silence():
+    """augment's ``tight`` share: a clip with 0.3 s of silence before it comes out no longer than the
+    speech stretched by the slowest speed perturbation plus the reverb tail; without it, always longer."""
+    from tools.demo.augment import SR, augment, noise_bank
+
+    rng = np.random.default_rng(1)
+    speech = (np.sin(np.arange(8000) / 5) * np.hanning(8000)).astype(np.float32)
+    clip = np.concatenate([np.zeros(int(0.3 * SR), np.float32), speech])
+    noises, others = noise_bank(rng, seconds=3), [speech]
+    longest = len(speech) / 0.85 + 0.05 * SR + 1
+    for seed in range(12):
+        assert len(augment(clip, np.random.default_rng(seed), others, noises, tight=1.0)) <= longest
+        assert len(augment(clip, np.random.default_rng(seed), others, noises)) > longest  # >= len(clip) / 1.2

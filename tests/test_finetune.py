@@ -101,3 +101,17 @@ def test_no_usable_line_and_bad_options_are_usage_errors(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["finetune", "--data", str(folder), "--out", str(tmp_path / "o"), "--lr", "-1"])
     assert exit_info.value.code == 2 and "--lr: must be a positive number" in capsys.readouterr().err
+
+
+def test_a_state_it_cannot_resume_is_a_usage_error(data, tmp_path, capsys):
+    """OUT holding a trainer_state.json this version cannot resume from (not JSON; or an older run's,
+    without the optimiser's per-parameter step counts beside its optimizer.safetensors): one line
+    naming the file, exit 2, nothing trained."""
+    out = tmp_path / "old"
+    shutil.copytree(DEMO, out, ignore=shutil.ignore_patterns("samples"))
+    (out / "optimizer.safetensors").write_bytes(b"")
+    for state, reason in ((json.dumps({"step": 2, "losses": [0.5, 0.4]}), "no optimizer_steps"), ("{not json", "")):
+        (out / "trainer_state.json").write_text(state)
+        code, _, stderr = run(["--data", str(data), "--out", str(out), "--steps", "3"], capsys)
+        assert code == 2 and stderr.count("\n") == 1, stderr
+        assert f"{out / 'trainer_state.json'}: cannot resume from it" in stderr and reason in stderr

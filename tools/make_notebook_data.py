@@ -6,13 +6,15 @@
   it (a zip holding data.pkl and one file per storage), for notebook 07 to take apart
   without torch.
 - 439_espeak-en-029+AnxiousAndy_22050.flac: "four hundred thirty nine" by espeak-ng 1.51 (Debian's
-  espeak-ng package), voice en-029+AnxiousAndy at 175 words a minute, pitch 50: one of the
-  held-out clips the demo model gets wrong in eval.json (it hears "forty nine"), for notebook 05.
-- whisper/: English numbers whispered by espeak-ng (its "whisper" and "whisperf" variants on six
-  accents), a way of speaking the demo model never heard, for notebook 12 to fine-tune on:
-  train/ (60 clips) and held_out/ (40 whispered clips of other numbers, and the same 40 numbers
-  spoken plainly by the same accents in plain/), each folder with its transcripts.tsv
-  (FILE<TAB>German text, spelled by rule). Ogg Vorbis at 16 kHz, ~1.3 MB in all.
+  espeak-ng package), voice en-029+AnxiousAndy at 175 words a minute, pitch 46: the held-out clip
+  of eval.json's espeak-ng set (the same voice, rate and pitch as tools/demo/voices.py draws it) that
+  the demo model gets wrong (it hears "forty nine"), for notebook 05.
+- foreign/: English numbers read by espeak-ng's French, Spanish, Italian, Polish, Dutch and
+  Swedish voices, each with its own language's letter-to-sound rules and sounds (a caricature of
+  a foreign accent, which the demo model never heard), for notebook 11 to fine-tune on: train/
+  (60 clips) and held_out/ (40 clips of other numbers by the same voices, and the same 40 numbers
+  spoken plainly by six English accents in plain/), each folder with its transcripts.tsv
+  (FILE<TAB>German text, spelled by rule). Ogg Vorbis at 16 kHz.
 - scratch/: the numbers 0-39 spoken plainly by espeak-ng, for notebook 12 to train a model from
   nothing: train/ (four accents, every number, 160 clips) and held_out/ (a fifth accent, 40
   clips), each with its transcripts.tsv. Ogg Vorbis at 16 kHz.
@@ -32,6 +34,7 @@ from tools.demo.spell import english, german
 
 OUT = Path(__file__).resolve().parents[1] / "notebooks" / "data"
 ACCENTS = ["en-us", "en-gb", "en-gb-scotland", "en-029", "en-gb-x-rp", "en-gb-x-gbclan"]
+FOREIGN = ["fr", "es", "it", "pl", "nl", "sv"]  # other languages' voices, reading English with their own rules
 
 
 def espeak(text: str, voice: str, words_per_minute: int):
@@ -58,21 +61,18 @@ def fresh(folder: Path) -> Path:
     return folder
 
 
-def whisper_sets() -> None:
-    """Numbers 0-999 drawn without repeats: 60 to train on, 40 held out (whispered and plain)."""
-    folder = fresh(OUT / "whisper")
-    rng = random.Random("notebook-12-whisper")
+def foreign_sets() -> None:
+    """Numbers 0-999 drawn without repeats: 60 to train on, 40 held out (read by the other
+    languages' voices, and plainly by the English accents)."""
+    folder = fresh(OUT / "foreign")
+    rng = random.Random("notebook-11-foreign")
     numbers = rng.sample(range(1000), 100)
-    sets = {"train": [(n, "+whisper" if i % 2 else "+whisperf") for i, n in enumerate(numbers[:60])],
-            "held_out": [(n, "+whisper" if i % 2 else "+whisperf") for i, n in enumerate(numbers[60:])],
-            "plain": [(n, "") for n in numbers[60:]]}
+    sets = {"train": [(n, FOREIGN[i % len(FOREIGN)]) for i, n in enumerate(numbers[:60])],
+            "held_out": [(n, FOREIGN[i % len(FOREIGN)]) for i, n in enumerate(numbers[60:])],
+            "plain": [(n, ACCENTS[i % len(ACCENTS)]) for i, n in enumerate(numbers[60:])]}
     for name, items in sets.items():
-        clips = []
-        for i, (n, variant) in enumerate(items):
-            accent = ACCENTS[i % len(ACCENTS)]
-            clips.append((f"{i:02d}_{n}_{accent}{variant.replace('+', '_')}.ogg", n, accent + variant,
-                          rng.randint(140, 190)))
-        write_set(folder / name, clips)
+        write_set(folder / name, [(f"{i:02d}_{n}_{voice}.ogg", n, voice, rng.randint(140, 190))
+                                  for i, (n, voice) in enumerate(items)])
     print(folder, f"{sum(f.stat().st_size for f in folder.rglob('*')) / 1e6:.1f} MB")
 
 
@@ -94,13 +94,13 @@ def main() -> None:
     }
     torch.save(state, OUT / "tiny_state_dict.bin")
     print(OUT / "tiny_state_dict.bin", (OUT / "tiny_state_dict.bin").stat().st_size, "bytes")
-    wav = subprocess.run(["espeak-ng", "-v", "en-029+AnxiousAndy", "-s", "175", "-p", "50", "--stdout",
+    wav = subprocess.run(["espeak-ng", "-v", "en-029+AnxiousAndy", "-s", "175", "-p", "46", "--stdout",
                           "four hundred thirty nine"], capture_output=True, check=True).stdout
     audio, rate = soundfile.read(io.BytesIO(wav), dtype="int16")
     path = OUT / f"439_espeak-en-029+AnxiousAndy_{rate}.flac"
     soundfile.write(path, audio, rate)
     print(path, path.stat().st_size, "bytes")
-    whisper_sets()
+    foreign_sets()
     scratch_sets()
 
 

@@ -124,12 +124,18 @@ def babble(n: int, others: list[np.ndarray], rng: np.random.Generator) -> np.nda
     return out
 
 
-def augment(x: np.ndarray, rng: np.random.Generator, others: list[np.ndarray], noises: list[np.ndarray]) -> np.ndarray:
+def augment(x: np.ndarray, rng: np.random.Generator, others: list[np.ndarray], noises: list[np.ndarray],
+            tight: float = 0.0) -> np.ndarray:
     """The whole chain, each step with its probability; ``others`` are clips for babble noise,
-    ``noises`` a noise_bank."""
+    ``noises`` a noise_bank. With probability ``tight`` the clip is cut tightly (tight_trim at
+    30-45 dB under its peak) instead of padded with silence (0 draws no random number for it, so
+    a chain without it replays exactly)."""
     if rng.random() < 0.8:
         x = speed(x, rng)
-    x = pad_silence(x, rng)
+    if tight and rng.random() < tight:
+        x = tight_trim(x, rng.uniform(30, 45))
+    else:
+        x = pad_silence(x, rng)
     if rng.random() < 0.5:
         x = eq(x, rng)
     if rng.random() < 0.3:

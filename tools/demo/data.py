@@ -15,6 +15,9 @@ not depend on the training set (and evaluate.py never synthesizes training audio
 - A word bank: each English number word alone, in 320 training voices (40 per source group); at
   training time numbers are also composed from it word by word with random pauses, as
   telephone systems speak them.
+- Phase 2's styles (``style_set``): 3 800 clips by the training voices of the ways people say
+  numbers that the other clips leave out: "oh" for zero, "a hundred", teens and tens alone,
+  whispered, slow and fast.
 - Evaluation sets, each with its own numbers: unseen espeak-ng variants; unseen utterances of
   the flite/festival training voices and of hibari's neural voice; flite's ``awb`` voice, held
   out of training entirely; the Piper neural voice ``en_US-joe-medium`` (never trained on), at
@@ -40,7 +43,7 @@ from tools.demo.voices import FESTIVAL, FESTIVAL_EXTRA, FLITE_HELD_OUT, FLITE_TR
 
 ACCENTS = ["en-us", "en-gb", "en-gb-scotland", "en-gb-x-gbclan", "en-gb-x-rp", "en-us-nyc", "en-029",
            "en-gb-x-gbcwmd"]
-EXCLUDED_VARIANTS = {"whisper", "whisperf"}  # unvoiced: outside what a number reader sounds like
+EXCLUDED_VARIANTS = {"whisper", "whisperf"}  # unvoiced: left to phase 2 (style_set), which trains on them apart
 MAIN_SOURCES = [("espeak", 0.4), ("flite", 0.3), ("festival", 0.3)]  # Debian main
 NON_FREE_SOURCES = [("mbrola", 1 / 3), ("pico", 1 / 3), ("rhvoice", 1 / 3)]  # Debian non-free
 EXTRA_SOURCES = [("festival_extra", 1.0)]  # added in stage 5: festival's rab, don and mbrola voices
@@ -141,6 +144,53 @@ def training_set(work: Path, seed: int):
                                ("train_hibari", part(NEURAL_SOURCES, 4, 6))])
 
 
+STYLE_SOURCES = [("espeak", 0.3), ("flite", 0.15), ("festival", 0.15), ("mbrola", 0.1), ("pico", 0.1),
+                 ("rhvoice", 0.1), ("hibari", 0.1)]  # the training voices, for phase 2's styles
+STYLE_CLIPS = {  # phase 2 of the recipe: style -> clips (SPEAKING_STYLES's ways of saying a number, and the clock's words)
+    "oh": 400,  # zero said "oh"
+    "a_hundred": 800,  # 100-199 said "a hundred (and) ..."
+    "teens_and_tens": 600,  # 13-19 and 20, 30, ..., 90 alone: the -teen/-ty contrast the talking clock measured
+    "whispered": 800,  # espeak-ng's whisper and whisperf variants on the training accents
+    "slow": 600,  # 0.6-0.72x speaking rate (durations x1.39-1.67)
+    "fast": 600,  # 1.35-1.55x speaking rate (durations x0.65-0.74)
+}
+
+
+def style_set(work: Path, seed: int):
+    """(items, clips) for phase 2 of the recipe: numbers said the ways SPEAKING_STYLES measures
+    (STYLE_CLIPS per style), by the training voices; their texts and rates are drawn apart from
+    the evaluation set's (another rng, another rate interval)."""
+    def build():
+        rng = random.Random(seed + 8)
+        train_variants, _ = espeak_variants()
+        teens_and_tens = [*range(13, 20), *range(20, 100, 10)]
+        items = []
+        for style, count in STYLE_CLIPS.items():
+            for i in range(count):
+                source = "espeak" if style == "whispered" else rng.choices(*zip(*STYLE_SOURCES))[0]
+                voice = random_voice(source, rng, train_variants, FLITE_TRAIN)
+                number = rng.randrange(1000) if rng.random() < 0.7 else rng.randrange(100)
+                british_and = rng.random() < 0.3
+                text = None
+                if style == "oh":
+                    number, text = 0, "oh"
+                elif style == "a_hundred":
+                    number = 100 + rng.randrange(100)
+                    text = "a " + english(number, british_and)[len("one "):]
+                elif style == "teens_and_tens":
+                    number = teens_and_tens[i % len(teens_and_tens)]
+                elif style == "whispered":
+                    voice["name"] = voice["name"].split("+")[0] + "+" + rng.choice(["whisper", "whisperf"])
+                elif style == "slow":
+                    voice["rate"] = rng.uniform(1 / 0.72, 1 / 0.6)
+                else:  # fast
+                    voice["rate"] = rng.uniform(1 / 1.55, 1 / 1.35)
+                items.append({"number": number, "voice": voice, "british_and": british_and, "word_by_word": False,
+                              "style": style} | ({"text": text} if text else {}))
+        return items, [(spoken(it), it["voice"]) for it in items]
+    return cached(work, "train_styles", build)
+
+
 def word_bank(work: Path, seed: int, voices_per_source: int = 40):
     """({"word", "voice"} items, clips): every number word alone in 40 training voices of each source group."""
     def part(sources, seed_offset: int):
@@ -174,7 +224,7 @@ EVAL_SETS = {  # name: (sources, flite voices, clips, description)
 SPEAKING_STYLES = {  # style: how it is said
     "slow": "0.65-0.7x speaking rate (durations x1.43-1.54), beyond training's slowest (x1.4)",
     "fast": "1.4-1.5x speaking rate (durations x0.67-0.71), beyond training's fastest (x0.8)",
-    "whispered": "espeak-ng's whisper and whisperf variants (never trained on: unvoiced)",
+    "whispered": "espeak-ng's whisper and whisperf variants (unvoiced; trained on in phase 2 only)",
     "croaky": "espeak-ng's croak variant, a creaky voice",
     "oh": "zero said \"oh\"",
     "a_hundred": "100-199 said \"a hundred (and) ...\"",

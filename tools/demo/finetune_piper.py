@@ -11,13 +11,14 @@ worst, and measure what it buys: Piper's joe at telephone rate (8 kHz).
 - accuracy before and after (exact match of the German text), minis2t2 alone (its agreement with
   transformers is what tests/ and evaluate.py check).
 
-The shipped model is not changed: the fine-tuned folder goes to --work.
+The shipped model is not changed: the fine-tuned folder goes to --work, replaced on every run.
 """
 
 from __future__ import annotations
 
 import argparse
 import random
+import shutil
 import time
 from pathlib import Path
 
@@ -79,6 +80,7 @@ def main() -> None:
     before = minis2t2.load(demo)
     results = {name: [accuracy(before, *s)] for name, s in sets.items()}
     out = args.work / "finetuned_piper"
+    shutil.rmtree(out, ignore_errors=True)  # always from the shipped weights: an earlier run's state would be resumed
     start = time.time()
     losses = finetune(demo, data, out, Settings(steps=args.steps, lr=args.lr, batch_size=8, warmup=args.steps // 10,
                                                 save_every=args.steps))

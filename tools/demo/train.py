@@ -6,7 +6,7 @@ r"""Train the demo model: spoken English numbers (0-999) -> written German, from
         festvox-us1 festvox-us2 festvox-us3 festvox-en1 \
         csmash-data scid-data saytime  # non-free and contrib; the last three for evaluate.py
     pip install -e ".[test,demo]"
-    python -m tools.demo.train       # the shipped model's recipe (the defaults): one run, ~2 h on 2 cores
+    python -m tools.demo.train       # the shipped model's recipe (the defaults): phases 1 and 2, ~2.5 h on 2 cores
     python -m tools.demo.evaluate    # per-source held-out accuracy, minis2t2 vs transformers, samples
 
 Data (tools/demo/data.py): every English voice Debian ships (espeak-ng, flite, festival in main;
@@ -16,13 +16,15 @@ numbers also composed word by word from a word bank, and clips with no number in
 the empty string). Augmentation on the fly (tools/demo/augment.py): speed perturbation, leading
 and trailing silence, random EQ and tilt, room reverb, babble and coloured noise, telephone band
 with mu-law or GSM, 8-48 kHz source rates, gain; SpecAugment's time and channel masks in the
-encoder.
+encoder. Phase 2 continues phase 1's model with the speaking styles of data.style_set added to the
+clips ("oh" for zero, "a hundred", teens and tens alone, whispered, slow, fast) and 30% of the
+clips cut tightly around the words (augment.tight_trim).
 
 The model is transformers' own SpeechEncoderDecoderModel (Wav2Vec2 encoder with layer-norm
 convs, stable layer norm and attention masks; Speech2Text2 decoder), trained with torch on the
 CPU. Loss: the decoder's cross-entropy plus, as in joint CTC-attention training, a CTC loss of
 the English words on the encoder output through a linear head used only in training (not
-saved): without it a run learned only the German prior.
+saved): without it a run learned only the German prior. Phase 2 trains on the decoder's loss alone.
 
 What was tried before and what each change bought (earlier recipes, runs and options not kept)
 is in the model card, weights/numbers-en-de/README.md.
@@ -41,7 +43,7 @@ import torch
 
 from tools.demo.augment import SR, augment, noise_bank, non_speech, pad_silence
 from tools.demo.bpe import SPECIALS, learn_merges
-from tools.demo.data import WORDS, evaluation_set, training_set, word_bank
+from tools.demo.data import WORDS, evaluation_set, style_set, training_set, word_bank
 from tools.demo.spell import english, german, german_parts
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -138,13 +140,14 @@ class Batches(torch.utils.data.Dataset):
     the same batch. With ``clean_start`` N > 0, a clip of batch k < N skips the augmentation chain
     (only leading and trailing silence) with probability 1 - k/N: a curriculum from the clean
     synthesized voices to the full augmentation (0 draws no random number for it, so runs without
-    it replay exactly).
+    it replay exactly). ``tight`` is augment's share of tightly cut clips (tools/demo/augment.py).
     """
 
-    def __init__(self, clips, items, bank, bank_items, labels_of, word_id, fe, batch_size, steps, seed, clean_start=0):
+    def __init__(self, clips, items, bank, bank_items, labels_of, word_id, fe, batch_size, steps, seed, clean_start=0,
+                 tight=0.0):
         self.clips, self.items, self.labels_of, self.word_id = clips, items, labels_of, word_id
         self.fe, self.batch_size, self.steps, self.seed = fe, batch_size, steps, seed
-        self.clean_start = clean_start
+        self.clean_start, self.tight = clean_start, tight
         self.bank: dict[tuple[str, str], np.ndarray] = {}  # (voice key, word) -> trimmed float clip
         for it, clip in zip(bank_items, bank):
             self.bank[(json.dumps(it["voice"], sort_keys=True), it["word"])] = trim(clip.astype(np.float32) / 32768)
@@ -188,7 +191,7 @@ class Batches(torch.utils.data.Dataset):
             if k < self.clean_start and rng.random() >= k / self.clean_start:
                 waves.append(pad_silence(x, rng))
             else:
-                waves.append(augment(x, rng, others, self.noises))
+                waves.append(augment(x, rng, others, self.noises, self.tight))
             numbers.append(n)
             word_lists.append(words)
         inputs = self.fe(waves, sampling_rate=SR, padding=True, return_tensors="pt")
@@ -221,96 +224,48 @@ def make_tokenizer(out: Path):
     return tokenizer
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", type=Path, default=ROOT / "weights" / "numbers-en-de")
-    p.add_argument("--work", type=Path, default=Path("/tmp/minis2t2-demo2"), help="synthesized audio cache")
-    p.add_argument("--steps", type=int, default=26000)
-    p.add_argument("--batch-size", type=int, default=10)
-    p.add_argument("--lr", type=float, default=8e-4)
-    p.add_argument("--warmup", type=int, default=1000, help="linear warm-up steps before the cosine decay")
-    p.add_argument("--ctc-weight", type=float, default=0.5, help="weight of the auxiliary CTC loss")
-    p.add_argument("--seed", type=int, default=10)
-    p.add_argument("--init", type=Path, help="continue from this saved model (its training.json is kept as "
-                                             "'previous') instead of random weights; use another --seed")
-    p.add_argument("--freeze-feature-encoder-after", type=int, metavar="STEP",
-                   help="after this many steps the conv feature encoder stops learning (HF's freeze_feature_encoder): "
-                        "later steps skip its backward pass (default: 17/26 of --steps, 17000 of the default 26000)")
-    p.add_argument("--frame-ms", type=int, choices=(20, 40),
-                   help="a new model's encoder frame hop (see build_model; default 40): 40 ms halves the transformer's "
-                        "frames. With --init the saved model's config decides")
-    p.add_argument("--clean-start", type=int, metavar="N",
-                   help="curriculum: over the first N steps the share of clips that go through the augmentation "
-                        "chain grows from 0 to 1, the others being the clean synthesized clips (default: 7/26 of "
-                        "--steps, 7000 of the default 26000)")
-    args = p.parse_args()
-    if args.init and args.frame_ms is not None:
-        p.error("--frame-ms: a new model's setting; with --init the saved model's config decides")
-    if args.frame_ms is None:
-        args.frame_ms = 40
-    # the shipped run's schedule (26000 steps: frozen after 17000, clean start 7000), scaled to --steps
-    if args.freeze_feature_encoder_after is None:
-        args.freeze_feature_encoder_after = round(args.steps * 17 / 26)
-    if args.clean_start is None:
-        args.clean_start = round(args.steps * 7 / 26)
-    if args.freeze_feature_encoder_after is not None and not 0 <= args.freeze_feature_encoder_after <= args.steps:
-        p.error(f"--freeze-feature-encoder-after: expected a step in [0, --steps={args.steps}], "
-                f"got {args.freeze_feature_encoder_after}")
-    if not 0 <= args.clean_start <= args.steps:
-        p.error(f"--clean-start: expected a step count in [0, --steps={args.steps}], got {args.clean_start}")
+PHASES = {  # the shipped model's recipe: phase 1 from random weights, then phase 2 from phase 1's weights
+    1: {"steps": 26000, "lr": 8e-4, "warmup": 1000, "seed": 10, "ctc_weight": 0.5, "clean_start": 7000,
+        "freeze_feature_encoder_after": 17000, "tight_trim": 0.0, "styles": False},
+    # phase 2: the speaking styles (data.style_set) join the clips and 30% of the clips are cut tightly; the feature
+    # encoder stays frozen and the CTC head (phase 1's scaffolding) is dropped: the decoder's loss alone
+    2: {"steps": 7000, "lr": 3e-4, "warmup": 300, "seed": 11, "ctc_weight": 0.0, "clean_start": 0,
+        "freeze_feature_encoder_after": 0, "tight_trim": 0.3, "styles": True},
+}
+PHASE_FLAGS = ["steps", "lr", "warmup", "seed", "ctc_weight", "clean_start", "freeze_feature_encoder_after"]
 
-    torch.manual_seed(args.seed)
-    torch.set_num_threads(2)
-    items, clips = training_set(args.work, DATA_SEED)
-    bank_items, bank = word_bank(args.work, DATA_SEED)
-    dev_items, dev_clips = evaluation_set(args.work, "flite_festival_unseen_utterances", DATA_SEED)
-    dev = list(range(0, len(dev_items), 3))  # 100 clips of training voices, new utterances: progress only
 
-    from transformers import Wav2Vec2FeatureExtractor
-
-    args.out.mkdir(parents=True, exist_ok=True)
-    tokenizer = make_tokenizer(args.out)
-    fe = Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=SR, padding_value=0.0, do_normalize=True,
-                                  return_attention_mask=True)
-    if args.init:
-        from transformers import SpeechEncoderDecoderModel
-
-        previous = json.loads((args.init / "training.json").read_text())
-        model = SpeechEncoderDecoderModel.from_pretrained(str(args.init))
-    else:
-        previous = None
-        model = build_model(len(tokenizer), args.frame_ms)
-    channels_last_feature_encoder(model)
-    print(f"vocabulary: {len(tokenizer)} tokens; parameters: {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M"
-          f"; {len(clips)} clips, {len(bank)} word clips", flush=True)
+def train_phase(model, phase: dict, clips, items, bank, bank_items, tokenizer, fe, dev_items, dev_clips, args) -> dict:
+    """One phase of the recipe on ``model`` (trained in place, saved to ``args.out`` at every
+    checkpoint); returns its training.json record."""
     labels_of = {n: tokenizer(german(n))["input_ids"] + [tokenizer.eos_token_id] for n in range(1000)}
     labels_of[None] = [tokenizer.eos_token_id]  # no number: the empty string
     word_id = {w: i + 1 for i, w in enumerate(WORDS)}  # 0 is the CTC blank
-    ctc_head = torch.nn.Linear(model.config.encoder.hidden_size, len(word_id) + 1)
-    head_file = args.work / "ctc_head.pt"  # training-only, kept beside the audio cache for the next --init
-    if args.init and head_file.is_file():
-        ctc_head.load_state_dict(torch.load(head_file))
+    ctc_head = torch.nn.Linear(model.config.encoder.hidden_size, len(word_id) + 1)  # training only, not saved
+    dev = list(range(0, len(dev_items), 3))  # 100 clips of training voices, new utterances: progress only
 
-    optimizer = torch.optim.AdamW([*model.parameters(), *ctc_head.parameters()], lr=args.lr, weight_decay=0.01)
-    warmup = args.warmup
+    steps, warmup = phase["steps"], phase["warmup"]
+    optimizer = torch.optim.AdamW([*model.parameters(), *ctc_head.parameters()], lr=phase["lr"], weight_decay=0.01)
     schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / args.steps))))
-    data = Batches(clips, items, bank, bank_items, labels_of, word_id, fe, args.batch_size, args.steps, args.seed,
-                   args.clean_start)
+        optimizer, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / steps))))
+    data = Batches(clips, items, bank, bank_items, labels_of, word_id, fe, args.batch_size, steps, phase["seed"],
+                   phase["clean_start"], phase["tight_trim"])
     loader = torch.utils.data.DataLoader(data, batch_size=None, shuffle=False, num_workers=1, prefetch_factor=4)
     start, losses, history = time.time(), [], []
     model.train()
     for step, (values, mask, labels, targets, target_lengths) in enumerate(loader, start=1):
-        if step - 1 == args.freeze_feature_encoder_after:
+        if step - 1 == phase["freeze_feature_encoder_after"]:
             model.freeze_feature_encoder()
             print(json.dumps({"step": step, "feature_encoder": "frozen"}), flush=True)
         encoded = model.encoder(values, attention_mask=mask)
         attention_loss = model(encoder_outputs=encoded, attention_mask=mask, labels=labels).loss
-        frames = model.encoder._get_feat_extract_output_lengths(mask.sum(-1))
-        ctc_loss = torch.nn.functional.ctc_loss(
-            ctc_head(encoded.last_hidden_state).log_softmax(-1).transpose(0, 1),  # (T, B, words + 1)
-            targets, frames, target_lengths, zero_infinity=True)
-        loss = attention_loss + args.ctc_weight * ctc_loss
+        ctc_loss = torch.zeros(())
+        if phase["ctc_weight"]:
+            frames = model.encoder._get_feat_extract_output_lengths(mask.sum(-1))
+            ctc_loss = torch.nn.functional.ctc_loss(
+                ctc_head(encoded.last_hidden_state).log_softmax(-1).transpose(0, 1),  # (T, B, words + 1)
+                targets, frames, target_lengths, zero_infinity=True)
+        loss = attention_loss + phase["ctc_weight"] * ctc_loss
         optimizer.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -323,7 +278,7 @@ def main() -> None:
                    "lr": schedule.get_last_lr()[0], "seconds": round(time.time() - start)}
             print(json.dumps(row), flush=True)
             history.append(row)
-        if step % 1000 == 0 or step == args.steps:
+        if step % 1000 == 0 or step == steps:
             model.eval()
             inputs = fe([pad_silence(dev_clips[i].astype(np.float32) / 32768, np.random.default_rng(i), 0.3)
                          for i in dev], sampling_rate=SR, padding=True, return_tensors="pt")
@@ -334,24 +289,100 @@ def main() -> None:
             print(json.dumps({"step": step, "dev_exact_match": acc}), flush=True)
             history.append({"step": step, "dev_exact_match": acc})
             model.save_pretrained(str(args.out), safe_serialization=True)  # a usable model at every checkpoint
-            torch.save(ctc_head.state_dict(), head_file)
             model.train()
-
     model.eval()
-    model.save_pretrained(str(args.out), safe_serialization=True)
-    fe.save_pretrained(str(args.out))
-    tokenizer.save_pretrained(str(args.out))
-    (args.out / "training.json").write_text(json.dumps({
-        "steps": args.steps, "batch_size": args.batch_size, "lr": args.lr, "warmup": args.warmup,
-        "ctc_weight": args.ctc_weight,
-        "seed": args.seed, "train_clips": len(clips), "word_bank_clips": len(bank),
-        "p_word_bank": P_WORD_BANK, "p_non_speech": P_NON_SPEECH,
-        "clean_start": args.clean_start, "frame_ms": 1000 * math.prod(model.config.encoder.conv_stride) // SR,
-        "freeze_feature_encoder_after": args.freeze_feature_encoder_after,
-        "wall_time_s": round(time.time() - start), "torch": torch.__version__, "history": history,
-        "init": str(args.init) if args.init else None, "previous": previous,
-    }, indent=1) + "\n")
-    print(f"saved {args.out}", flush=True)
+    return {**phase, "batch_size": args.batch_size, "train_clips": len(clips),
+            "word_bank_clips": len(bank), "p_word_bank": P_WORD_BANK, "p_non_speech": P_NON_SPEECH,
+            "frame_ms": 1000 * math.prod(model.config.encoder.conv_stride) // SR,
+            "wall_time_s": round(time.time() - start), "torch": torch.__version__, "history": history}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", type=Path, default=ROOT / "weights" / "numbers-en-de")
+    p.add_argument("--work", type=Path, default=Path("/tmp/minis2t2-demo2"), help="synthesized audio cache")
+    p.add_argument("--phase", choices=("1", "2", "both"), default="both",
+                   help="both (default): phase 1 from random weights, then phase 2 on its result, the shipped "
+                        "model's recipe; 1 or 2: that phase alone, whose settings (PHASES) the options below change")
+    p.add_argument("--init", type=Path, help="start from this saved model instead of random weights (required by "
+                                             "--phase 2: phase 1's model); its training.json is kept as 'previous'")
+    p.add_argument("--batch-size", type=int, default=10)
+    p.add_argument("--frame-ms", type=int, choices=(20, 40),
+                   help="a new model's encoder frame hop (see build_model; default 40): 40 ms halves the transformer's "
+                        "frames. With --init the saved model's config decides")
+    p.add_argument("--steps", type=int)
+    p.add_argument("--lr", type=float, help="peak learning rate, after the warm-up")
+    p.add_argument("--warmup", type=int, help="linear warm-up steps before the cosine decay")
+    p.add_argument("--seed", type=int, help="the batches' and the initial weights' seed")
+    p.add_argument("--ctc-weight", type=float, help="weight of the auxiliary CTC loss (0: none)")
+    p.add_argument("--freeze-feature-encoder-after", type=int, metavar="STEP",
+                   help="after this many steps the conv feature encoder stops learning (HF's freeze_feature_encoder): "
+                        "later steps skip its backward pass (phase 1: 17/26 of --steps)")
+    p.add_argument("--clean-start", type=int, metavar="N",
+                   help="curriculum: over the first N steps the share of clips that go through the augmentation "
+                        "chain grows from 0 to 1, the others being the clean synthesized clips (phase 1: 7/26 of "
+                        "--steps)")
+    args = p.parse_args()
+    given = {k: getattr(args, k) for k in PHASE_FLAGS if getattr(args, k) is not None}
+    if given and args.phase == "both":
+        p.error(f"--{next(iter(given)).replace('_', '-')}: changes one phase's settings; choose it with --phase 1 or 2")
+    if args.phase == "2" and not args.init:
+        p.error("--phase 2 continues phase 1's model: give it with --init DIR")
+    if args.init and args.frame_ms is not None:
+        p.error("--frame-ms: a new model's setting; with --init the saved model's config decides")
+    phases = [1, 2] if args.phase == "both" else [int(args.phase)]
+    settings = {n: dict(PHASES[n]) for n in phases}
+    if len(phases) == 1:
+        phase = settings[phases[0]]
+        if "steps" in given and phases == [1]:  # phase 1's schedule (frozen after 17000, clean start 7000) scaled
+            phase["freeze_feature_encoder_after"] = round(given["steps"] * 17 / 26)
+            phase["clean_start"] = round(given["steps"] * 7 / 26)
+        phase.update(given)
+        if not 0 <= phase["freeze_feature_encoder_after"] <= phase["steps"]:
+            p.error(f"--freeze-feature-encoder-after: expected a step in [0, --steps={phase['steps']}], "
+                    f"got {phase['freeze_feature_encoder_after']}")
+        if not 0 <= phase["clean_start"] <= phase["steps"]:
+            p.error(f"--clean-start: expected a step count in [0, --steps={phase['steps']}], got {phase['clean_start']}")
+
+    torch.set_num_threads(2)
+    items, clips = training_set(args.work, DATA_SEED)
+    bank_items, bank = word_bank(args.work, DATA_SEED)
+    dev_items, dev_clips = evaluation_set(args.work, "flite_festival_unseen_utterances", DATA_SEED)
+
+    from transformers import SpeechEncoderDecoderModel, Wav2Vec2FeatureExtractor
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    tokenizer = make_tokenizer(args.out)
+    fe = Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=SR, padding_value=0.0, do_normalize=True,
+                                  return_attention_mask=True)
+    model, previous = None, None
+    if args.init:
+        previous = json.loads((args.init / "training.json").read_text())
+        model = SpeechEncoderDecoderModel.from_pretrained(str(args.init))
+        channels_last_feature_encoder(model)
+    for n in phases:
+        phase = settings[n]
+        torch.manual_seed(phase["seed"])  # the new model's weights (phase 1 from scratch), the CTC head, the batches
+        if model is None:
+            model = build_model(len(tokenizer), args.frame_ms or 40)
+            channels_last_feature_encoder(model)
+        print(f"vocabulary: {len(tokenizer)} tokens; parameters: {sum(p.numel() for p in model.parameters()) / 1e6:.2f}"
+              f" M; {len(clips)} clips, {len(bank)} word clips", flush=True)
+        phase_items, phase_clips = items, clips
+        if phase["styles"]:
+            style_items, style_clips = style_set(args.work, DATA_SEED)
+            phase_items, phase_clips = items + style_items, clips + style_clips
+        print(json.dumps({"phase": n, **phase}), flush=True)
+        record = train_phase(model, phase, phase_clips, phase_items, bank, bank_items, tokenizer, fe, dev_items,
+                             dev_clips, args)
+        record = {"phase": n, **record, "init": str(args.init) if args.init and n == phases[0] else None,
+                  "previous": previous}
+        model.save_pretrained(str(args.out), safe_serialization=True)
+        fe.save_pretrained(str(args.out))
+        tokenizer.save_pretrained(str(args.out))
+        (args.out / "training.json").write_text(json.dumps(record, indent=1) + "\n")
+        previous = record
+        print(f"phase {n}: saved {args.out}", flush=True)
 
 
 if __name__ == "__main__":
