@@ -236,3 +236,17 @@ def test_tight_share_cuts_the_silence():
     for seed in range(12):
         assert len(augment(clip, np.random.default_rng(seed), others, noises, tight=1.0)) <= longest
         assert len(augment(clip, np.random.default_rng(seed), others, noises)) > longest  # >= len(clip) / 1.2
+
+
+def test_evaluation_sets_are_cached_per_seed(tmp_path, monkeypatch):
+    """Another seed is another set: its cache must not be seed 0's (it once was, by name alone)."""
+    monkeypatch.setattr(data, "espeak_variants", lambda: (["m1", "f2"], ["m3", "klatt"]))
+    monkeypatch.setattr(data, "synthesize", lambda jobs: [np.zeros(160, np.int16) for _ in jobs])
+    zero, _ = data.evaluation_set(tmp_path, "piper_joe", 0)
+    one, _ = data.evaluation_set(tmp_path, "piper_joe", 1)
+    assert [it["number"] for it in zero] != [it["number"] for it in one]
+    assert sorted(f.name for f in tmp_path.iterdir()) == ["eval_piper_joe.npz", "eval_piper_joe_seed1.npz"]
+    assert data.evaluation_set(tmp_path, "piper_joe", 1)[0] == one
+    styles0, _ = data.speaking_style_set(tmp_path, 0, per_style=2)
+    styles1, _ = data.speaking_style_set(tmp_path, 1, per_style=2)
+    assert styles0 != styles1
