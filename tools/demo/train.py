@@ -6,7 +6,7 @@ r"""Train the demo model: spoken English numbers (0-999) -> written German, from
         festvox-us1 festvox-us2 festvox-us3 festvox-en1 \
         csmash-data scid-data saytime  # non-free and contrib; the last three for evaluate.py
     pip install -e ".[test,demo]"
-    python -m tools.demo.train       # the shipped model's recipe (the defaults): phases 1 and 2, ~2.5 h on 2 cores
+    python -m tools.demo.train       # the shipped model's recipe (the defaults): phases 1 and 2, 2 h 40 min on 2 cores
     python -m tools.demo.evaluate    # per-source held-out accuracy, minis2t2 vs transformers, samples
 
 Data (tools/demo/data.py): every English voice Debian ships (espeak-ng, flite, festival in main;
