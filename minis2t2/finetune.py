@@ -105,9 +105,9 @@ def finetune(model_path, data: Path, out: Path, settings: Settings, log=print, w
     warn = warn or (lambda message: print(f"minis2t2: {message}", file=sys.stderr))
     state_file = out / STATE
     resuming = state_file.is_file()
-    model = load(out if resuming else model_path)
     state = resumable_state(state_file, out / OPTIMIZER) if resuming else \
         {"step": 0, "losses": [], "source": str(model_folder(model_path).resolve())}
+    model = load(out if resuming else model_path)  # after the state check: a state it cannot resume loads nothing
     clips = read_clips(data, model, warn)
     params = model.trainable_parameters()
     optimizer = AdamW(lr=settings.lr, weight_decay=settings.weight_decay)
