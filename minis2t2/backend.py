@@ -82,29 +82,36 @@ def elementwise(fn):
     return run
 
 
-def in_pieces(fn, *arrays: np.ndarray) -> np.ndarray:
-    """fn on same-shape NumPy arrays, PIECE elements at a time, written into one output array;
-    arrays of 4 pieces or more split across the cores as BLAS spreads the matmuls (ufuncs
-    release the GIL). fn's temporaries stay piece-sized (in cache, and a fixed amount of memory
-    however long the array). fn must be elementwise and give its inputs' dtype.
+def in_pieces(fn, *arrays: np.ndarray):
+    """fn on same-shape NumPy arrays, PIECE elements at a time, written into output arrays of
+    their shape; arrays of 4 pieces or more split across the cores as BLAS spreads the matmuls
+    (ufuncs release the GIL). fn's temporaries stay piece-sized (in cache, and a fixed amount of
+    memory however long the array). fn must be elementwise; it may return one array or a tuple
+    of them (``layers.gelu_and_slope``).
     -> fn(*arrays), the same numbers as one call."""
-    first = arrays[0]
     flat = [np.require(a, requirements="C").reshape(-1) for a in arrays]  # contiguous (0-d stays 0-d)
-    out = np.empty(first.shape, dtype=first.dtype)
-    out_flat = out.reshape(-1)
+    size = flat[0].size
+    first = fn(*(a[:PIECE] for a in flat))  # the first piece says how many outputs, and their dtype
+    several = isinstance(first, tuple)
+    outs = [np.empty(arrays[0].shape, dtype=piece.dtype) for piece in (first if several else (first,))]
+    outs_flat = [out.reshape(-1) for out in outs]
 
     def run(start_stop):  # one core's share, a piece at a time
         start, stop = start_stop
         for begin in range(start, stop, PIECE):
             end = min(begin + PIECE, stop)
-            out_flat[begin:end] = fn(*(a[begin:end] for a in flat))
+            result = fn(*(a[begin:end] for a in flat))
+            for out_flat, piece in zip(outs_flat, result if several else (result,)):
+                out_flat[begin:end] = piece
 
-    if first.size < 4 * PIECE:
-        run((0, first.size))
+    for out_flat, piece in zip(outs_flat, first if several else (first,)):
+        out_flat[:PIECE] = piece
+    if size < 5 * PIECE:
+        run((PIECE, size))
     else:
-        bounds = np.linspace(0, first.size, CPU_THREADS + 1).astype(int)
+        bounds = PIECE + np.linspace(0, size - PIECE, CPU_THREADS + 1).astype(int)
         list(_thread_pool().map(run, itertools.pairwise(bounds)))
-    return out
+    return tuple(outs) if several else outs[0]
 
 
 def rowwise(fn):

@@ -22,6 +22,7 @@ from .config import EncoderConfig
 from .layers import (
     ACTIVATION_BACKWARDS,
     ACTIVATIONS,
+    activation_and_slope,
     attend,
     attention_backward,
     attention_keeping,
@@ -137,8 +138,7 @@ def conv_stack(p, input_values, cfg: EncoderConfig, record=None):
 
 def conv_stack_keeping_inputs(p, input_values, cfg: EncoderConfig):
     """``conv_stack``, keeping what its backward needs: (B, N) -> (B, T, conv_dim[-1]) and, per
-    layer, (its input, the conv output, the norm's output)."""
-    act = ACTIVATIONS[cfg.feat_extract_activation]
+    layer, (its input, the conv output, the activation's slope at the norm's output)."""
     x, saved = input_values[:, :, None], []  # (B, N, 1)
     for i, layer in enumerate(p.conv_layers):
         conv = conv1d(x, layer.conv.weight, layer.conv.get("bias"), stride=cfg.conv_stride[i])  # (B, T_i, C_i)
@@ -148,8 +148,9 @@ def conv_stack_keeping_inputs(p, input_values, cfg: EncoderConfig):
             normed = group_norm(layer.layer_norm, conv, num_groups=conv.shape[-1])
         else:
             normed = conv
-        saved.append((x, conv, normed))
-        x = act(normed)  # (B, T_i, C_i)
+        activated, slope = activation_and_slope(cfg.feat_extract_activation, normed)  # (B, T_i, C_i) each
+        saved.append((x, conv, slope))
+        x = activated
     return x, saved
 
 
@@ -157,12 +158,11 @@ def conv_stack_backward(p, saved, cfg: EncoderConfig, d_out, record=None) -> dic
     """Gradients of ``conv_stack``'s parameters from what ``conv_stack_keeping_inputs`` kept and
     d_out (B, T, conv_dim[-1]) -> {name: grad}. Last layer first: activation, norm, conv (no
     gradient is needed for the audio itself)."""
-    act_backward = ACTIVATION_BACKWARDS[cfg.feat_extract_activation]
     grads, d = {}, d_out
     for i in reversed(range(len(p.conv_layers))):
-        layer, (x, conv, normed) = p.conv_layers[i], saved[i]
+        layer, (x, conv, slope) = p.conv_layers[i], saved[i]
         record_to(record, f"grad.encoder.feature_extractor.conv_layers.{i}", d.transpose(0, 2, 1))  # HF (B, C, T)
-        d = act_backward(normed, d)  # (B, T_i, C_i) gradient of the norm's output
+        d = d * slope  # (B, T_i, C_i) gradient of the norm's output: the activation's backward
         if cfg.feat_extract_norm == "layer":
             d, g = layer_norm_backward(layer.layer_norm, conv, d, eps=CONV_LAYER_NORM_EPS)
             grads |= prefixed(f"conv_layers.{i}.layer_norm", g)
@@ -320,13 +320,12 @@ def encoder_layer_stable(p, x, bias, cfg: EncoderConfig, record=None, training=N
 def feed_forward_backward(p, x, cfg: EncoderConfig, d_out, training=None, name: str = ""):
     """Gradients of ``feed_forward``: x, d_out (B, T, C) -> dx, {name: grad}. A dropout's
     backward is the same mask applied to the gradient."""
-    hidden = linear(p.intermediate_dense, x)  # (B, T, intermediate_size)
-    activated = dropout(training, f"{name}.intermediate_dropout", ACTIVATIONS[cfg.hidden_act](hidden),
-                        cfg.activation_dropout)
+    activated, slope = activation_and_slope(cfg.hidden_act, linear(p.intermediate_dense, x))  # (B, T, I) each
+    activated = dropout(training, f"{name}.intermediate_dropout", activated, cfg.activation_dropout)
     d_out = dropout(training, f"{name}.output_dropout", d_out, cfg.hidden_dropout)
     d_act, g_out = linear_backward(p.output_dense, activated, d_out)
     d_act = dropout(training, f"{name}.intermediate_dropout", d_act, cfg.activation_dropout)
-    dx, g_in = linear_backward(p.intermediate_dense, x, ACTIVATION_BACKWARDS[cfg.hidden_act](hidden, d_act))
+    dx, g_in = linear_backward(p.intermediate_dense, x, d_act * slope)  # the activation's backward: d * slope
     return dx, prefixed("intermediate_dense", g_in) | prefixed("output_dense", g_out)
 
 

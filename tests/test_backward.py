@@ -121,6 +121,20 @@ def test_activation_backward(name, torch_fn):
     assert set(L.ACTIVATION_BACKWARDS) == set(L.ACTIVATIONS)
 
 
+@pytest.mark.parametrize("name", sorted(L.ACTIVATIONS))
+@pytest.mark.parametrize("dtype,size", [(np.float64, 33), (np.float32, 33), (np.float32, 5 * 65536 + 3)])
+def test_activation_and_slope_is_the_activation_and_its_backward(name, dtype, size):
+    """activation_and_slope(name, x) -> (act(x), act'(x)), what conv_stack_keeping_inputs and
+    feed_forward_backward keep instead of running the activation's backward on the saved input:
+    the plain pair act(x), act_backward(x, 1). GELU's comes from one erf (gelu_and_slope, in pieces
+    on every core past 64 K float32 numbers) and gives the same bits; the others are that pair."""
+    x = (np.random.default_rng(3).standard_normal(size) * 3).astype(dtype)
+    y, slope = L.activation_and_slope(name, x)
+    np.testing.assert_array_equal(y, L.ACTIVATIONS[name](x))
+    np.testing.assert_array_equal(slope, L.ACTIVATION_BACKWARDS[name](x, np.ones_like(x)))
+    assert y.dtype == slope.dtype == dtype
+
+
 def test_softmax_backward():
     x, dy = rand(2, 3, 8), rand(2, 3, 8)
     dx = L.softmax_backward(L.softmax(x), dy)
