@@ -1,6 +1,6 @@
 """One training step (forward, backward, AdamW) of minis2t2 against torch + transformers, one process.
 
-    pip install -e ".[test]" && python -m benchmarks.train_speed [--threads 2] [--repeats 3] [--skip-fullsize]
+    pip install -e ".[test]" && python -m benchmarks.train_speed [--threads 2] [--rounds 4] [--repeats 3] [--skip-fullsize]
 
 - the demo model (weights/numbers-en-de) on a batch of 10 clips of 2.5 s (its training batch);
 - the full-size s2t-wav2vec2-large-en-de architecture (tests/test_fullsize.py, random weights) on
@@ -10,9 +10,11 @@ Both sides get the same inputs, labels and thread count and compute the same thi
 eval() mode (autograd still runs; no dropout, LayerDrop or SpecAugment: minis2t2's training mode
 is checked against torch's in tests/test_training_mode.py, not timed here), and their first
 losses must agree.
-Reported: the best of 2 x ``--repeats`` steps on each side (two rounds of ``--repeats`` steps a
-side, so that a busy stretch of a shared machine is likely to miss one round of each), the ratio (minis2t2 / torch, lower is
-faster), and minis2t2's peak NumPy memory during a step (tracemalloc). Absolute times depend on
+Reported: the best and the median of ``--rounds`` x ``--repeats`` steps on each side (rounds of
+``--repeats`` steps a side, in turn, so that a busy stretch of a shared machine is likely to miss
+some rounds of each), the ratios of the bests and of the medians (minis2t2 / torch, lower is
+faster; on a shared machine a run's best can be a lucky step, its median is steadier), and
+minis2t2's peak NumPy memory during a step (tracemalloc). Absolute times depend on
 the machine and its load; compare ratios, and name the CPU. Then minis2t2's peak memory of
 ``loss_and_grads`` on the demo model for one clip of 2.5 to 40 s: what a step needs beyond the
 weights, per second of audio (tracemalloc counts every NumPy allocation; the weights are
@@ -50,7 +52,7 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def step_pair(folder: Path, audio: list, texts: list, repeats: int) -> dict:
+def step_pair(folder: Path, audio: list, texts: list, rounds: int, repeats: int) -> dict:
     """Time one training step on each side; -> figures."""
     ours = minis2t2.load(folder)
     inputs = ours.processor(audio, sampling_rate=16000, text=texts)
@@ -75,7 +77,7 @@ def step_pair(folder: Path, audio: list, texts: list, repeats: int) -> dict:
         return loss
 
     theirs, mine = [], []
-    for _ in range(2):  # two rounds, so that a busy stretch of the machine is likely to miss one of each side's;
+    for _ in range(rounds):  # rounds in turn, so that a busy stretch of the machine misses some of each side's;
         theirs += [timed(torch_step) for _ in range(repeats)]  # in blocks, not alternating: torch's OpenMP
         mine += [timed(ours_step) for _ in range(repeats)]  # threads spin after a step and would slow the next
     tracemalloc.start()
@@ -83,8 +85,10 @@ def step_pair(folder: Path, audio: list, texts: list, repeats: int) -> dict:
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     np.testing.assert_allclose(mine[0][1], theirs[0][1], rtol=1e-4)  # the first step's loss: the same model
-    t_torch, t_ours = min(t for t, _ in theirs), min(t for t, _ in mine)
-    return {"torch_s": t_torch, "minis2t2_s": t_ours, "ratio": t_ours / t_torch, "minis2t2_peak_mb": peak / 1e6}
+    t_torch, t_ours = [t for t, _ in theirs], [t for t, _ in mine]
+    return {"torch_s": min(t_torch), "minis2t2_s": min(t_ours), "ratio": min(t_ours) / min(t_torch),
+            "torch_median_s": float(np.median(t_torch)), "minis2t2_median_s": float(np.median(t_ours)),
+            "median_ratio": float(np.median(t_ours) / np.median(t_torch)), "minis2t2_peak_mb": peak / 1e6}
 
 
 def peak_memory(model, audio: np.ndarray, text: str) -> int:
@@ -106,7 +110,8 @@ def timed(fn) -> tuple[float, float]:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--threads", type=int, default=2, help="torch threads (set OMP/OPENBLAS_NUM_THREADS alike)")
-    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--rounds", type=int, default=4, help="rounds of steps per side, in turn (default 4)")
+    p.add_argument("--repeats", type=int, default=3, help="steps per side in a round (default 3)")
     p.add_argument("--skip-fullsize", action="store_true", help="only the demo model")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
@@ -114,7 +119,7 @@ def main() -> None:
     texts = ["dreiundsiebzig", "vierhundertneunundvierzig", "zwölf", "null", "hundert", "achtzehn",
              "neunhundertneunundneunzig", "sechzig", "einundzwanzig", "fünf"]
     demo_audio = [speech_like(40000, seed=i) for i in range(10)]  # 10 x 2.5 s
-    rows["demo model, batch 10 x 2.5 s"] = step_pair(DEMO, demo_audio, texts, args.repeats)
+    rows["demo model, batch 10 x 2.5 s"] = step_pair(DEMO, demo_audio, texts, args.rounds, args.repeats)
     print(rows, flush=True)
     if not args.skip_fullsize:
         hf = R.build_model(dict(ENCODER), dict(DECODER), seed=0, weight_std=None)
@@ -123,12 +128,15 @@ def main() -> None:
             write_vocab(Path(d))
             del hf
             rows["full-size architecture, batch 1 x 5 s"] = step_pair(Path(d), [speech_like(80000, seed=3)],
-                                                                      ["t1 t2 t3 t4 t5 t6"], args.repeats)
+                                                                      ["t1 t2 t3 t4 t5 t6"], args.rounds,
+                                                                      args.repeats)
     print(f"\n{cpu_name()}, {args.threads} threads, torch {torch.__version__}, numpy {np.__version__}\n")
-    print("| one training step | torch + transformers | minis2t2 | ratio | minis2t2 peak memory |")
+    print("| one training step | torch + transformers, best / median | minis2t2, best / median "
+          "| ratio of bests / of medians | minis2t2 peak memory |")
     print("| --- | --- | --- | --- | --- |")
     for name, r in rows.items():
-        print(f"| {name} | {r['torch_s']:.2f} s | {r['minis2t2_s']:.2f} s | {r['ratio']:.2f}x | "
+        print(f"| {name} | {r['torch_s']:.2f} / {r['torch_median_s']:.2f} s | {r['minis2t2_s']:.2f} / "
+              f"{r['minis2t2_median_s']:.2f} s | {r['ratio']:.2f}x / {r['median_ratio']:.2f}x | "
               f"{r['minis2t2_peak_mb']:.0f} MB |")
     demo = minis2t2.load(DEMO)
     print("\n| audio (demo model, one clip) | minis2t2 peak memory of loss_and_grads | per second of audio |")

@@ -87,7 +87,7 @@ def layer_norm_backward(p, x, dy, eps: float):
     dy_x_hat = dy * x_hat  # (*, C)
     grads = {"weight": dy_x_hat.reshape(-1, C).sum(axis=0), "bias": dy.reshape(-1, C).sum(axis=0)}
     mean_g_x_hat = (dy_x_hat @ p.weight)[..., None] / C  # (*, 1)
-    dx = dy * p.weight  # g, then the three terms in place (each a full (*, C) pass, no more temporaries)
+    dx = dy * p.weight  # g, then the three terms in place
     dx -= (dy @ p.weight)[..., None] / C  # mean(g)
     x_hat *= mean_g_x_hat
     dx -= x_hat

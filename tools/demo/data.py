@@ -262,7 +262,7 @@ def speaking_style_set(work: Path, seed: int, per_style: int = 40):
                 items.append({"number": number, "voice": voice, "british_and": british_and, "word_by_word": False,
                               "style": style, "text": text})
         return items, [(spoken(it), it["voice"]) for it in items]
-    return cached(work, "eval_speaking_style" + (f"_seed{seed}" if seed else ""), build)
+    return cached(work, eval_cache_name("speaking_style", seed), build)
 
 
 RECORDED_WORDS = {  # package: (folder, {file name: number}); game voices, not telephone prompts; evaluation only
@@ -304,7 +304,7 @@ def recorded_words(packages: dict | None = None) -> list[dict]:
 
 def evaluation_set(work: Path, name: str, seed: int):
     """(items, clips) of one evaluation set; its own rng, independent of training. Cached per seed
-    (``eval_NAME.npz`` for seed 0, ``eval_NAME_seedS.npz`` for another)."""
+    (``eval_cache_name``)."""
     sources, flite_pool, size, _ = EVAL_SETS[name]
 
     def build():
@@ -313,4 +313,9 @@ def evaluation_set(work: Path, name: str, seed: int):
         numbers = [rng.randrange(1000) if rng.random() < 0.7 else rng.randrange(100) for _ in range(size)]
         items = make_items(numbers, sources, rng, eval_variants, flite_pool)
         return items, [(spoken(it), it["voice"]) for it in items]
-    return cached(work, f"eval_{name}" + (f"_seed{seed}" if seed else ""), build)  # seed 0's caches keep their names
+    return cached(work, eval_cache_name(name, seed), build)
+
+
+def eval_cache_name(name: str, seed: int) -> str:
+    """An evaluation set's cache: eval_NAME for seed 0 (the first sets' names, kept), eval_NAME_seedS else."""
+    return f"eval_{name}" + (f"_seed{seed}" if seed else "")
