@@ -250,3 +250,17 @@ def test_evaluation_sets_are_cached_per_seed(tmp_path, monkeypatch):
     styles0, _ = data.speaking_style_set(tmp_path, 0, per_style=2)
     styles1, _ = data.speaking_style_set(tmp_path, 1, per_style=2)
     assert styles0 != styles1
+
+
+def test_each_rate_of_a_set_marks_its_own_items():
+    """evaluate.py marks each item correct or not after translating its set; the 8 kHz copy of a set
+    once shared the 16 kHz set's items, so the tight-trim and long-silence sets' "plain" figure (read
+    from the 16 kHz items) counted the 8 kHz results."""
+    from tools.demo.evaluate import add_numbers
+
+    sets = {}
+    add_numbers(sets, "voice", "a voice", [{"number": 7}], [np.zeros(1600, np.float32)], also_8k=True)
+    (_, items16, _), (_, items8, waves8) = sets["voice"], sets["voice_8k"]
+    items8[0]["correct"] = False
+    assert "correct" not in items16[0] and items16[0]["expected"] == items8[0]["expected"] == "sieben"
+    assert len(waves8[0]) == 1600  # the 8 kHz line, brought back to 16 kHz

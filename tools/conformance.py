@@ -67,7 +67,10 @@ def cases() -> dict[str, dict]:
     samples = sorted(name for name in expected if name.endswith("_16000.wav"))[:2]
     found["demo"] = {"model": demo, "description": "the shipped demo model (numbers-en-de) on two of its samples",
                      "audio": [minis2t2.load_audio(demo / "samples" / name, 16000) for name in samples],
-                     "labels": [expected[name]["german"] for name in samples]}
+                     # the gradients trace's target for 0.wav: the other sample's text, not what the model hears.
+                     # With its own text the loss is ~1e-5 and the gradients are float32 rounding (p - 1 for a
+                     # probability within 1e-5 of 1), which no tolerance scaled to them can compare.
+                     "labels": [expected[samples[1]]["german"]]}
     return found
 
 

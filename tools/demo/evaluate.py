@@ -59,7 +59,8 @@ def add_numbers(sets: dict, name: str, description: str, items: list[dict], wave
         it["expected"] = german(it["number"])
     sets[name] = (description + ", 16 kHz", items, waves)
     if also_8k:
-        sets[name + "_8k"] = (description + ", 8 kHz", items, [telephone_rate(w) for w in waves])
+        sets[name + "_8k"] = (description + ", 8 kHz", [dict(it) for it in items],  # its own: each rate marks
+                              [telephone_rate(w) for w in waves])                # its own items correct or not
 
 
 def translate_all(model, hf, waves: list[np.ndarray], batch_size: int):

@@ -6,7 +6,7 @@ r"""Train the demo model: spoken English numbers (0-999) -> written German, from
         festvox-us1 festvox-us2 festvox-us3 festvox-en1 \
         csmash-data scid-data saytime  # non-free and contrib; the last three for evaluate.py
     pip install -e ".[test,demo]"
-    python -m tools.demo.train       # the shipped model's recipe (the defaults): phases 1 and 2, 2 h 40 min on 2 cores
+    python -m tools.demo.train       # the shipped model's recipe (the defaults): phases 1, 2 and 3, 3 h 11 min on 2 cores
     python -m tools.demo.evaluate    # per-source held-out accuracy, minis2t2 vs transformers, samples
 
 Data (tools/demo/data.py): every English voice Debian ships (espeak-ng, flite, festival in main;
@@ -18,7 +18,8 @@ and trailing silence, random EQ and tilt, room reverb, babble and coloured noise
 with mu-law or GSM, 8-48 kHz source rates, gain; SpecAugment's time and channel masks in the
 encoder. Phase 2 continues phase 1's model with the speaking styles of data.style_set added to the
 clips ("oh" for zero, "a hundred", teens and tens alone, whispered, slow, fast) and 30% of the
-clips cut tightly around the words (augment.tight_trim).
+clips cut tightly around the words (augment.tight_trim). Phase 3 runs phase 2's data and schedule
+once more on phase 2's result, with new batches (another seed) and a lower peak learning rate.
 
 The model is transformers' own SpeechEncoderDecoderModel (Wav2Vec2 encoder with layer-norm
 convs, stable layer norm and attention masks; Speech2Text2 decoder), trained with torch on the
@@ -231,6 +232,9 @@ PHASES = {  # the shipped model's recipe: phase 1 from random weights, then phas
     # encoder stays frozen and the CTC head (phase 1's scaffolding) is dropped: the decoder's loss alone
     2: {"steps": 7000, "lr": 3e-4, "warmup": 300, "seed": 11, "ctc_weight": 0.0, "clean_start": 0,
         "freeze_feature_encoder_after": 0, "tight_trim": 0.3, "styles": True},
+    # phase 3: phase 2 again on phase 2's result, new batches and a lower peak learning rate
+    3: {"steps": 7000, "lr": 2e-4, "warmup": 300, "seed": 12, "ctc_weight": 0.0, "clean_start": 0,
+        "freeze_feature_encoder_after": 0, "tight_trim": 0.3, "styles": True},
 }
 PHASE_FLAGS = ["steps", "lr", "warmup", "seed", "ctc_weight", "clean_start", "freeze_feature_encoder_after"]
 
@@ -301,11 +305,13 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=Path, default=ROOT / "weights" / "numbers-en-de")
     p.add_argument("--work", type=Path, default=Path("/tmp/minis2t2-demo2"), help="synthesized audio cache")
-    p.add_argument("--phase", choices=("1", "2", "both"), default="both",
-                   help="both (default): phase 1 from random weights, then phase 2 on its result, the shipped "
-                        "model's recipe; 1 or 2: that phase alone, whose settings (PHASES) the options below change")
+    p.add_argument("--phase", choices=("1", "2", "3", "all"), default="all",
+                   help="all (default): phase 1 from random weights, then phases 2 and 3 each on the one before's "
+                        "result, the shipped model's recipe; 1, 2 or 3: that phase alone, whose settings (PHASES) "
+                        "the options below change")
     p.add_argument("--init", type=Path, help="start from this saved model instead of random weights (required by "
-                                             "--phase 2: phase 1's model); its training.json is kept as 'previous'")
+                                             "--phase 2 and 3: the phase before's model); its training.json is kept "
+                                             "as 'previous'")
     p.add_argument("--batch-size", type=int, default=10)
     p.add_argument("--frame-ms", type=int, choices=(20, 40),
                    help="a new model's encoder frame hop (see build_model; default 40): 40 ms halves the transformer's "
@@ -324,13 +330,14 @@ def main() -> None:
                         "--steps)")
     args = p.parse_args()
     given = {k: getattr(args, k) for k in PHASE_FLAGS if getattr(args, k) is not None}
-    if given and args.phase == "both":
-        p.error(f"--{next(iter(given)).replace('_', '-')}: changes one phase's settings; choose it with --phase 1 or 2")
-    if args.phase == "2" and not args.init:
-        p.error("--phase 2 continues phase 1's model: give it with --init DIR")
+    if given and args.phase == "all":
+        p.error(f"--{next(iter(given)).replace('_', '-')}: changes one phase's settings; choose it with --phase 1, 2 "
+                "or 3")
+    if args.phase in ("2", "3") and not args.init:
+        p.error(f"--phase {args.phase} continues phase {int(args.phase) - 1}'s model: give it with --init DIR")
     if args.init and args.frame_ms is not None:
         p.error("--frame-ms: a new model's setting; with --init the saved model's config decides")
-    phases = [1, 2] if args.phase == "both" else [int(args.phase)]
+    phases = list(PHASES) if args.phase == "all" else [int(args.phase)]
     settings = {n: dict(PHASES[n]) for n in phases}
     if len(phases) == 1:
         phase = settings[phases[0]]
