@@ -249,7 +249,8 @@ class Model:
         return named
 
     def loss_and_grads(self, input_values, attention_mask=None, labels=None, record: dict | None = None,
-                       freeze_feature_encoder: bool = False, training: Training | None = None) -> tuple[float, dict]:
+                       freeze_feature_encoder: bool = False, training: Training | None = None,
+                       encoder_loss=None) -> tuple[float, dict]:
         """The loss of ``model(..., labels=labels)`` and its gradient for every trainable parameter.
 
         -> (loss, {name: gradient}) with the names of transformers' ``named_parameters()`` for the
@@ -260,6 +261,11 @@ class Model:
         the backward pass, as torch's autograd keeps them.
         ``freeze_feature_encoder=True`` leaves out the conv feature encoder's parameters and skips
         its backward pass, as transformers' ``freeze_feature_encoder()`` does through autograd.
+        ``encoder_loss``: an auxiliary loss on the encoder's output, as joint CTC-attention training
+        adds one (tools/demo/train.py's NumPy engine): a function (encoded (B, T, C_enc), frame
+        keep-mask (B, T) or None) -> (its loss, d_encoded (B, T, C_enc)). Its loss is added to the
+        one returned and its gradient to the decoder's where both reach the encoder's output; the
+        function keeps the gradients of its own parameters (a head) itself.
 
         The forward keeps each layer's input (``encode_keeping_inputs``, ``decode_keeping_inputs``);
         the backward pass mirrors it layer by layer (``*_backward`` beside each forward in
@@ -295,6 +301,11 @@ class Model:
             record_to(record, "grad.enc_to_dec_proj", d_hidden)
             d_hidden, g = linear_backward(self.params.enc_to_dec_proj, encoded, d_hidden)
             grads |= prefixed("enc_to_dec_proj", g)
+        if encoder_loss is not None:  # d(loss + auxiliary)/d encoded = the decoder's part + the auxiliary's
+            auxiliary, d_auxiliary = encoder_loss(encoded, frames)
+            loss += auxiliary
+            d_hidden = d_auxiliary if not reaches_encoder else d_hidden + d_auxiliary
+            reaches_encoder = True
         if reaches_encoder:
             grads |= prefixed("encoder", enc.encode_backward(self.params.encoder, encoder_saved, self.config.encoder,
                                                              d_hidden, record, training))

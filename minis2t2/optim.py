@@ -79,3 +79,10 @@ def linear_warmup_decay(step: int, warmup: int, total: int) -> float:
     if step < warmup:
         return step / max(1, warmup)
     return max(0.0, (total - step) / max(1, total - warmup))
+
+
+def warmup_cosine(step: int, warmup: int, total: int) -> float:
+    """The demo recipe's schedule (torch's LambdaLR with this factor) as a factor of the peak
+    learning rate: a linear warm-up reaching 1 at step warmup - 1, times a half cosine from 1 at
+    step 0 down to 0 at ``total``:  min(1, (step + 1) / warmup) · (1 + cos(π · min(1, step / total))) / 2."""
+    return min(1.0, (step + 1) / max(1, warmup)) * 0.5 * (1 + math.cos(math.pi * min(1.0, step / total)))

@@ -97,6 +97,22 @@ class Tokenizer:
         return cls(encoder=encoder, bpe_ranks=bpe_ranks, **settings)
 
     @property
+    def bos_token_id(self) -> int:
+        return self.encoder[self.bos_token]
+
+    @property
+    def eos_token_id(self) -> int:
+        return self.encoder[self.eos_token]
+
+    @property
+    def pad_token_id(self) -> int:
+        return self.encoder[self.pad_token]
+
+    @property
+    def unk_token_id(self) -> int:
+        return self.encoder[self.unk_token]
+
+    @property
     def vocab_size(self) -> int:
         return len(self.decoder)
 

@@ -40,8 +40,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
+from minis2t2.optim import warmup_cosine
 from tools.demo.augment import SR, augment, noise_bank, non_speech, pad_silence
 from tools.demo.bpe import SPECIALS, learn_merges
 from tools.demo.data import WORDS, evaluation_set, style_set, training_set, word_bank
@@ -55,11 +55,37 @@ DATA_SEED = 0  # the synthesized clips' seed, apart from --seed: the caches in -
 #                by seed, so every run reads the same clips whichever run synthesized them
 
 
+GENERATION = {"decoder_start_token_id": 2, "bos_token_id": 0, "eos_token_id": 2, "pad_token_id": 1, "max_length": 16,
+              "num_beams": 1}
+
+
+def model_configs(vocab_size: int, frame_ms: int = 20) -> tuple[dict, dict]:
+    """The model's encoder and decoder settings, as Wav2Vec2Config's and Speech2Text2Config's fields.
+    ``frame_ms`` is the encoder's frame hop: 20 ms (320 samples, wav2vec 2.0's own) or 40 ms, where
+    the last conv layer strides 8 instead of 4 and the encoder's transformer sees half as many
+    frames; the positional conv and SpecAugment's time masks keep their length in seconds (0.64 s
+    and ~0.1 s)."""
+    last = {20: 4, 40: 8}[frame_ms]  # the last conv layer's kernel and stride
+    encoder = dict(
+        hidden_size=144, num_hidden_layers=4, num_attention_heads=4, intermediate_size=576,
+        conv_dim=(32, 64, 96, 144), conv_kernel=(10, 8, 4, last), conv_stride=(5, 4, 4, last),  # 5*4*4*last samples a frame
+        feat_extract_norm="layer", do_stable_layer_norm=True, conv_bias=True,
+        num_conv_pos_embeddings=32 * 20 // frame_ms, num_conv_pos_embedding_groups=8,
+        hidden_dropout=0.1, attention_dropout=0.0, activation_dropout=0.0, feat_proj_dropout=0.0,
+        layerdrop=0.0, mask_time_prob=0.1, mask_time_length=math.ceil(100 / frame_ms),
+        mask_feature_prob=0.1, mask_feature_length=12,
+        vocab_size=vocab_size,
+    )
+    decoder = dict(
+        vocab_size=vocab_size, d_model=96, decoder_layers=2, decoder_attention_heads=4, decoder_ffn_dim=384,
+        dropout=0.1, attention_dropout=0.0, activation_function="relu", max_target_positions=32,
+        scale_embedding=True, tie_word_embeddings=False, decoder_layerdrop=0.0,
+    )
+    return encoder, decoder
+
+
 def build_model(vocab_size: int, frame_ms: int = 20):
-    """A fresh model. ``frame_ms`` is the encoder's frame hop: 20 ms (320 samples, wav2vec 2.0's own)
-    or 40 ms, where the last conv layer strides 8 instead of 4 and the encoder's transformer sees
-    half as many frames; the positional conv and SpecAugment's time masks keep their length in
-    seconds (0.64 s and ~0.1 s)."""
+    """A fresh transformers model of model_configs' settings (the torch engine)."""
     from transformers import (
         GenerationConfig,
         Speech2Text2Config,
@@ -70,30 +96,15 @@ def build_model(vocab_size: int, frame_ms: int = 20):
         Wav2Vec2Model,
     )
 
-    last = {20: 4, 40: 8}[frame_ms]  # the last conv layer's kernel and stride
-    encoder = Wav2Vec2Config(
-        hidden_size=144, num_hidden_layers=4, num_attention_heads=4, intermediate_size=576,
-        conv_dim=(32, 64, 96, 144), conv_kernel=(10, 8, 4, last), conv_stride=(5, 4, 4, last),  # 5*4*4*last samples a frame
-        feat_extract_norm="layer", do_stable_layer_norm=True, conv_bias=True,
-        num_conv_pos_embeddings=32 * 20 // frame_ms, num_conv_pos_embedding_groups=8,
-        hidden_dropout=0.1, attention_dropout=0.0, activation_dropout=0.0, feat_proj_dropout=0.0,
-        layerdrop=0.0, mask_time_prob=0.1, mask_time_length=math.ceil(100 / frame_ms),
-        mask_feature_prob=0.1, mask_feature_length=12,
-        vocab_size=vocab_size,
-    )
-    decoder = Speech2Text2Config(
-        vocab_size=vocab_size, d_model=96, decoder_layers=2, decoder_attention_heads=4, decoder_ffn_dim=384,
-        dropout=0.1, attention_dropout=0.0, activation_function="relu", max_target_positions=32,
-        scale_embedding=True, tie_word_embeddings=False, decoder_layerdrop=0.0,
-    )
-    config = SpeechEncoderDecoderConfig.from_encoder_decoder_configs(encoder, decoder)
-    config.decoder_start_token_id = 2
-    config.pad_token_id = 1
-    config.eos_token_id = 2
+    encoder, decoder = model_configs(vocab_size, frame_ms)
+    config = SpeechEncoderDecoderConfig.from_encoder_decoder_configs(Wav2Vec2Config(**encoder),
+                                                                     Speech2Text2Config(**decoder))
+    config.decoder_start_token_id = GENERATION["decoder_start_token_id"]
+    config.pad_token_id = GENERATION["pad_token_id"]
+    config.eos_token_id = GENERATION["eos_token_id"]
     model = SpeechEncoderDecoderModel(config=config, encoder=Wav2Vec2Model(config.encoder),
                                       decoder=Speech2Text2ForCausalLM(config.decoder))
-    model.generation_config = GenerationConfig(decoder_start_token_id=2, bos_token_id=0, eos_token_id=2,
-                                               pad_token_id=1, max_length=16, num_beams=1)
+    model.generation_config = GenerationConfig(**GENERATION)
     return model
 
 
@@ -114,7 +125,7 @@ def channels_last_feature_encoder(model) -> None:
     """
     encoder = model.encoder.feature_extractor
 
-    def forward(input_values: torch.Tensor) -> torch.Tensor:
+    def forward(input_values):  # (batch, samples) -> (batch, channels, frames)
         hidden = input_values[:, :, None]  # (batch, samples, 1 channel)
         for layer in encoder.conv_layers:
             conv = layer.conv
@@ -132,8 +143,10 @@ def trim(x: np.ndarray, threshold: float = 0.02) -> np.ndarray:
     return x[loud[0] : loud[-1] + 1] if len(loud) else x
 
 
-class Batches(torch.utils.data.Dataset):
-    """Batch ``k`` of the run: augmented audio, padded and normalised, with labels and CTC targets.
+class Batches:
+    """Batch ``k`` of the run: augmented audio, padded and normalised (``fe``), with labels and CTC
+    targets, as NumPy arrays: (input_values (B, N), attention_mask (B, N), labels (B, L), each clip's
+    word ids).
 
     A batch is either synthesized clips of similar length (length-bucketed: little padding) with
     a few equally long clips without speech, or numbers composed word by word from the word
@@ -195,32 +208,30 @@ class Batches(torch.utils.data.Dataset):
                 waves.append(augment(x, rng, others, self.noises, self.tight))
             numbers.append(n)
             word_lists.append(words)
-        inputs = self.fe(waves, sampling_rate=SR, padding=True, return_tensors="pt")
+        inputs = self.fe(waves, sampling_rate=SR, padding=True, return_tensors="np")
         label_lists = [self.labels_of[n] for n in numbers]
         width = max(map(len, label_lists))
-        labels = torch.tensor([ls + [-100] * (width - len(ls)) for ls in label_lists])
-        ctc = [[self.word_id[w] for w in ws] for ws in word_lists]
-        return (inputs["input_values"], inputs["attention_mask"], labels,
-                torch.tensor([w for ws in ctc for w in ws], dtype=torch.long), torch.tensor([len(ws) for ws in ctc]))
+        labels = np.array([ls + [-100] * (width - len(ls)) for ls in label_lists], dtype=np.int64)
+        return inputs["input_values"], inputs["attention_mask"], labels, [[self.word_id[w] for w in ws]
+                                                                          for ws in word_lists]
 
 
-def make_tokenizer(out: Path):
-    """Merges learned on the 1000 German targets; the vocabulary is every piece HF's tokenizer cuts
-    the targets into with those merges (segmented with a specials-only vocab)."""
-    from transformers import Speech2Text2Tokenizer
-
+def make_tokenizer(out: Path, read):
+    """Merges learned on the 1000 German targets; the vocabulary is every piece the tokenizer cuts
+    the targets into with those merges (segmented with a specials-only vocab). ``read(out)`` reads
+    the tokenizer files in ``out``: transformers' Speech2Text2Tokenizer or minis2t2's Tokenizer."""
     words = [german(n) for n in range(1000)]
     merges = learn_merges([german_parts(n) for n in range(1000)], num_merges=1000)  # until every morpheme is one piece
     (out / "merges.txt").write_text("".join(f"{a} {b}\n" for a, b in merges), encoding="utf-8")
     (out / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(SPECIALS)}))
-    probe = Speech2Text2Tokenizer(str(out / "vocab.json"), merges_file=str(out / "merges.txt"))
+    probe = read(out)
     pieces = sorted({piece for w in words for piece in probe.tokenize(w)})
     (out / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(SPECIALS + pieces)},
                                                ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
-    tokenizer = Speech2Text2Tokenizer(str(out / "vocab.json"), merges_file=str(out / "merges.txt"))
+    tokenizer = read(out)
     for n, w in enumerate(words):
         ids = tokenizer(w)["input_ids"]
-        assert tokenizer.unk_token_id not in ids and tokenizer.decode(ids) == w, w
+        assert tokenizer.decode(ids) == w, w  # an unknown piece would decode as <unk>
         assert [t.rstrip("@") for t in tokenizer.tokenize(w)] == german_parts(n), (w, tokenizer.tokenize(w))
     return tokenizer
 
@@ -239,43 +250,71 @@ PHASES = {  # the shipped model's recipe: phase 1 from random weights, then phas
 PHASE_FLAGS = ["steps", "lr", "warmup", "seed", "ctc_weight", "clean_start", "freeze_feature_encoder_after"]
 
 
+def labels_and_words(tokenizer) -> tuple[dict, dict]:
+    """Each number's decoder labels (its German pieces, then </s>; None: no number, the empty
+    string) and each English word's CTC id (0 is the blank)."""
+    labels_of = {n: tokenizer(german(n))["input_ids"] + [tokenizer.eos_token_id] for n in range(1000)}
+    labels_of[None] = [tokenizer.eos_token_id]
+    return labels_of, {w: i + 1 for i, w in enumerate(WORDS)}
+
+
+def phase_data(data: dict, phase: dict) -> tuple[list, list]:
+    """A phase's training items and clips: the synthesized set, with the speaking styles if it has them."""
+    if not phase["styles"]:
+        return data["items"], data["clips"]
+    style_items, style_clips = style_set(data["work"], DATA_SEED)
+    return data["items"] + style_items, data["clips"] + style_clips
+
+
+def torch_step(model, ctc_head, optimizer, schedule, batch, ctc_weight: float) -> tuple[float, float]:
+    """One training step of the torch engine on ``batch`` (tensors of a Batches item): the
+    decoder's loss + ctc_weight · CTC of the words on the encoder's output, gradients clipped to
+    global norm 1 (the model's; not the CTC head's), AdamW and the schedule's step.
+    -> (decoder loss, CTC loss)"""
+    import torch
+
+    values, mask, labels, words = batch
+    encoded = model.encoder(values, attention_mask=mask)
+    attention_loss = model(encoder_outputs=encoded, attention_mask=mask, labels=labels).loss
+    ctc_loss = torch.zeros(())
+    if ctc_weight:
+        frames = model.encoder._get_feat_extract_output_lengths(mask.sum(-1))
+        ctc_loss = torch.nn.functional.ctc_loss(
+            ctc_head(encoded.last_hidden_state).log_softmax(-1).transpose(0, 1),  # (T, B, words + 1)
+            torch.tensor([w for ws in words for w in ws], dtype=torch.long), frames,
+            torch.tensor([len(ws) for ws in words]), zero_infinity=True)
+    loss = attention_loss + ctc_weight * ctc_loss
+    optimizer.zero_grad()
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    optimizer.step()
+    schedule.step()
+    return attention_loss.item(), ctc_loss.item()
+
+
 def train_phase(model, phase: dict, clips, items, bank, bank_items, tokenizer, fe, dev_items, dev_clips, args) -> dict:
     """One phase of the recipe on ``model`` (trained in place, saved to ``args.out`` at every
-    checkpoint); returns its training.json record."""
-    labels_of = {n: tokenizer(german(n))["input_ids"] + [tokenizer.eos_token_id] for n in range(1000)}
-    labels_of[None] = [tokenizer.eos_token_id]  # no number: the empty string
-    word_id = {w: i + 1 for i, w in enumerate(WORDS)}  # 0 is the CTC blank
+    checkpoint) with torch; returns its training.json record."""
+    import torch
+
+    labels_of, word_id = labels_and_words(tokenizer)
     ctc_head = torch.nn.Linear(model.config.encoder.hidden_size, len(word_id) + 1)  # training only, not saved
     dev = list(range(0, len(dev_items), 3))  # 100 clips of training voices, new utterances: progress only
 
     steps, warmup = phase["steps"], phase["warmup"]
     optimizer = torch.optim.AdamW([*model.parameters(), *ctc_head.parameters()], lr=phase["lr"], weight_decay=0.01)
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / steps))))
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: warmup_cosine(s, warmup, steps))
     data = Batches(clips, items, bank, bank_items, labels_of, word_id, fe, args.batch_size, steps, phase["seed"],
                    phase["clean_start"], phase["tight_trim"])
     loader = torch.utils.data.DataLoader(data, batch_size=None, shuffle=False, num_workers=1, prefetch_factor=4)
     start, losses, history = time.time(), [], []
     model.train()
-    for step, (values, mask, labels, targets, target_lengths) in enumerate(loader, start=1):
+    for step, (values, mask, labels, words) in enumerate(loader, start=1):  # the loader makes tensors of arrays
         if step - 1 == phase["freeze_feature_encoder_after"]:
             model.freeze_feature_encoder()
             print(json.dumps({"step": step, "feature_encoder": "frozen"}), flush=True)
-        encoded = model.encoder(values, attention_mask=mask)
-        attention_loss = model(encoder_outputs=encoded, attention_mask=mask, labels=labels).loss
-        ctc_loss = torch.zeros(())
-        if phase["ctc_weight"]:
-            frames = model.encoder._get_feat_extract_output_lengths(mask.sum(-1))
-            ctc_loss = torch.nn.functional.ctc_loss(
-                ctc_head(encoded.last_hidden_state).log_softmax(-1).transpose(0, 1),  # (T, B, words + 1)
-                targets, frames, target_lengths, zero_infinity=True)
-        loss = attention_loss + phase["ctc_weight"] * ctc_loss
-        optimizer.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        schedule.step()
-        losses.append((attention_loss.item(), ctc_loss.item()))
+        losses.append(torch_step(model, ctc_head, optimizer, schedule, (values, mask, labels, words),
+                                 phase["ctc_weight"]))
         if step % 100 == 0:
             att, ctc = np.mean(losses[-100:], axis=0)
             row = {"step": step, "decoder_loss": round(float(att), 4), "ctc_loss": round(float(ctc), 4),
@@ -312,6 +351,9 @@ def main() -> None:
     p.add_argument("--init", type=Path, help="start from this saved model instead of random weights (required by "
                                              "--phase 2 and 3: the phase before's model); its training.json is kept "
                                              "as 'previous'")
+    p.add_argument("--engine", choices=("torch", "numpy"), default="torch",
+                   help="torch (default): transformers' model trained by torch, as the shipped model was; numpy: "
+                        "minis2t2 alone (tools/demo/train_numpy.py), which resumes an interrupted run in --out")
     p.add_argument("--batch-size", type=int, default=10)
     p.add_argument("--frame-ms", type=int, choices=(20, 40),
                    help="a new model's encoder frame hop (see build_model; default 40): 40 ms halves the transformer's "
@@ -351,15 +393,28 @@ def main() -> None:
         if not 0 <= phase["clean_start"] <= phase["steps"]:
             p.error(f"--clean-start: expected a step count in [0, --steps={phase['steps']}], got {phase['clean_start']}")
 
-    torch.set_num_threads(2)
     items, clips = training_set(args.work, DATA_SEED)
     bank_items, bank = word_bank(args.work, DATA_SEED)
     dev_items, dev_clips = evaluation_set(args.work, "flite_festival_unseen_utterances", DATA_SEED)
+    data = {"items": items, "clips": clips, "bank_items": bank_items, "bank": bank, "dev_items": dev_items,
+            "dev_clips": dev_clips, "work": args.work}
+    if args.engine == "numpy":
+        from tools.demo import train_numpy
 
-    from transformers import SpeechEncoderDecoderModel, Wav2Vec2FeatureExtractor
+        train_numpy.run(phases, settings, args, data, phase_data, log=lambda line: print(line, flush=True))
+    else:
+        run_torch(phases, settings, args, data)
 
+
+def run_torch(phases: list[int], settings: dict, args, data: dict) -> None:
+    """The torch engine's main: each phase of ``phases`` in turn into ``args.out``."""
+    import torch
+    from transformers import Speech2Text2Tokenizer, SpeechEncoderDecoderModel, Wav2Vec2FeatureExtractor
+
+    torch.set_num_threads(2)
     args.out.mkdir(parents=True, exist_ok=True)
-    tokenizer = make_tokenizer(args.out)
+    tokenizer = make_tokenizer(args.out, lambda folder: Speech2Text2Tokenizer(
+        str(folder / "vocab.json"), merges_file=str(folder / "merges.txt")))
     fe = Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=SR, padding_value=0.0, do_normalize=True,
                                   return_attention_mask=True)
     model, previous = None, None
@@ -373,15 +428,12 @@ def main() -> None:
         if model is None:
             model = build_model(len(tokenizer), args.frame_ms or 40)
             channels_last_feature_encoder(model)
+        phase_items, phase_clips = phase_data(data, phase)
         print(f"vocabulary: {len(tokenizer)} tokens; parameters: {sum(p.numel() for p in model.parameters()) / 1e6:.2f}"
-              f" M; {len(clips)} clips, {len(bank)} word clips", flush=True)
-        phase_items, phase_clips = items, clips
-        if phase["styles"]:
-            style_items, style_clips = style_set(args.work, DATA_SEED)
-            phase_items, phase_clips = items + style_items, clips + style_clips
+              f" M; {len(phase_clips)} clips, {len(data['bank'])} word clips", flush=True)
         print(json.dumps({"phase": n, **phase}), flush=True)
-        record = train_phase(model, phase, phase_clips, phase_items, bank, bank_items, tokenizer, fe, dev_items,
-                             dev_clips, args)
+        record = train_phase(model, phase, phase_clips, phase_items, data["bank"], data["bank_items"], tokenizer, fe,
+                             data["dev_items"], data["dev_clips"], args)
         record = {"phase": n, **record, "init": str(args.init) if args.init and n == phases[0] else None,
                   "previous": previous}
         model.save_pretrained(str(args.out), safe_serialization=True)
@@ -390,7 +442,6 @@ def main() -> None:
         (args.out / "training.json").write_text(json.dumps(record, indent=1) + "\n")
         previous = record
         print(f"phase {n}: saved {args.out}", flush=True)
-
 
 if __name__ == "__main__":
     main()
