@@ -93,7 +93,11 @@ def in_pieces(fn, *arrays: np.ndarray):
     size = flat[0].size
     first = fn(*(a[:PIECE] for a in flat))  # the first piece says how many outputs, and their dtype
     several = isinstance(first, tuple)
-    outs = [np.empty(arrays[0].shape, dtype=piece.dtype) for piece in (first if several else (first,))]
+
+    def outputs(result) -> tuple:  # fn's result as a tuple of arrays, one output or several
+        return result if several else (result,)
+
+    outs = [np.empty(arrays[0].shape, dtype=piece.dtype) for piece in outputs(first)]
     outs_flat = [out.reshape(-1) for out in outs]
 
     def run(start_stop):  # one core's share, a piece at a time
@@ -101,10 +105,10 @@ def in_pieces(fn, *arrays: np.ndarray):
         for begin in range(start, stop, PIECE):
             end = min(begin + PIECE, stop)
             result = fn(*(a[begin:end] for a in flat))
-            for out_flat, piece in zip(outs_flat, result if several else (result,)):
+            for out_flat, piece in zip(outs_flat, outputs(result)):
                 out_flat[begin:end] = piece
 
-    for out_flat, piece in zip(outs_flat, first if several else (first,)):
+    for out_flat, piece in zip(outs_flat, outputs(first)):
         out_flat[:PIECE] = piece
     if size < 5 * PIECE:
         run((PIECE, size))

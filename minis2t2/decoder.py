@@ -24,8 +24,8 @@ import numpy as np
 from .backend import array_module
 from .config import DecoderConfig
 from .layers import (
-    ACTIVATION_BACKWARDS,
     ACTIVATIONS,
+    activation_and_slope,
     attend,
     attention_backward,
     attention_keeping,
@@ -264,15 +264,15 @@ def decoder_layer_backward(p, x, encoder_hidden, self_bias, cross_bias, cfg: Dec
     cross_attn, cross_kept = attention_keeping(p.encoder_attn, x1, encoder_hidden, cross_bias, H, cross_mask)
     cross_out = dropout(training, f"{name}.dropout_after_encoder_attn", cross_attn, cfg.dropout)
     x2 = layer_norm(p.encoder_attn_layer_norm, x1 + cross_out, LAYER_NORM_EPS)
-    hidden = linear(p.fc1, x2)  # (B, S, F)
-    activated = dropout(training, f"{name}.activation_dropout", ACTIVATIONS[act](hidden), cfg.activation_dropout)
+    activated, slope = activation_and_slope(act, linear(p.fc1, x2))  # (B, S, F) each
+    activated = dropout(training, f"{name}.activation_dropout", activated, cfg.activation_dropout)
     ffn_out = dropout(training, f"{name}.dropout_after_fc2", linear(p.fc2, activated), cfg.dropout)
 
     d_sum3, g_ln3 = layer_norm_backward(p.final_layer_norm, x2 + ffn_out, d_out, LAYER_NORM_EPS)
     d_ffn = dropout(training, f"{name}.dropout_after_fc2", d_sum3, cfg.dropout)
     d_act, g_fc2 = linear_backward(p.fc2, activated, d_ffn)
     d_act = dropout(training, f"{name}.activation_dropout", d_act, cfg.activation_dropout)
-    d_x2, g_fc1 = linear_backward(p.fc1, x2, ACTIVATION_BACKWARDS[act](hidden, d_act))
+    d_x2, g_fc1 = linear_backward(p.fc1, x2, d_act * slope)  # d_hidden = d_act · act'(hidden)
     d_sum2, g_ln2 = layer_norm_backward(p.encoder_attn_layer_norm, x1 + cross_out, d_x2 + d_sum3, LAYER_NORM_EPS)
     d_cross = dropout(training, f"{name}.dropout_after_encoder_attn", d_sum2, cfg.dropout)
     d_x1, d_encoder, g_cross = attention_backward(p.encoder_attn, x1, encoder_hidden, cross_bias, H, d_cross,

@@ -7,6 +7,8 @@ r"""Train the demo model: spoken English numbers (0-999) -> written German, from
         csmash-data scid-data saytime  # non-free and contrib; the last three for evaluate.py
     pip install -e ".[test,demo]"
     python -m tools.demo.train       # the shipped model's recipe (the defaults): phases 1, 2 and 3, 3 h 11 min on 2 cores
+    python -m tools.demo.train --engine numpy --out DIR   # the same recipe with minis2t2 alone (no torch);
+                                     # run it again after an interrupt: it resumes from its last check
     python -m tools.demo.evaluate    # per-source held-out accuracy, minis2t2 vs transformers, samples
 
 Data (tools/demo/data.py): every English voice Debian ships (espeak-ng, flite, festival in main;
@@ -23,7 +25,8 @@ once more on phase 2's result, with new batches (another seed) and a lower peak 
 
 The model is transformers' own SpeechEncoderDecoderModel (Wav2Vec2 encoder with layer-norm
 convs, stable layer norm and attention masks; Speech2Text2 decoder), trained with torch on the
-CPU. Loss: the decoder's cross-entropy plus, as in joint CTC-attention training, a CTC loss of
+CPU; ``--engine numpy`` trains minis2t2's model of the same config on the same batches with
+minis2t2's own backward pass and AdamW (tools/demo/train_numpy.py). Loss: the decoder's cross-entropy plus, as in joint CTC-attention training, a CTC loss of
 the English words on the encoder output through a linear head used only in training (not
 saved): without it a run learned only the German prior. Phase 2 trains on the decoder's loss alone.
 
@@ -344,13 +347,13 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=Path, default=ROOT / "weights" / "numbers-en-de")
     p.add_argument("--work", type=Path, default=Path("/tmp/minis2t2-demo2"), help="synthesized audio cache")
-    p.add_argument("--phase", choices=("1", "2", "3", "all"), default="all",
-                   help="all (default): phase 1 from random weights, then phases 2 and 3 each on the one before's "
-                        "result, the shipped model's recipe; 1, 2 or 3: that phase alone, whose settings (PHASES) "
-                        "the options below change")
+    p.add_argument("--phase", choices=[*map(str, PHASES), "all"], default="all",
+                   help="all (default): phase 1 from random weights, then each phase on the one before's result, the "
+                        "shipped model's recipe; a phase's number: that phase alone, whose settings (PHASES) the "
+                        "options below change")
     p.add_argument("--init", type=Path, help="start from this saved model instead of random weights (required by "
-                                             "--phase 2 and 3: the phase before's model); its training.json is kept "
-                                             "as 'previous'")
+                                             "every phase after the first: the phase before's model); its "
+                                             "training.json is kept as 'previous'")
     p.add_argument("--engine", choices=("torch", "numpy"), default="torch",
                    help="torch (default): transformers' model trained by torch, as the shipped model was; numpy: "
                         "minis2t2 alone (tools/demo/train_numpy.py), which resumes an interrupted run in --out")
@@ -373,9 +376,9 @@ def main() -> None:
     args = p.parse_args()
     given = {k: getattr(args, k) for k in PHASE_FLAGS if getattr(args, k) is not None}
     if given and args.phase == "all":
-        p.error(f"--{next(iter(given)).replace('_', '-')}: changes one phase's settings; choose it with --phase 1, 2 "
-                "or 3")
-    if args.phase in ("2", "3") and not args.init:
+        p.error(f"--{next(iter(given)).replace('_', '-')}: changes one phase's settings; choose it with --phase "
+                f"{', '.join(map(str, PHASES))}")
+    if args.phase != "all" and int(args.phase) > min(PHASES) and not args.init:
         p.error(f"--phase {args.phase} continues phase {int(args.phase) - 1}'s model: give it with --init DIR")
     if args.init and args.frame_ms is not None:
         p.error("--frame-ms: a new model's setting; with --init the saved model's config decides")
