@@ -183,3 +183,11 @@ assert not any(name.split(".")[0] in ("torch", "transformers") for name in sys.m
     vocab = len(json.loads((tmp_path / "vocab.json").read_text()))
     assert abs(decoder_loss - np.log(vocab)) < 1.0  # a fresh model: near-uniform over the vocabulary
     assert ctc_loss > 0
+
+
+def test_the_numpy_engine_will_not_overwrite_the_shipped_model(monkeypatch, capsys):
+    monkeypatch.setattr(sys, "argv", ["train.py", "--engine", "numpy"])
+    with pytest.raises(SystemExit) as stop:
+        train.main()
+    assert stop.value.code == 2
+    assert "--engine numpy: give --out DIR" in capsys.readouterr().err

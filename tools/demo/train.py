@@ -345,7 +345,8 @@ def train_phase(model, phase: dict, clips, items, bank, bank_items, tokenizer, f
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", type=Path, default=ROOT / "weights" / "numbers-en-de")
+    p.add_argument("--out", type=Path, help="the model folder to write (default with --engine torch: the shipped "
+                                            "model's, weights/numbers-en-de; --engine numpy needs one given)")
     p.add_argument("--work", type=Path, default=Path("/tmp/minis2t2-demo2"), help="synthesized audio cache")
     p.add_argument("--phase", choices=[*map(str, PHASES), "all"], default="all",
                    help="all (default): phase 1 from random weights, then each phase on the one before's result, the "
@@ -374,6 +375,11 @@ def main() -> None:
                         "chain grows from 0 to 1, the others being the clean synthesized clips (phase 1: 7/26 of "
                         "--steps)")
     args = p.parse_args()
+    if args.out is None:
+        if args.engine == "numpy":
+            p.error("--engine numpy: give --out DIR (the default folder holds the shipped model, which the torch "
+                    "engine trained)")
+        args.out = ROOT / "weights" / "numbers-en-de"
     given = {k: getattr(args, k) for k in PHASE_FLAGS if getattr(args, k) is not None}
     if given and args.phase == "all":
         p.error(f"--{next(iter(given)).replace('_', '-')}: changes one phase's settings; choose it with --phase "
