@@ -191,3 +191,41 @@ def test_the_numpy_engine_will_not_overwrite_the_shipped_model(monkeypatch, caps
         train.main()
     assert stop.value.code == 2
     assert "--engine numpy: give --out DIR" in capsys.readouterr().err
+
+
+def test_a_run_of_two_phases_resumes_at_the_phase_it_was_in(tmp_path, monkeypatch):
+    """run(): phase 2 interrupted after its last save but before its record was written: the same
+    command trains nothing more and writes phase 2's record on phase 1's; with both recorded it
+    does nothing at all."""
+    import argparse
+
+    monkeypatch.setattr(train_numpy, "CHECK_EVERY", 1)
+    monkeypatch.setattr(train_numpy, "dev_exact_match", lambda *_: 0.0)
+    monkeypatch.setattr(train_numpy, "new_model", lambda out, *_: tiny_model(out))
+    tokenizer = Tokenizer.from_folder(DEMO)
+    _, word_id = train.labels_and_words(tokenizer)
+    fixed = FixedBatches([a_batch(tokenizer, seed) for seed in range(2)], word_id)
+    monkeypatch.setattr(train, "Batches", lambda *_, **__: fixed)
+    base = PHASE | {"ctc_weight": 0.0, "clean_start": 0, "tight_trim": 0.0, "styles": False}
+    settings = {1: base | {"steps": 2, "ctc_weight": 0.5}, 2: base | {"steps": 2, "seed": 1, "lr": 5e-4}}
+    args = argparse.Namespace(out=tmp_path, init=None, frame_ms=None, batch_size=4)
+    data = {"bank": [], "bank_items": [], "dev_items": [], "dev_clips": []}
+
+    def run():
+        train_numpy.run([1, 2], settings, args, data, lambda data, phase: ([], []), log=lambda _: None)
+
+    run()
+    record = json.loads((tmp_path / "training.json").read_text())
+    assert (record["phase"], record["previous"]["phase"], record["previous"]["previous"]) == (2, 1, None)
+    weights = minis2t2.load(tmp_path).trainable_parameters()
+
+    (tmp_path / "training.json").write_text(json.dumps(record["previous"]))  # as if killed before phase 2's record
+    run()
+    again = json.loads((tmp_path / "training.json").read_text())
+    assert (again["phase"], again["previous"]["phase"]) == (2, 1)
+    assert again["history"] == record["history"]
+    for name, array in minis2t2.load(tmp_path).trainable_parameters().items():
+        np.testing.assert_array_equal(array, weights[name], err_msg=name)  # no step taken
+
+    run()  # both phases recorded: nothing to do
+    assert json.loads((tmp_path / "training.json").read_text()) == again

@@ -207,14 +207,15 @@ def run(phases: list[int], settings: dict, args, data: dict, phase_data, log=pri
         log(f"{out}: resuming phase {state['phase']} after step {state['step']}")
     tokenizer = make_tokenizer(out, read_tokenizer)
     previous = json.loads((args.init / "training.json").read_text()) if args.init else None
-    if state and (out / "training.json").is_file():  # the record of the last phase this run finished, if any
+    done = None  # the record of the last phase the interrupted run finished, if any
+    if state and (out / "training.json").is_file():
         done = json.loads((out / "training.json").read_text())
-        if done.get("engine") == "numpy" and done.get("phase") in phases and done["phase"] <= state["phase"]:
-            previous = done
+        done = done if done.get("engine") == "numpy" and done.get("phase") in phases else None
     for n in phases:
         phase = settings[n]
-        if state and (state["phase"] > n or state["step"] >= phase["steps"] and state["phase"] == n):
-            continue  # done before the interrupt
+        if done and done["phase"] >= n:  # finished and recorded before the interrupt
+            previous = done if done["phase"] == n else previous
+            continue
         if model is None:
             model = minis2t2.load(args.init) if args.init else new_model(out, tokenizer.vocab_size, args.frame_ms or 40,
                                                                          phase["seed"])
@@ -224,7 +225,7 @@ def run(phases: list[int], settings: dict, args, data: dict, phase_data, log=pri
                           model.processor.feature_extractor, args.batch_size, phase["steps"], phase["seed"],
                           phase["clean_start"], phase["tight_trim"])
         log(json.dumps({"phase": n, **phase, "engine": "numpy"}))
-        resume = state if state and state["phase"] == n else None
+        resume = state if state and state["phase"] == n else None  # (at its last step if only its record is missing)
         fresh = {"phase": n, "step": 0, "seconds": 0.0, "history": [], "settings": {str(m): settings[m] for m in phases}}
         record = train_phase(model, n, phase, batches, data["dev_items"], data["dev_clips"], out, resume or fresh, log)
         record = {"phase": n, **record, "batch_size": args.batch_size, "train_clips": len(clips),
