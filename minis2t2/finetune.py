@@ -112,10 +112,8 @@ def finetune(model_path, data: Path, out: Path, settings: Settings, log=print, w
     params = model.trainable_parameters()
     optimizer = AdamW(lr=settings.lr, weight_decay=settings.weight_decay)
     if resuming and (out / OPTIMIZER).is_file():
-        for name, (array, _) in read_safetensors(out / OPTIMIZER).items():
-            kind, param = name.split(".", 1)
-            (optimizer.exp_avg if kind == "m" else optimizer.exp_avg_sq)[param] = np.array(array)
-        optimizer.steps = dict(state["optimizer_steps"])  # per parameter: LayerDrop may have skipped some
+        optimizer.load_moments({name: np.array(array) for name, (array, _) in read_safetensors(out / OPTIMIZER).items()},
+                               state["optimizer_steps"])  # step counts per parameter: LayerDrop may have skipped some
     frozen = (FEATURE_ENCODER,) if settings.freeze_feature_encoder else ()
     log(f"{len(clips)} clips; {sum(a.size for a in params.values()) / 1e6:.2f} M parameters"
         f"{' (feature encoder frozen)' if frozen else ''}; steps {state['step'] + 1}-{settings.steps}")
@@ -145,9 +143,7 @@ def finetune(model_path, data: Path, out: Path, settings: Settings, log=print, w
 def save_checkpoint(model, out: Path, optimizer: AdamW, state: dict, settings: Settings) -> None:
     """The model folder, the optimiser's state and the progress, then the loss curve."""
     model.save_pretrained(out)
-    moments = {f"m.{name}": (a, SAFETENSORS_DTYPES[a.dtype.name]) for name, a in optimizer.exp_avg.items()} | \
-              {f"v.{name}": (a, SAFETENSORS_DTYPES[a.dtype.name]) for name, a in optimizer.exp_avg_sq.items()}
-    write_safetensors(out / OPTIMIZER, moments)
+    write_safetensors(out / OPTIMIZER, {n: (a, SAFETENSORS_DTYPES[a.dtype.name]) for n, a in optimizer.moments().items()})
     (out / STATE).write_text(json.dumps(state | {"settings": asdict(settings), "optimizer_steps": optimizer.steps},
                                         indent=1))
     draw_losses(state["losses"], out / "loss.png")

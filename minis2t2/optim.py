@@ -62,6 +62,18 @@ class AdamW:
             v += (1 - beta2) * g * g
             p -= (lr / bias_correction1) * m / (xp.sqrt(v) / bias_correction2_sqrt + self.eps)
 
+    def moments(self) -> dict:
+        """m and v of every parameter as one flat dict, "m." / "v." + its name (what a checkpoint stores)."""
+        return {f"m.{n}": a for n, a in self.exp_avg.items()} | {f"v.{n}": a for n, a in self.exp_avg_sq.items()}
+
+    def load_moments(self, arrays: dict, steps: dict) -> None:
+        """The state ``moments`` wrote (other names are left alone), with each parameter's step count."""
+        for name, array in arrays.items():
+            kind, param = name.split(".", 1)
+            if kind in ("m", "v"):
+                (self.exp_avg if kind == "m" else self.exp_avg_sq)[param] = array
+        self.steps = dict(steps)
+
 
 def clip_grad_norm(grads: dict, max_norm: float) -> float:
     """torch.nn.utils.clip_grad_norm_: scale every gradient by min(1, max_norm / (‖g‖ + 1e-6)), ‖g‖

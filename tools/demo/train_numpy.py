@@ -135,21 +135,16 @@ def batches_from(batches, first: int, last: int):
 def save(model, head: Tree, optimizer: AdamW, state: dict, out: Path) -> None:
     """The model folder, then what resuming needs beside it: the head, AdamW's moments, the state."""
     model.save_pretrained(out)
-    arrays = {f"m.{n}": a for n, a in optimizer.exp_avg.items()} | {f"v.{n}": a for n, a in optimizer.exp_avg_sq.items()}
-    arrays |= {"head.weight": head.weight, "head.bias": head.bias}
+    arrays = optimizer.moments() | {"head.weight": head.weight, "head.bias": head.bias}
     write_safetensors(out / MOMENTS, {n: (to_numpy(a), SAFETENSORS_DTYPES[a.dtype.name]) for n, a in arrays.items()})
     (out / STATE).write_text(json.dumps(state | {"optimizer_steps": optimizer.steps}, indent=1) + "\n")
 
 
 def restore(head: Tree, optimizer: AdamW, state: dict, out: Path) -> None:
     """The head's weights and AdamW's state as ``save`` left them."""
-    for name, (array, _) in read_safetensors(out / MOMENTS).items():
-        kind, rest = name.split(".", 1)
-        if kind == "head":
-            head[rest][...] = array
-        else:
-            (optimizer.exp_avg if kind == "m" else optimizer.exp_avg_sq)[rest] = np.array(array)
-    optimizer.steps = dict(state["optimizer_steps"])
+    arrays = {name: np.array(array) for name, (array, _) in read_safetensors(out / MOMENTS).items()}
+    head.weight[...], head.bias[...] = arrays["head.weight"], arrays["head.bias"]
+    optimizer.load_moments(arrays, state["optimizer_steps"])
 
 
 def train_phase(model, n: int, phase: dict, batches, dev_items, dev_clips, out: Path, state: dict, log=print) -> dict:
