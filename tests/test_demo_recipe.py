@@ -264,3 +264,18 @@ def test_each_rate_of_a_set_marks_its_own_items():
     items8[0]["correct"] = False
     assert "correct" not in items16[0] and items16[0]["expected"] == items8[0]["expected"] == "sieben"
     assert len(waves8[0]) == 1600  # the 8 kHz line, brought back to 16 kHz
+
+
+def test_the_kokoro_evaluation_set_speaks_only_its_held_out_voice(tmp_path, monkeypatch):
+    """The held-out Kokoro set (synthesis stubbed: the items are the point): 200 numbers, each from
+    jf_nezumi alone, at a rate in the evaluation sets' range, and no voice of it in any training set."""
+    from tools.demo.voices import KOKORO_JA_HELD_OUT
+
+    monkeypatch.setattr(data, "synthesize", lambda jobs: [np.zeros(160, np.int16) for _ in jobs])
+    items, clips = data.evaluation_set(tmp_path, "kokoro_ja_held_out_voice", 0)
+    assert len(items) == len(clips) == 200
+    assert {(it["voice"]["source"], it["voice"]["name"]) for it in items} == {("kokoro_ja", "jf_nezumi")}
+    assert all(0.8 <= it["voice"]["rate"] <= 1.35 for it in items)
+    training_sources = {source for part in (data.MAIN_SOURCES, data.NON_FREE_SOURCES, data.EXTRA_SOURCES,
+                                            data.NEURAL_SOURCES, data.STYLE_SOURCES) for source, _ in part}
+    assert "kokoro_ja" not in training_sources and KOKORO_JA_HELD_OUT == ["jf_nezumi"]

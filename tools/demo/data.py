@@ -21,7 +21,8 @@ not depend on the training set (and evaluate.py never synthesizes training audio
 - Evaluation sets, each with its own numbers: unseen espeak-ng variants; unseen utterances of
   the flite/festival training voices and of hibari's neural voice; flite's ``awb`` voice, held
   out of training entirely; the Piper neural voice ``en_US-joe-medium`` (never trained on), at
-  16 kHz and at 8 kHz; and number words recorded for two Debian games (``RECORDED_WORDS``),
+  16 kHz and at 8 kHz; Kokoro-82M's Japanese voice jf_nezumi reading English (never trained on);
+  and number words recorded for two Debian games (``RECORDED_WORDS``),
   read where apt installs them.
 """
 
@@ -39,7 +40,17 @@ import soundfile
 
 from minis2t2.audio import load_audio, resample
 from tools.demo.spell import EN_ONES, EN_TENS, english
-from tools.demo.voices import FESTIVAL, FESTIVAL_EXTRA, FLITE_HELD_OUT, FLITE_TRAIN, MBROLA, PICO, RHVOICE, synthesize
+from tools.demo.voices import (
+    FESTIVAL,
+    FESTIVAL_EXTRA,
+    FLITE_HELD_OUT,
+    FLITE_TRAIN,
+    KOKORO_JA_HELD_OUT,
+    MBROLA,
+    PICO,
+    RHVOICE,
+    synthesize,
+)
 
 ACCENTS = ["en-us", "en-gb", "en-gb-scotland", "en-gb-x-gbclan", "en-gb-x-rp", "en-us-nyc", "en-029",
            "en-gb-x-gbcwmd"]
@@ -78,6 +89,9 @@ def random_voice(source: str, rng: random.Random, espeak_pool: list[str], flite_
     if source == "hibari":
         return {"source": source, "name": "heart", "rate": rng.uniform(0.8, 1.35), "pitch": 1.0,
                 "seed": rng.randrange(2**31)}
+    if source == "kokoro_ja_held_out":
+        return {"source": "kokoro_ja", "name": rng.choice(KOKORO_JA_HELD_OUT), "rate": rng.uniform(0.8, 1.35),
+                "pitch": 1.0}
     if source == "piper":
         return {"source": source, "name": "en_US-joe-medium", "rate": rng.uniform(0.85, 1.25), "pitch": 1.0}
     raise ValueError(source)
@@ -218,6 +232,8 @@ EVAL_SETS = {  # name: (sources, flite voices, clips, description)
     "hibari_unseen_utterances": ([("hibari", 1.0)], [], 200,
                                  "hibari's neural voice heart, a training voice, new utterances"),
     "piper_joe": ([("piper", 1.0)], [], 200, "Piper en_US-joe-medium neural voice, never trained on"),
+    "kokoro_ja_held_out_voice": ([("kokoro_ja_held_out", 1.0)], [], 200,
+                                 "Kokoro-82M's Japanese voice jf_nezumi reading English, held out of training"),
 }
 
 

