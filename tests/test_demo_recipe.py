@@ -1,7 +1,8 @@
 """The demo model's recipe pieces: number spellers (checked against num2words, an independent
 well-kept package), the BPE learner (its files read by transformers' tokenizer), the training-speed
 feature encoder and 40 ms frames against HF's, the clean-start curriculum, and the recorded
-evaluation words' usage error when their Debian package is missing."""
+evaluation words: read from folders and zip archives, with a usage error when their Debian package
+is missing."""
 
 import json
 import shutil
@@ -17,7 +18,7 @@ import minis2t2
 from minis2t2.loading import DEFAULT_MODEL_NAME
 from tools.demo import data, train
 from tools.demo.bpe import SPECIALS, learn_merges
-from tools.demo.spell import english, german, german_parts
+from tools.demo.spell import EN_ONES, EN_TENS, english, german, german_parts
 from tools.demo.train import Batches, build_model, channels_last_feature_encoder
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -127,6 +128,46 @@ def test_recorded_words_missing_package_is_one_line_exit_2(tmp_path, monkeypatch
     assert exit_.value.code == 2
     err = capsys.readouterr().err
     assert err == f"{tmp_path}: two.wav missing; install them with apt-get install some-data\n"
+
+
+def test_recorded_words_inside_a_zip_archive(tmp_path, monkeypatch, capsys):
+    """OpenArena's announcer ships inside a .pk3 (a zip archive): its members are found and read as
+    files are (channels averaged, resampled to 16 kHz), and a missing member is the same one-line
+    usage error as a missing file."""
+    import io
+    import zipfile
+
+    import soundfile
+
+    t = np.arange(11025) / 22050
+    tone = (0.5 * np.sin(2 * np.pi * 300 * t)).astype(np.float32)
+    wav = io.BytesIO()
+    soundfile.write(wav, np.stack([tone, tone], axis=1), 22050, format="WAV", subtype="PCM_16")
+    pak = tmp_path / "pak6-misc.pk3"
+    with zipfile.ZipFile(pak, "w") as archive:
+        archive.writestr("sound/feedback/one.wav", wav.getvalue())
+    monkeypatch.setattr(data, "RECORDED_WORDS", {"openarena-081-misc": (str(pak), {"sound/feedback/one.wav": 1})})
+    [item] = data.recorded_words()
+    clip = data.read_recorded(item)
+    assert item["number"] == 1 and item["archive"] == str(pak) and clip.dtype == np.float32
+    np.testing.assert_allclose(clip, minis2t2.audio.resample(tone, 22050, 16000), atol=1e-4)  # 16-bit's step
+    monkeypatch.setattr(data, "RECORDED_WORDS", {"openarena-081-misc": (str(pak), {"sound/feedback/two.wav": 2})})
+    with pytest.raises(SystemExit) as exit_:
+        data.recorded_words()
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err == (f"{pak}: sound/feedback/two.wav missing; install them with "
+                                       "apt-get install openarena-081-misc\n")
+
+
+def test_recorded_no_number_words_hold_no_number():
+    """The no-number set expects an empty output: none of its words may be a number word, and none of
+    its files is one of the number sets' files."""
+    number_words = {*EN_ONES, *EN_TENS[2:], "hundred", "oh", "nil", "love"}
+    for package, (_, names) in data.RECORDED_NO_NUMBER.items():
+        for name in names:
+            words = Path(name).stem.lower().rstrip("0123456789").split("_")
+            assert not number_words & set(words), (package, name)
+            assert name not in {**data.RECORDED_WORDS, **data.RECORDED_CLOCK}.get(package, ("", {}))[1], name
 
 
 def test_tight_trim_and_long_silence_keep_the_speech():

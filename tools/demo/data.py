@@ -28,11 +28,13 @@ not depend on the training set (and evaluate.py never synthesizes training audio
 
 from __future__ import annotations
 
+import io
 import json
 import random
 import subprocess
 import sys
 import time
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -281,9 +283,13 @@ def speaking_style_set(work: Path, seed: int, per_style: int = 40):
     return cached(work, eval_cache_name("speaking_style", seed), build)
 
 
-RECORDED_WORDS = {  # package: (folder, {file name: number}); game voices, not telephone prompts; evaluation only
+OPENARENA_PAK = "/usr/share/games/openarena/baseoa/pak6-misc.pk3"  # a zip archive, as Quake 3's .pk3 files are
+
+RECORDED_WORDS = {  # package: (folder or zip archive, {file name: number}); game voices, not telephone prompts;
+    #                 evaluation only
     "csmash-data": ("/usr/share/games/csmash/wav", {f"{english(n)}.wav": n for n in [*range(21), 30]}),  # umpire
     "scid-data": ("/usr/share/scid/sounds", {f"{n}.wav": n for n in range(1, 9)}),  # chess move announcer
+    "openarena-081-misc": (OPENARENA_PAK, {f"sound/feedback/{english(n)}.wav": n for n in (1, 2, 3)}),  # countdown
 }
 
 
@@ -293,13 +299,57 @@ RECORDED_CLOCK = {  # a talking clock's words, spoken by a person (David C Dawso
 CLOCK_FORMAT = {"format": "RAW", "subtype": "ULAW", "samplerate": 8000, "channels": 1}  # headerless Sun audio
 
 
+RECORDED_NO_NUMBER = {  # the same people's words that are no number: the expected output is empty; evaluation only
+    "csmash-data": ("/usr/share/games/csmash/wav", [f"{w}.wav" for w in ["all", "racket", "table"]]),  # not
+    #                                                                       "loveall": love is nil
+    "scid-data": ("/usr/share/scid/sounds", [f"{w}.wav" for w in ["Back", "Bishop", "CastleK", "CastleQ", "Check",
+                                                                  "King", "Knight", "Mate", "Promote", "Queen",
+                                                                  "Rook", "move", *"abcdefghx"]]),
+    "saytime": ("/usr/share/saytime", [f"{w}.au" for w in ["am", "and", "exactly", "hour", "hours", "minute",
+                                                           "minutes", "oclock", "pm", "second", "seconds",
+                                                           "the_time_is"]]),
+    "openarena-081-misc": (OPENARENA_PAK, [  # the announcer's words; not the hit sounds, the flag jingles,
+        # the files with a number in their name, or the four byte-for-byte copies (excellent_a, ...)
+        *(f"sound/feedback/{w}.wav" for w in [
+            "accuracy", "assist", "blueleads", "defense", "denied", "excellent", "fight", "fight2", "frags",
+            "gauntlet", "humiliation", "impressive", "lostlead", "perfect", "prepare", "redleads", "sudden_death",
+            "takenlead", "teamstied", "tiedlead", "vote_failed", "vote_now", "vote_passed", "youlose", "youwin"]),
+        *(f"sound/teamplay/voc_{w}.wav" for w in [
+            "base_attack", "blue_returned", "blue_scores", "enemy_flag", "red_returned", "red_scores", "team_flag",
+            "you_flag"])]),
+}
+
+
 def read_recorded(item: dict, rate: int = 16000) -> np.ndarray:
-    """A recorded_words item's clip at ``rate``: files with a header through minis2t2.load_audio; the
-    talking clock's headerless 8 kHz mu-law as CLOCK_FORMAT says (no header declares its rate)."""
+    """A recorded_words item's clip at ``rate``: files with a header through minis2t2.load_audio (from
+    inside a zip archive, through soundfile); the talking clock's headerless 8 kHz mu-law as
+    CLOCK_FORMAT says (no header declares its rate)."""
     if item["voice"]["name"] in RECORDED_CLOCK:
         clip, _ = soundfile.read(item["file"], dtype="float32", **CLOCK_FORMAT)
         return resample(clip, CLOCK_FORMAT["samplerate"], rate)
+    if "archive" in item:
+        with zipfile.ZipFile(item["archive"]) as archive:
+            clip, source_rate = soundfile.read(io.BytesIO(archive.read(item["file"])), dtype="float32", always_2d=True)
+        return resample(clip.mean(axis=1), source_rate, rate)
     return load_audio(item["file"], rate)
+
+
+def recorded_files(package: str, folder: str, names) -> list[dict]:
+    """{"file"} (and "archive" when ``folder`` is a zip archive) of each of ``names`` in ``folder``; one
+    line naming what is missing and the package to install, exit 2, if any is."""
+    if Path(folder).is_file():
+        with zipfile.ZipFile(folder) as archive:
+            inside = set(archive.namelist())
+        missing = [name for name in names if name not in inside]
+        found = [{"file": name, "archive": folder} for name in names]
+    else:
+        missing = [name for name in names if not (Path(folder) / name).is_file()]
+        found = [{"file": str(Path(folder) / name)} for name in names]
+    if missing:  # the recipe's apt-get line was skipped: a usage error
+        print(f"{folder}: {', '.join(missing)} missing; install them with apt-get install {package}",
+              file=sys.stderr)
+        raise SystemExit(2)
+    return found
 
 
 def recorded_words(packages: dict | None = None) -> list[dict]:
@@ -307,14 +357,19 @@ def recorded_words(packages: dict | None = None) -> list[dict]:
     unless given, or RECORDED_CLOCK)."""
     items = []
     for package, (folder, files) in (RECORDED_WORDS if packages is None else packages).items():
-        missing = [name for name in files if not (Path(folder) / name).is_file()]
-        if missing:  # the recipe's apt-get line was skipped: a usage error, one line, exit 2
-            print(f"{folder}: {', '.join(missing)} missing; install them with apt-get install {package}",
-                  file=sys.stderr)
-            raise SystemExit(2)
-        items += [{"number": n, "word_by_word": False, "british_and": False, "file": str(Path(folder) / name),
-                   "voice": {"source": "recorded", "name": package}} | ({"text": "oh"} if name.startswith("oh.") else {})
-                  for name, n in files.items()]
+        items += [{"number": n, "word_by_word": False, "british_and": False,
+                   "voice": {"source": "recorded", "name": package}} | found | ({"text": "oh"} if name.startswith("oh.") else {})
+                  for found, (name, n) in zip(recorded_files(package, folder, list(files)), files.items())]
+    return items
+
+
+def recorded_no_number() -> list[dict]:
+    """{"text", "voice", "file"} items of RECORDED_NO_NUMBER's words; "text" is the file's name
+    without its folder and suffix ("the_time_is")."""
+    items = []
+    for package, (folder, names) in RECORDED_NO_NUMBER.items():
+        items += [{"text": Path(name).stem, "voice": {"source": "recorded", "name": package}} | found
+                  for found, name in zip(recorded_files(package, folder, names), names)]
     return items
 
 

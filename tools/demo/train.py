@@ -4,7 +4,7 @@ r"""Train the demo model: spoken English numbers (0-999) -> written German, from
         festvox-rablpc16k festvox-don \
         mbrola mbrola-us1 mbrola-us2 mbrola-us3 mbrola-en1 libttspico-utils rhvoice rhvoice-english \
         festvox-us1 festvox-us2 festvox-us3 festvox-en1 \
-        csmash-data scid-data saytime  # non-free and contrib; the last three for evaluate.py
+        csmash-data scid-data saytime openarena-081-misc  # non-free and contrib; the last four for evaluate.py
     pip install -e ".[test,demo]"
     python -m tools.demo.train       # the shipped model's recipe (the defaults): phases 1, 2 and 3, 3 h 11 min on 2 cores
     python -m tools.demo.train --engine numpy --out DIR   # the same recipe with minis2t2 alone (no torch);
