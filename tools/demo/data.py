@@ -22,7 +22,8 @@ not depend on the training set (and evaluate.py never synthesizes training audio
   the flite/festival training voices and of hibari's neural voice; flite's ``awb`` voice, held
   out of training entirely; the Piper neural voice ``en_US-joe-medium`` (never trained on), at
   16 kHz and at 8 kHz; Kokoro-82M's Japanese voice jf_nezumi reading English (never trained on);
-  and number words recorded for two Debian games (``RECORDED_WORDS``),
+  number words recorded for three Debian games (``RECORDED_WORDS``) and a talking clock
+  (``RECORDED_CLOCK``), and words of the same people that are no number (``RECORDED_NO_NUMBER``),
   read where apt installs them.
 """
 
