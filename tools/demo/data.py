@@ -359,7 +359,8 @@ def recorded_words(packages: dict | None = None) -> list[dict]:
     items = []
     for package, (folder, files) in (RECORDED_WORDS if packages is None else packages).items():
         items += [{"number": n, "word_by_word": False, "british_and": False,
-                   "voice": {"source": "recorded", "name": package}} | found | ({"text": "oh"} if name.startswith("oh.") else {})
+                   "voice": {"source": "recorded", "name": package}}
+                  | found | ({"text": "oh"} if name.startswith("oh.") else {})
                   for found, (name, n) in zip(recorded_files(package, folder, list(files)), files.items())]
     return items
 

@@ -160,8 +160,9 @@ def main() -> None:
             "clips": len(items),
             "exact_match": round(float(np.mean(correct)), 4),
             "transformers_token_identical": f"{sum(a == b for a, b in zip(ours, theirs))}/{len(items)}",
-            "errors": [{"said": spoken(it) if {"number", "text"} & it.keys() else "", "voice": it.get("voice", {}).get("name", ""),
-                        "got": t} for t, it, ok in zip(texts, items, correct) if not ok],
+            "errors": [{"said": spoken(it) if {"number", "text"} & it.keys() else "",
+                        "voice": it.get("voice", {}).get("name", ""), "got": t}
+                       for t, it, ok in zip(texts, items, correct) if not ok],
         }
         print(f"{name}: {report[name]['exact_match']:.3f} ({sum(correct)}/{len(items)}), transformers identical "
               f"{report[name]['transformers_token_identical']}", flush=True)
