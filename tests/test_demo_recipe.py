@@ -1,22 +1,25 @@
 """The demo model's recipe pieces: number spellers (checked against num2words, an independent
 well-kept package), the BPE learner (its files read by transformers' tokenizer), the training-speed
-feature encoder and 40 ms frames against HF's, the clean-start curriculum, and the recorded
-evaluation words: read from folders and zip archives, with a usage error when their Debian package
-is missing."""
+feature encoder and 40 ms frames against HF's, the clean-start curriculum, the shipped recipe's
+steps and its weight average, and the recorded evaluation words: read from folders and zip
+archives, with a usage error when their Debian package is missing."""
 
+import argparse
 import json
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from num2words import num2words
+from safetensors.numpy import load_file, save_file
 from transformers import Speech2Text2Tokenizer
 
 import minis2t2
 from minis2t2.loading import DEFAULT_MODEL_NAME
-from tools.demo import data, train
+from tools.demo import data, train, train_numpy
 from tools.demo.bpe import SPECIALS, learn_merges
 from tools.demo.spell import EN_ONES, EN_TENS, english, german, german_parts
 from tools.demo.train import Batches, build_model, channels_last_feature_encoder
@@ -118,6 +121,71 @@ def test_clean_start_batches_begin_clean(monkeypatch):
 
     assert all(clean(w) for w in batches[0][0])
     assert not any(clean(w) for w in batches[50][0] + batches[99][0])
+
+
+def a_model_folder(folder: Path, weights: dict, phase) -> Path:
+    """A model folder as the recipe's steps leave one: weights, a config file, a training record."""
+    folder.mkdir(parents=True, exist_ok=True)
+    save_file(weights, str(folder / "model.safetensors"), metadata={"format": "pt"})
+    (folder / "config.json").write_text(json.dumps({"model_type": "speech-encoder-decoder", "from": folder.name}))
+    (folder / "training.json").write_text(json.dumps({"phase": phase, **train.PHASES.get(phase, {})}))
+    return folder
+
+
+def test_average_models_is_the_mean_of_each_weight(tmp_path):
+    rng = np.random.default_rng(0)
+    a = {"w": rng.standard_normal((3, 4)).astype(np.float32), "b": rng.standard_normal(4).astype(np.float32)}
+    b = {name: rng.standard_normal(array.shape).astype(np.float32) for name, array in a.items()}
+    folders = [a_model_folder(tmp_path / "a", a, 3), a_model_folder(tmp_path / "b", b, 3)]
+    train.average_models(folders, tmp_path / "out")
+    mean = load_file(tmp_path / "out" / "model.safetensors")
+    for name, array in a.items():
+        assert mean[name].dtype == np.float32
+        np.testing.assert_allclose(mean[name], (array + b[name]) / 2, rtol=0, atol=1e-7, err_msg=name)  # fp32 rounding
+    assert json.loads((tmp_path / "out" / "config.json").read_text())["from"] == "a"  # the first folder's files
+    record = json.loads((tmp_path / "out" / "training.json").read_text())
+    assert record["phase"] == "average" and [r["phase"] for r in record["of"]] == [3, 3]
+    assert record["models"] == [str(f) for f in folders]
+
+
+def test_average_models_refuses_models_of_other_shapes(tmp_path):
+    folders = [a_model_folder(tmp_path / "a", {"w": np.zeros((2, 3), np.float32)}, 3),
+               a_model_folder(tmp_path / "b", {"w": np.zeros((3, 2), np.float32)}, 3)]
+    with pytest.raises(ValueError, match=f"^{tmp_path / 'b'}: not the same architecture as {tmp_path / 'a'}"):
+        train.average_models(folders, tmp_path / "out")
+
+
+def test_the_shipped_recipe_averages_two_runs_of_phases_2_and_3_from_phase_1(tmp_path, monkeypatch):
+    """shipped_recipe: phase 1 by torch; phases 2 and 3 from its model by torch, then by the NumPy
+    engine; their average in --out. Run again, it trains nothing: each step's folder holds its
+    finished model."""
+    steps = []
+
+    def fake_run(engine):
+        def run(phases, settings, args, *_, **__):
+            steps.append((engine, phases, args.out, args.init))
+            assert settings == train.PHASES
+            a_model_folder(args.out, {"w": np.full(2, len(steps), np.float32)}, phases[-1])
+        return run
+
+    monkeypatch.setattr(train, "run_torch", fake_run("torch"))
+    monkeypatch.setattr(train_numpy, "run", fake_run("numpy"))
+    args = argparse.Namespace(out=tmp_path / "model", work=tmp_path / "work", init=None, frame_ms=None, batch_size=10)
+    train.shipped_recipe(args, {})
+    runs = args.work / "recipe"
+    assert steps == [("torch", [1], runs / "phase-1", None), ("torch", [2, 3], runs / "torch", runs / "phase-1"),
+                     ("numpy", [2, 3], runs / "numpy", runs / "phase-1")]
+    np.testing.assert_array_equal(load_file(args.out / "model.safetensors")["w"], [2.5, 2.5])  # steps 2 and 3's
+    train.shipped_recipe(args, {})
+    assert len(steps) == 3
+
+
+def test_the_recipe_will_not_start_from_a_given_model(monkeypatch, capsys):
+    monkeypatch.setattr(sys, "argv", ["train.py", "--init", str(DEMO)])
+    with pytest.raises(SystemExit) as stop:
+        train.main()
+    assert stop.value.code == 2
+    assert "--init: the shipped model's recipe (--phase all) starts from random weights" in capsys.readouterr().err
 
 
 def test_recorded_words_missing_package_is_one_line_exit_2(tmp_path, monkeypatch, capsys):

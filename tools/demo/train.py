@@ -6,8 +6,9 @@ r"""Train the demo model: spoken English numbers (0-999) -> written German, from
         festvox-us1 festvox-us2 festvox-us3 festvox-en1 \
         csmash-data scid-data saytime openarena-081-misc  # non-free and contrib; the last four for evaluate.py
     pip install -e ".[test,demo]"
-    python -m tools.demo.train       # the shipped model's recipe (the defaults): phases 1, 2 and 3, 3 h 11 min on 2 cores
-    python -m tools.demo.train --engine numpy --out DIR   # the same recipe with minis2t2 alone (no torch);
+    python -m tools.demo.train       # the shipped model's recipe (the defaults), 3 h 50 min on 2 cores:
+                                     # phase 1, phases 2 and 3 by torch and again by the NumPy engine, averaged
+    python -m tools.demo.train --engine numpy --out DIR   # phases 1, 2 and 3 with minis2t2 alone (no torch);
                                      # run it again after an interrupt: it resumes from its last check
     python -m tools.demo.evaluate    # per-source held-out accuracy, minis2t2 vs transformers, samples
 
@@ -22,13 +23,16 @@ encoder. Phase 2 continues phase 1's model with the speaking styles of data.styl
 clips ("oh" for zero, "a hundred", teens and tens alone, whispered, slow, fast) and 30% of the
 clips cut tightly around the words (augment.tight_trim). Phase 3 runs phase 2's data and schedule
 once more on phase 2's result, with new batches (another seed) and a lower peak learning rate.
+The shipped model runs phases 2 and 3 twice from phase 1's model, by torch and by minis2t2's NumPy
+engine, and averages the two results' weights (shipped_recipe, average_models).
 
 The model is transformers' own SpeechEncoderDecoderModel (Wav2Vec2 encoder with layer-norm
 convs, stable layer norm and attention masks; Speech2Text2 decoder), trained with torch on the
 CPU; ``--engine numpy`` trains minis2t2's model of the same config on the same batches with
-minis2t2's own backward pass and AdamW (tools/demo/train_numpy.py). Loss: the decoder's cross-entropy plus, as in joint CTC-attention training, a CTC loss of
-the English words on the encoder output through a linear head used only in training (not
-saved): without it a run learned only the German prior. Phase 2 trains on the decoder's loss alone.
+minis2t2's own backward pass and AdamW (tools/demo/train_numpy.py). Loss: the decoder's
+cross-entropy plus, as in joint CTC-attention training, a CTC loss of the English words on the
+encoder output through a linear head used only in training (not saved): without it a run learned
+only the German prior. Phases 2 and 3 train on the decoder's loss alone.
 
 What was tried before and what each change bought (earlier recipes, runs and options not kept)
 is in the model card, weights/numbers-en-de/README.md.
@@ -39,6 +43,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import shutil
 import time
 from pathlib import Path
 
@@ -347,17 +352,20 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=Path, help="the model folder to write (default with --engine torch: the shipped "
                                             "model's, weights/numbers-en-de; --engine numpy needs one given)")
-    p.add_argument("--work", type=Path, default=Path("/tmp/minis2t2-demo2"), help="synthesized audio cache")
+    p.add_argument("--work", type=Path, default=Path("/tmp/minis2t2-demo2"),
+                   help="synthesized audio cache, and the recipe's intermediate models (recipe/)")
     p.add_argument("--phase", choices=[*map(str, PHASES), "all"], default="all",
-                   help="all (default): phase 1 from random weights, then each phase on the one before's result, the "
-                        "shipped model's recipe; a phase's number: that phase alone, whose settings (PHASES) the "
-                        "options below change")
+                   help="all (default): phase 1 from random weights, then each phase on the one before's result (with "
+                        "--engine torch the shipped model's recipe, see --engine); a phase's number: that phase alone, "
+                        "whose settings (PHASES) the options below change")
     p.add_argument("--init", type=Path, help="start from this saved model instead of random weights (required by "
                                              "every phase after the first: the phase before's model); its "
                                              "training.json is kept as 'previous'")
     p.add_argument("--engine", choices=("torch", "numpy"), default="torch",
-                   help="torch (default): transformers' model trained by torch, as the shipped model was; numpy: "
-                        "minis2t2 alone (tools/demo/train_numpy.py), which resumes an interrupted run in --out")
+                   help="torch (default): transformers' model trained by torch; with --phase all the shipped "
+                        "model's recipe, whose phases 2 and 3 also run once by the NumPy engine, the two results "
+                        "averaged (intermediate models in --work/recipe/); numpy: minis2t2 alone "
+                        "(tools/demo/train_numpy.py), which resumes an interrupted run in --out")
     p.add_argument("--batch-size", type=int, default=10)
     p.add_argument("--frame-ms", type=int, choices=(20, 40),
                    help="a new model's encoder frame hop (see build_model; default 40): 40 ms halves the transformer's "
@@ -386,6 +394,9 @@ def main() -> None:
                 f"{', '.join(map(str, PHASES))}")
     if args.phase != "all" and int(args.phase) > min(PHASES) and not args.init:
         p.error(f"--phase {args.phase} continues phase {int(args.phase) - 1}'s model: give it with --init DIR")
+    if args.init and args.phase == "all" and args.engine == "torch":
+        p.error("--init: the shipped model's recipe (--phase all) starts from random weights; to continue a model, "
+                "choose its next phase with --phase")
     if args.init and args.frame_ms is not None:
         p.error("--frame-ms: a new model's setting; with --init the saved model's config decides")
     phases = list(PHASES) if args.phase == "all" else [int(args.phase)]
@@ -411,8 +422,73 @@ def main() -> None:
         from tools.demo import train_numpy
 
         train_numpy.run(phases, settings, args, data, phase_data, log=lambda line: print(line, flush=True))
+    elif args.phase == "all":
+        shipped_recipe(args, data)
     else:
         run_torch(phases, settings, args, data)
+
+
+def finished(folder: Path, n: int) -> bool:
+    """Whether ``folder`` holds a model whose last recorded phase is phase ``n`` with PHASES's settings."""
+    path = folder / "training.json"
+    if not path.is_file():
+        return False
+    record = json.loads(path.read_text())
+    return record.get("phase") == n and all(record.get(k) == v for k, v in PHASES[n].items())
+
+
+def shipped_recipe(args, data: dict) -> None:
+    """The shipped model's recipe, its steps' models in ``--work``/recipe/: phase 1 by torch
+    (phase-1/); phases 2 and 3 from that model by torch (torch/) and once more by minis2t2's NumPy
+    engine (numpy/), on the same batches, so that the two runs differ only in their dropout and
+    SpecAugment draws and in their rounding; then the two results' weights averaged into ``--out``
+    (average_models). A step whose folder holds its finished model is not run again (the NumPy
+    engine also resumes within a phase)."""
+    from tools.demo import train_numpy
+
+    runs = args.work / "recipe"
+    first, by_torch, by_numpy = runs / "phase-1", runs / "torch", runs / "numpy"
+    later = sorted(PHASES)[1:]
+    settings = {n: dict(PHASES[n]) for n in PHASES}
+    if not finished(first, 1):
+        run_torch([1], settings, argparse.Namespace(**{**vars(args), "out": first, "init": None}), data)
+    if not finished(by_torch, later[-1]):
+        run_torch(later, settings, argparse.Namespace(**{**vars(args), "out": by_torch, "init": first}), data)
+    if not finished(by_numpy, later[-1]):
+        train_numpy.run(later, settings, argparse.Namespace(**{**vars(args), "out": by_numpy, "init": first}), data,
+                        phase_data, log=lambda line: print(line, flush=True))
+    average_models([by_torch, by_numpy], args.out)
+    print(f"the average of {by_torch} and {by_numpy}: saved {args.out}", flush=True)
+
+
+MODEL_FILES = ["config.json", "generation_config.json", "preprocessor_config.json", "vocab.json", "merges.txt",
+               "tokenizer_config.json", "special_tokens_map.json"]  # a model folder's files beside its weights
+
+
+def average_models(folders: list[Path], out: Path) -> None:
+    """A "model soup" (Wortsman et al., 2022): the mean, weight by weight, of models trained from one
+    start (here phase 1's model), written to ``out`` with the first folder's config, tokenizer and
+    processor files, and a training.json whose "of" holds each model's record. Models fine-tuned from
+    one start tend to stay in one basin of the loss, so their mean is a good model too, often better
+    than each on data neither saw; models from different random starts order their hidden units
+    differently, and their mean is no model at all."""
+    from safetensors.numpy import load_file, save_file
+
+    weights = [load_file(folder / "model.safetensors") for folder in folders]
+    for folder, tensors in zip(folders[1:], weights[1:]):
+        if tensors.keys() != weights[0].keys() or any(tensors[k].shape != v.shape for k, v in weights[0].items()):
+            raise ValueError(f"{folder}: not the same architecture as {folders[0]}: their weights' names or shapes "
+                             "differ")
+    mean = {name: np.mean([tensors[name] for tensors in weights], axis=0, dtype=np.float64).astype(array.dtype)
+            for name, array in weights[0].items()}
+    out.mkdir(parents=True, exist_ok=True)
+    for name in MODEL_FILES:
+        if (folders[0] / name).is_file():
+            shutil.copyfile(folders[0] / name, out / name)
+    save_file(mean, str(out / "model.safetensors"), metadata={"format": "pt"})  # transformers' own metadata
+    records = [json.loads((folder / "training.json").read_text()) for folder in folders]
+    (out / "training.json").write_text(json.dumps({"phase": "average", "models": [str(f) for f in folders],
+                                                   "of": records}, indent=1) + "\n")
 
 
 def run_torch(phases: list[int], settings: dict, args, data: dict) -> None:
