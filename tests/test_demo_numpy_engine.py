@@ -212,7 +212,7 @@ def test_a_run_of_two_phases_resumes_at_the_phase_it_was_in(tmp_path, monkeypatc
     data = {"bank": [], "bank_items": [], "dev_items": [], "dev_clips": []}
 
     def run():
-        train_numpy.run([1, 2], settings, args, data, lambda data, phase: ([], []), log=lambda _: None)
+        train_numpy.run([1, 2], settings, args, data, lambda data, phase: ([], [], [], []), log=lambda _: None)
 
     run()
     record = json.loads((tmp_path / "training.json").read_text())

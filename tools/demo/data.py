@@ -49,6 +49,7 @@ from tools.demo.voices import (
     FLITE_HELD_OUT,
     FLITE_TRAIN,
     KOKORO_JA_HELD_OUT,
+    KOKORO_JA_TRAIN,
     MBROLA,
     PICO,
     RHVOICE,
@@ -92,6 +93,10 @@ def random_voice(source: str, rng: random.Random, espeak_pool: list[str], flite_
     if source == "hibari":
         return {"source": source, "name": "heart", "rate": rng.uniform(0.8, 1.35), "pitch": 1.0,
                 "seed": rng.randrange(2**31)}
+    if source == "kokoro_ja":
+        name, other = rng.sample(KOKORO_JA_TRAIN, 2)
+        blend = {"blend": other, "mix": rng.uniform(0.25, 0.75)} if rng.random() < 0.5 else {}
+        return {"source": "kokoro_ja", "name": name, "rate": rng.uniform(0.8, 1.35), "pitch": 1.0} | blend
     if source == "kokoro_ja_held_out":
         return {"source": "kokoro_ja", "name": rng.choice(KOKORO_JA_HELD_OUT), "rate": rng.uniform(0.8, 1.35),
                 "pitch": 1.0}
@@ -159,6 +164,29 @@ def training_set(work: Path, seed: int):
                                ("train_non_free", part(NON_FREE_SOURCES, 4, 2)),
                                ("train_festival_extra", part(EXTRA_SOURCES, 3, 4)),
                                ("train_hibari", part(NEURAL_SOURCES, 4, 6))])
+
+
+KOKORO_JA_SOURCES = [("kokoro_ja", 1.0)]  # phase 4: Kokoro-82M's Japanese voices reading English (not jf_nezumi)
+
+
+def kokoro_ja_set(work: Path, seed: int):
+    """(items, clips, word-bank items, word-bank clips) for phase 4: every number once and 0-99
+    twice more, and every number word in 20 voices, by KOKORO_JA_TRAIN's voices, alone or blended
+    two by two; the fifth Japanese voice, jf_nezumi, stays held out."""
+    def numbers():
+        rng = random.Random(seed + 10)
+        items = make_items([*range(1000), *range(100), *range(100)], KOKORO_JA_SOURCES, rng, [], [])
+        return items, [(spoken(it), it["voice"]) for it in items]
+
+    def words():
+        rng = random.Random(seed + 11)
+        items = []
+        for _ in range(20):
+            voice = random_voice("kokoro_ja", rng, [], [])
+            items += [{"word": w, "voice": voice} for w in WORDS]
+        return items, [(it["word"], it["voice"]) for it in items]
+
+    return (*cached(work, "train_kokoro_ja", numbers), *cached(work, "words_kokoro_ja", words))
 
 
 STYLE_SOURCES = [("espeak", 0.3), ("flite", 0.15), ("festival", 0.15), ("mbrola", 0.1), ("pico", 0.1),

@@ -52,13 +52,14 @@ import numpy as np
 from minis2t2.optim import warmup_cosine
 from tools.demo.augment import SR, augment, noise_bank, non_speech, pad_silence
 from tools.demo.bpe import SPECIALS, learn_merges
-from tools.demo.data import WORDS, evaluation_set, style_set, training_set, word_bank
+from tools.demo.data import WORDS, evaluation_set, kokoro_ja_set, style_set, training_set, word_bank
 from tools.demo.spell import english, german, german_parts
 
 ROOT = Path(__file__).resolve().parents[2]
 
 P_WORD_BANK = 0.15  # share of a batch composed word by word from the word bank
 P_NON_SPEECH = 0.04  # share of a batch with no number in it
+KOKORO_JA_REPEATS = 3  # phase 4 draws the Kokoro voices' clips this many times as often as the others
 DATA_SEED = 0  # the synthesized clips' seed, apart from --seed: the caches in --work are named by part, not
 #                by seed, so every run reads the same clips whichever run synthesized them
 
@@ -254,6 +255,9 @@ PHASES = {  # the shipped model's recipe: phase 1 from random weights, then phas
     # phase 3: phase 2 again on phase 2's result, new batches and a lower peak learning rate
     3: {"steps": 7000, "lr": 2e-4, "warmup": 300, "seed": 12, "ctc_weight": 0.0, "clean_start": 0,
         "freeze_feature_encoder_after": 0, "tight_trim": 0.3, "styles": True},
+    # phase 4: phase 3's data with Kokoro-82M's Japanese voices reading English (data.kokoro_ja_set) added
+    4: {"steps": 7000, "lr": 1.5e-4, "warmup": 300, "seed": 13, "ctc_weight": 0.0, "clean_start": 0,
+        "freeze_feature_encoder_after": 0, "tight_trim": 0.3, "styles": True, "kokoro_ja": True},
 }
 PHASE_FLAGS = ["steps", "lr", "warmup", "seed", "ctc_weight", "clean_start", "freeze_feature_encoder_after"]
 
@@ -266,12 +270,18 @@ def labels_and_words(tokenizer) -> tuple[dict, dict]:
     return labels_of, {w: i + 1 for i, w in enumerate(WORDS)}
 
 
-def phase_data(data: dict, phase: dict) -> tuple[list, list]:
-    """A phase's training items and clips: the synthesized set, with the speaking styles if it has them."""
-    if not phase["styles"]:
-        return data["items"], data["clips"]
-    style_items, style_clips = style_set(data["work"], DATA_SEED)
-    return data["items"] + style_items, data["clips"] + style_clips
+def phase_data(data: dict, phase: dict) -> tuple[list, list, list, list]:
+    """A phase's training items and clips and its word bank's: the synthesized set, with the speaking
+    styles and the Kokoro voices if it has them."""
+    items, clips, bank_items, bank = data["items"], data["clips"], data["bank_items"], data["bank"]
+    if phase["styles"]:
+        style_items, style_clips = style_set(data["work"], DATA_SEED)
+        items, clips = items + style_items, clips + style_clips
+    if phase.get("kokoro_ja"):
+        more_items, more_clips, word_items, words = kokoro_ja_set(data["work"], DATA_SEED)
+        items, clips = items + more_items * KOKORO_JA_REPEATS, clips + more_clips * KOKORO_JA_REPEATS
+        bank_items, bank = bank_items + word_items, bank + words
+    return items, clips, bank_items, bank
 
 
 def torch_step(model, ctc_head, optimizer, schedule, batch, ctc_weight: float) -> tuple[float, float]:
@@ -513,11 +523,11 @@ def run_torch(phases: list[int], settings: dict, args, data: dict) -> None:
         if model is None:
             model = build_model(len(tokenizer), args.frame_ms or 40)
             channels_last_feature_encoder(model)
-        phase_items, phase_clips = phase_data(data, phase)
+        phase_items, phase_clips, bank_items, bank = phase_data(data, phase)
         print(f"vocabulary: {len(tokenizer)} tokens; parameters: {sum(p.numel() for p in model.parameters()) / 1e6:.2f}"
-              f" M; {len(phase_clips)} clips, {len(data['bank'])} word clips", flush=True)
+              f" M; {len(phase_clips)} clips, {len(bank)} word clips", flush=True)
         print(json.dumps({"phase": n, **phase}), flush=True)
-        record = train_phase(model, phase, phase_clips, phase_items, data["bank"], data["bank_items"], tokenizer, fe,
+        record = train_phase(model, phase, phase_clips, phase_items, bank, bank_items, tokenizer, fe,
                              data["dev_items"], data["dev_clips"], args)
         record = {"phase": n, **record, "init": str(args.init) if args.init and n == phases[0] else None,
                   "previous": previous}

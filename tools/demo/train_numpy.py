@@ -214,9 +214,9 @@ def run(phases: list[int], settings: dict, args, data: dict, phase_data, log=pri
         if model is None:
             model = minis2t2.load(args.init) if args.init else new_model(out, tokenizer.vocab_size, args.frame_ms or 40,
                                                                          phase["seed"])
-        items, clips = phase_data(data, phase)
+        items, clips, bank_items, bank = phase_data(data, phase)
         labels_of, word_id = labels_and_words(tokenizer)
-        batches = Batches(clips, items, data["bank"], data["bank_items"], labels_of, word_id,
+        batches = Batches(clips, items, bank, bank_items, labels_of, word_id,
                           model.processor.feature_extractor, args.batch_size, phase["steps"], phase["seed"],
                           phase["clean_start"], phase["tight_trim"])
         log(json.dumps({"phase": n, **phase, "engine": "numpy"}))
@@ -224,7 +224,7 @@ def run(phases: list[int], settings: dict, args, data: dict, phase_data, log=pri
         fresh = {"phase": n, "step": 0, "seconds": 0.0, "history": [], "settings": {str(m): settings[m] for m in phases}}
         record = train_phase(model, n, phase, batches, data["dev_items"], data["dev_clips"], out, resume or fresh, log)
         record = {"phase": n, **record, "batch_size": args.batch_size, "train_clips": len(clips),
-                  "word_bank_clips": len(data["bank"]), "p_word_bank": P_WORD_BANK, "p_non_speech": P_NON_SPEECH,
+                  "word_bank_clips": len(bank), "p_word_bank": P_WORD_BANK, "p_non_speech": P_NON_SPEECH,
                   "frame_ms": 1000 * math.prod(model.config.encoder.conv_stride) // SR,
                   "init": str(args.init) if args.init and n == phases[0] else None, "previous": previous}
         (out / "training.json").write_text(json.dumps(record, indent=1) + "\n")

@@ -54,6 +54,7 @@ MBROLA = ["mb-us1", "mb-us2", "mb-us3", "mb-en1"]
 PICO = ["en-US", "en-GB"]
 RHVOICE = ["bdl", "clb", "slt", "evgeniy-eng", "lyubov"]  # not "alan": the held-out awb speaker
 KOKORO_JA_HELD_OUT = ["jf_nezumi"]  # evaluation only
+KOKORO_JA_TRAIN = ["jf_alpha", "jf_gongitsune", "jf_tebukuro", "jm_kumo"]  # phase 4: alone or blended two by two
 # festival's diphone voices take a target F0 mean (Hz, their default shown); its mbrola voices keep their own
 FESTIVAL_DIPHONE_F0 = {"kal_diphone": 105, "ked_diphone": 105, "rab_diphone": 105, "don_diphone": 105}
 
@@ -189,6 +190,8 @@ class KokoroJa:
     def __call__(self, text: str, voice: dict) -> np.ndarray:
         ids = [self.alphabet[c] for c in self.g2p(text) if c in self.alphabet]
         style = self.styles[voice["name"]][len(ids) - 1]
+        if voice.get("blend"):  # another voice's style vector mixed in: a speaker between the two
+            style = (1 - voice["mix"]) * style + voice["mix"] * self.styles[voice["blend"]][len(ids) - 1]
         audio = self.session.run(None, {"tokens": np.array([[0, *ids, 0]], dtype=np.int64),
                                         "style": style.reshape(1, 256).astype(np.float32),
                                         "speed": np.array([1 / voice["rate"]], dtype=np.float32)})[0]
