@@ -5,10 +5,10 @@
 - tiny_state_dict.bin: torch.save of a 2-tensor state dict, as a PyTorch checkpoint stores
   it (a zip holding data.pkl and one file per storage), for notebook 07 to take apart
   without torch.
-- 439_espeak-en-029+AnxiousAndy_22050.flac: "four hundred thirty nine" by espeak-ng 1.51 (Debian's
-  espeak-ng package), voice en-029+AnxiousAndy at 175 words a minute, pitch 46: the held-out clip
-  of eval.json's espeak-ng set (the same voice, rate and pitch as tools/demo/voices.py draws it) that
-  the demo model gets wrong (it hears "forty nine"), for notebook 05.
+- 831_espeak-en-us-nyc+Tweaky_22050.flac: "eight hundred and thirty one" by espeak-ng 1.51 (Debian's
+  espeak-ng package), voice en-us-nyc+Tweaky at 139 words a minute, pitch 38: a held-out clip of
+  eval.json's espeak-ng set (the same voice, rate and pitch as tools/demo/voices.py draws it) that
+  the demo model gets wrong (it hears "forty one"), for notebook 05.
 - foreign/: English numbers read by espeak-ng's French, Spanish, Italian, Polish, Dutch and
   Swedish voices, each with its own language's letter-to-sound rules and sounds (a caricature of
   a foreign accent, which the demo model never heard), for notebook 11 to fine-tune on: train/
@@ -94,10 +94,10 @@ def main() -> None:
     }
     torch.save(state, OUT / "tiny_state_dict.bin")
     print(OUT / "tiny_state_dict.bin", (OUT / "tiny_state_dict.bin").stat().st_size, "bytes")
-    wav = subprocess.run(["espeak-ng", "-v", "en-029+AnxiousAndy", "-s", "175", "-p", "46", "--stdout",
-                          "four hundred thirty nine"], capture_output=True, check=True).stdout
+    wav = subprocess.run(["espeak-ng", "-v", "en-us-nyc+Tweaky", "-s", "139", "-p", "38", "--stdout",
+                          "eight hundred and thirty one"], capture_output=True, check=True).stdout
     audio, rate = soundfile.read(io.BytesIO(wav), dtype="int16")
-    path = OUT / f"439_espeak-en-029+AnxiousAndy_{rate}.flac"
+    path = OUT / f"831_espeak-en-us-nyc+Tweaky_{rate}.flac"
     soundfile.write(path, audio, rate)
     print(path, path.stat().st_size, "bytes")
     foreign_sets()
