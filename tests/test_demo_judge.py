@@ -1,0 +1,61 @@
+"""tools/demo/judge.py: the shipping rule of the demo model's candidates, applied to eval.json files
+made here by hand (the rule's arithmetic is the point, not a model)."""
+
+import json
+
+from tools.demo import judge
+
+
+def a_set(clips: int, wrong: int, voice: str = "v") -> dict:
+    errors = [{"said": f"number {i}", "voice": voice, "got": "null"} for i in range(wrong)]
+    return {"description": "", "clips": clips, "exact_match": (clips - wrong) / clips,
+            "transformers_token_identical": clips, "errors": errors}
+
+
+def an_eval(kokoro_wrong=40, clock_wrong=8, espeak_wrong=9) -> dict:
+    return {"espeak_unseen_variants": a_set(300, espeak_wrong), "flite_awb_held_out_voice": a_set(200, 7),
+            "kokoro_ja_held_out_voice": a_set(200, kokoro_wrong), "piper_joe": a_set(200, 20),
+            "piper_joe_8k": a_set(200, 20), "piper_joe_pooled": a_set(600, 63), "piper_joe_pooled_8k": a_set(600, 69),
+            "speaking_style": a_set(240, 11), "recorded_clock": a_set(25, clock_wrong), "non_speech": a_set(60, 1),
+            "minis2t2_generate_seconds_per_clip": 0.01}
+
+
+def test_a_gain_with_nothing_fallen_meets_the_rule():
+    lines = []
+    assert judge.judge(an_eval(), an_eval(kokoro_wrong=30), out=lines.append)  # Kokoro +5 points
+    assert "distinct held-out clips: fixed 10, broken 0 (two-sided sign test p = 0.002)" in lines
+    assert lines[-2] == "gains reached: Kokoro +3 points" and lines[-1] == "rule: met"
+
+
+def test_the_clock_floor_and_a_fall_of_more_than_two_points_each_refuse():
+    assert not judge.judge(an_eval(), an_eval(kokoro_wrong=30, clock_wrong=9), out=lambda _: None)  # 16 of 25
+    assert not judge.judge(an_eval(), an_eval(kokoro_wrong=30, espeak_wrong=16), out=lambda _: None)  # -2.3 points
+    assert judge.judge(an_eval(), an_eval(kokoro_wrong=30, espeak_wrong=15), out=lambda _: None)  # -2.0: allowed
+    assert not judge.judge(an_eval(), an_eval(), out=lambda _: None)  # nothing fell, nothing gained
+
+
+def test_the_command_exits_0_1_or_2(tmp_path, capsys):
+    shipped, better, same, smaller = (tmp_path / f"{n}.json" for n in ("shipped", "better", "same", "smaller"))
+    shipped.write_text(json.dumps(an_eval()))
+    better.write_text(json.dumps(an_eval(kokoro_wrong=30)))
+    same.write_text(json.dumps(an_eval()))
+    other = an_eval()
+    other["recorded_clock"] = a_set(24, 8)
+    smaller.write_text(json.dumps(other))
+    assert judge.main([str(shipped), str(better)]) == 0
+    assert judge.main([str(shipped), str(same)]) == 1
+    capsys.readouterr()
+    assert judge.main([str(shipped), str(smaller)]) == 2
+    assert capsys.readouterr().err == (f"{smaller}: set 'recorded_clock' is missing or of another size than in "
+                                       f"{shipped}: not the same clips\n")
+    (tmp_path / "broken.json").write_text("{")
+    assert judge.main([str(shipped), str(tmp_path / "broken.json")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"{tmp_path / 'broken.json'}: not a readable eval.json (JSONDecodeError") and err.count("\n") == 1
+
+
+def test_reaching_97_percent_counts_only_from_below():
+    lines = []
+    assert judge.judge(an_eval(espeak_wrong=10), an_eval(espeak_wrong=9), out=lines.append)  # 96.7 -> 97.0%
+    assert lines[-2] == "gains reached: espeak-ng variants reaching 97%"
+    assert not judge.judge(an_eval(espeak_wrong=9), an_eval(espeak_wrong=8), out=lambda _: None)  # 97.0 -> 97.3%
