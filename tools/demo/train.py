@@ -12,6 +12,7 @@ r"""Train the demo model: spoken English numbers (0-999) -> written German, from
     python -m tools.demo.train --engine numpy --out DIR   # phases 1-4 with minis2t2 alone (no torch);
                                      # run it again after an interrupt: it resumes from its last check
     python -m tools.demo.evaluate    # per-source held-out accuracy, minis2t2 vs transformers, samples
+    python -m tools.demo.judge OLD/eval.json NEW/eval.json   # a candidate against the shipped model's rule
 
 Data (tools/demo/data.py): every English voice Debian ships (espeak-ng, flite, festival in main;
 mbrola, SVOX Pico, RHVoice in non-free), hibari's neural voice (PyPI hibari-tts) and, in phase 4,
@@ -37,7 +38,7 @@ CPU; ``--engine numpy`` trains minis2t2's model of the same config on the same b
 minis2t2's own backward pass and AdamW (tools/demo/train_numpy.py). Loss: the decoder's
 cross-entropy plus, as in joint CTC-attention training, a CTC loss of the English words on the
 encoder output through a linear head used only in training (not saved): without it a run learned
-only the German prior. Phases 2 and 3 train on the decoder's loss alone.
+only the German prior. Phases 2, 3 and 4 train on the decoder's loss alone.
 
 What was tried before and what each change bought (earlier recipes, runs and options not kept)
 is in the model card, weights/numbers-en-de/README.md.
