@@ -123,12 +123,15 @@ def test_clean_start_batches_begin_clean(monkeypatch):
     assert not any(clean(w) for w in batches[50][0] + batches[99][0])
 
 
-def a_model_folder(folder: Path, weights: dict, phase) -> Path:
-    """A model folder as the recipe's steps leave one: weights, a config file, a training record."""
+def a_model_folder(folder: Path, weights: dict, phase, start: Path | None = None) -> Path:
+    """A model folder as the recipe's steps leave one: weights, a config file, a training record
+    (holding its start's as "previous")."""
     folder.mkdir(parents=True, exist_ok=True)
     save_file(weights, str(folder / "model.safetensors"), metadata={"format": "pt"})
     (folder / "config.json").write_text(json.dumps({"model_type": "speech-encoder-decoder", "from": folder.name}))
-    (folder / "training.json").write_text(json.dumps({"phase": phase, **train.PHASES.get(phase, {})}))
+    previous = json.loads((start / "training.json").read_text()) if start else None
+    record = {"phase": phase, **train.PHASES.get(phase, {}), "weights": weights["w"].tolist(), "previous": previous}
+    (folder / "training.json").write_text(json.dumps(record))
     return folder
 
 
@@ -165,7 +168,7 @@ def test_the_shipped_recipe_averages_two_runs_of_phases_2_and_3_then_phase_4_wit
         def run(phases, settings, args, *_, **__):
             steps.append((engine, phases, args.out, args.init))
             assert settings == train.PHASES
-            a_model_folder(args.out, {"w": np.full(2, len(steps), np.float32)}, phases[-1])
+            a_model_folder(args.out, {"w": np.full(2, len(steps), np.float32)}, phases[-1], args.init)
         return run
 
     monkeypatch.setattr(train, "run_torch", fake_run("torch"))
@@ -180,6 +183,9 @@ def test_the_shipped_recipe_averages_two_runs_of_phases_2_and_3_then_phase_4_wit
     np.testing.assert_array_equal(load_file(args.out / "model.safetensors")["w"], [3.25, 3.25])  # and step 4
     train.shipped_recipe(args, {})
     assert len(steps) == 4
+    a_model_folder(runs / "numpy", {"w": np.full(2, 9.0, np.float32)}, 3, runs / "phase-1")  # another NumPy run
+    train.shipped_recipe(args, {})  # a new average: phase 4, trained from the old one, runs again
+    assert steps[4:] == [("torch", [4], runs / "phase-4", runs / "average")]
 
 
 def test_the_recipe_will_not_start_from_a_given_model(monkeypatch, capsys):

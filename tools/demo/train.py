@@ -382,8 +382,8 @@ def main() -> None:
                    help="torch (default): transformers' model trained by torch; with --phase all the shipped "
                         "model's recipe, whose phases 2 and 3 also run once by the NumPy engine, the two results "
                         "averaged, and phase 4's result averaged with its start (intermediate models in "
-                        "--work/recipe/); numpy: minis2t2 alone "
-                        "(tools/demo/train_numpy.py), which resumes an interrupted run in --out")
+                        "--work/recipe/); numpy: minis2t2 alone (tools/demo/train_numpy.py), which resumes an "
+                        "interrupted run in --out")
     p.add_argument("--batch-size", type=int, default=10)
     p.add_argument("--frame-ms", type=int, choices=(20, 40),
                    help="a new model's encoder frame hop (see build_model; default 40): 40 ms halves the transformer's "
@@ -446,13 +446,22 @@ def main() -> None:
         run_torch(phases, settings, args, data)
 
 
-def finished(folder: Path, n: int) -> bool:
-    """Whether ``folder`` holds a model whose last recorded phase is phase ``n`` with PHASES's settings."""
+def finished(folder: Path, n: int, start: Path | None = None) -> bool:
+    """Whether ``folder`` holds a model whose last recorded phase is phase ``n`` with PHASES's
+    settings, trained from the model now in ``start`` (its record is one of the "previous" ones):
+    a step whose start has changed since is not finished."""
     path = folder / "training.json"
     if not path.is_file():
         return False
     record = json.loads(path.read_text())
-    return record.get("phase") == n and all(record.get(k) == v for k, v in PHASES[n].items())
+    if record.get("phase") != n or any(record.get(k) != v for k, v in PHASES[n].items()):
+        return False
+    if start is None:
+        return True
+    origin = json.loads((start / "training.json").read_text())
+    while record is not None and record != origin:
+        record = record.get("previous")
+    return record is not None
 
 
 def shipped_recipe(args, data: dict) -> None:
@@ -475,13 +484,13 @@ def shipped_recipe(args, data: dict) -> None:
 
     if not finished(first, 1):
         run_torch([1], settings, folders(first, None), data)
-    if not finished(by_torch, 3):
+    if not finished(by_torch, 3, first):
         run_torch([2, 3], settings, folders(by_torch, first), data)
-    if not finished(by_numpy, 3):
+    if not finished(by_numpy, 3, first):
         train_numpy.run([2, 3], settings, folders(by_numpy, first), data, phase_data,
                         log=lambda line: print(line, flush=True))
     average_models([by_torch, by_numpy], soup)
-    if not finished(fourth, 4):
+    if not finished(fourth, 4, soup):
         run_torch([4], settings, folders(fourth, soup), data)
     average_models([soup, fourth], args.out)
     print(f"the average of {soup} and {fourth}: saved {args.out}", flush=True)
@@ -493,7 +502,7 @@ MODEL_FILES = ["config.json", "generation_config.json", "preprocessor_config.jso
 
 def average_models(folders: list[Path], out: Path) -> None:
     """A "model soup" (Wortsman et al., 2022): the mean, weight by weight, of models trained from one
-    start (here phase 1's model), written to ``out`` with the first folder's config, tokenizer and
+    start (phase 1's model; or a model and its own continuation), written to ``out`` with the first folder's config, tokenizer and
     processor files, and a training.json whose "of" holds each model's record. Models fine-tuned from
     one start tend to stay in one basin of the loss, so their mean is a good model too, often better
     than each on data neither saw; models from different random starts order their hidden units
