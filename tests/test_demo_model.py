@@ -68,3 +68,70 @@ def test_cli_default_model_translates_a_sample(capsys):
     name = min(EXPECTED)
     assert main(["translate", str(DEMO / "samples" / name)]) == 0
     assert capsys.readouterr().out == f"{DEMO / 'samples' / name}\t{EXPECTED[name]['german']}\n"
+
+
+def card_rows() -> dict[str, list[str]]:
+    """The model card's table rows: first cell (without bold marks) -> the other cells."""
+    rows = {}
+    for line in (DEMO / "README.md").read_text(encoding="utf-8").splitlines():
+        if line.startswith("| ") and not line.startswith("| ---"):
+            cells = [c.strip().replace("**", "") for c in line.strip("|").split("|")]
+            rows[cells[0]] = cells[1:]
+    return rows
+
+
+def percent(x: float, digits: int = 1) -> str:
+    return "100%" if x == 1 else f"{100 * x:.{digits}f}%"
+
+
+def test_the_cards_figures_for_this_model_are_its_eval_json():
+    """The model card's "this model" column (the third cell of each row of its accuracy tables)
+    says what tools/demo/evaluate.py measured (eval.json), so a new model cannot ship with the old
+    model's figures."""
+    e = json.loads((DEMO / "eval.json").read_text(encoding="utf-8"))
+    rows = card_rows()
+
+    def row(prefix: str) -> str:
+        (cells,) = [cells for first, cells in rows.items() if first.startswith(prefix)]
+        return cells[1]
+
+    def share(name: str, keep=lambda error: True, clips: int | None = None) -> float:
+        """exact match of set ``name``, or of its clips whose errors ``keep`` selects (of ``clips``)"""
+        s = e[name]
+        return 1 - sum(map(keep, s["errors"])) / (clips or s["clips"])
+
+    synthetic = ["espeak_unseen_variants", "flite_festival_unseen_utterances", "flite_awb_held_out_voice",
+                 "hibari_unseen_utterances", "piper_joe"]
+    games = lambda error: error["voice"] in ("csmash-data", "scid-data")
+    kokoro = lambda error: error["voice"] == "jf_nezumi"
+    not_kokoro = lambda error: not kokoro(error)
+    expected = {
+        "espeak-ng, 20 voice variants": percent(share("espeak_unseen_variants")),
+        "flite and festival training voices": percent(share("flite_festival_unseen_utterances")),
+        "flite awb": percent(share("flite_awb_held_out_voice")),
+        "hibari's neural voice": percent(share("hibari_unseen_utterances")),
+        "Piper en_US-joe-medium, never trained on, 16 kHz": percent(share("piper_joe")),
+        "Piper en_US-joe-medium, 8 kHz": percent(share("piper_joe_8k")),
+        "Kokoro-82M's Japanese voice": percent(share("kokoro_ja_held_out_voice")),
+        "the Piper voice over 600 clips": f"{percent(share('piper_joe_pooled'))} / {percent(share('piper_joe_pooled_8k'))}",
+        "number words recorded for two Debian games": percent(share("recorded_words", games, 30)),
+        "the same words at 8 kHz": percent(share("recorded_words_8k", games, 30)),
+        "the same with OpenArena's": f"{percent(share('recorded_words'))} / {percent(share('recorded_words_8k'))}",
+        "words that are no number": percent(share("recorded_no_number")),
+        "silence and noise": percent(share("non_speech")),
+        "the 1 200 synthetic held-out clips": percent(sum(e[n]["exact_match"] * e[n]["clips"] for n in synthetic)
+                                                      / 1200),
+        "the same, cut tight": percent(share("tight_trim", not_kokoro, 1200)),
+        "the same with 1-2 s of silence": percent(share("long_silence", not_kokoro, 1200)),
+        "the Kokoro voice's 200 clips": " / ".join(percent(share(n, kokoro, 200)) for n in (
+            "kokoro_ja_held_out_voice", "tight_trim", "long_silence")),
+        "all 1 400 synthetic clips": " / ".join([percent(e["tight_trim"]["plain_clips_exact_match"]),
+                                                 percent(share("tight_trim")), percent(share("long_silence"))]),
+        "speaking styles": percent(share("speaking_style")),
+        "a person's words for a talking clock": percent(share("recorded_clock"), 0),
+        "the same words with 0.3 s of silence": percent(share("recorded_clock_padded"), 0),
+    }
+    for style, prefix in [("slow", "slow"), ("fast", "fast"), ("whispered", "whispered"), ("croaky", "croaky"),
+                          ("oh", 'zero said "oh"'), ("a_hundred", '"a hundred (and)')]:
+        expected["&nbsp;&nbsp;" + prefix] = percent(e["speaking_style"]["by_style"][style])
+    assert {prefix: row(prefix) for prefix in expected} == expected
