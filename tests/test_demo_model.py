@@ -84,17 +84,9 @@ def percent(x: float, digits: int = 1) -> str:
     return "100%" if x == 1 else f"{100 * x:.{digits}f}%"
 
 
-def test_the_cards_figures_for_this_model_are_its_eval_json():
-    """The model card's "this model" column (the third cell of each row of its accuracy tables)
-    says what tools/demo/evaluate.py measured (eval.json), so a new model cannot ship with the old
-    model's figures."""
-    e = json.loads((DEMO / "eval.json").read_text(encoding="utf-8"))
-    rows = card_rows()
-
-    def row(prefix: str) -> str:
-        (cells,) = [cells for first, cells in rows.items() if first.startswith(prefix)]
-        return cells[1]
-
+def card_figures(e: dict) -> dict[str, str]:
+    """What the model card's "this model" column says of the model evaluated in ``e`` (eval.json):
+    the first cell's start of each row -> its third cell."""
     def share(name: str, keep=lambda error: True, clips: int | None = None) -> float:
         """exact match of set ``name``, or of its clips whose errors ``keep`` selects (of ``clips``)"""
         s = e[name]
@@ -105,7 +97,7 @@ def test_the_cards_figures_for_this_model_are_its_eval_json():
     games = lambda error: error["voice"] in ("csmash-data", "scid-data")
     kokoro = lambda error: error["voice"] == "jf_nezumi"
     not_kokoro = lambda error: not kokoro(error)
-    expected = {
+    figures = {
         "espeak-ng, 20 voice variants": percent(share("espeak_unseen_variants")),
         "flite and festival training voices": percent(share("flite_festival_unseen_utterances")),
         "flite awb": percent(share("flite_awb_held_out_voice")),
@@ -113,10 +105,12 @@ def test_the_cards_figures_for_this_model_are_its_eval_json():
         "Piper en_US-joe-medium, never trained on, 16 kHz": percent(share("piper_joe")),
         "Piper en_US-joe-medium, 8 kHz": percent(share("piper_joe_8k")),
         "Kokoro-82M's Japanese voice": percent(share("kokoro_ja_held_out_voice")),
-        "the Piper voice over 600 clips": f"{percent(share('piper_joe_pooled'))} / {percent(share('piper_joe_pooled_8k'))}",
+        "the Piper voice over 600 clips": " / ".join(percent(share(n)) for n in ("piper_joe_pooled",
+                                                                                 "piper_joe_pooled_8k")),
         "number words recorded for two Debian games": percent(share("recorded_words", games, 30)),
         "the same words at 8 kHz": percent(share("recorded_words_8k", games, 30)),
         "the same with OpenArena's": f"{percent(share('recorded_words'))} / {percent(share('recorded_words_8k'))}",
+        "a game's countdown in a robotic voice": percent(share("recorded_robotic")),
         "words that are no number": percent(share("recorded_no_number")),
         "silence and noise": percent(share("non_speech")),
         "the 1 200 synthetic held-out clips": percent(sum(e[n]["exact_match"] * e[n]["clips"] for n in synthetic)
@@ -133,5 +127,59 @@ def test_the_cards_figures_for_this_model_are_its_eval_json():
     }
     for style, prefix in [("slow", "slow"), ("fast", "fast"), ("whispered", "whispered"), ("croaky", "croaky"),
                           ("oh", 'zero said "oh"'), ("a_hundred", '"a hundred (and)')]:
-        expected["&nbsp;&nbsp;" + prefix] = percent(e["speaking_style"]["by_style"][style])
+        figures["&nbsp;&nbsp;" + prefix] = percent(e["speaking_style"]["by_style"][style])
+    return figures
+
+
+def test_the_cards_figures_for_this_model_are_its_eval_json():
+    """The model card's "this model" column (the third cell of each row of its accuracy tables)
+    says what tools/demo/evaluate.py measured (eval.json), so a new model cannot ship with the old
+    model's figures."""
+    expected = card_figures(json.loads((DEMO / "eval.json").read_text(encoding="utf-8")))
+    rows = card_rows()
+
+    def row(prefix: str) -> str:
+        (cells,) = [cells for first, cells in rows.items() if first.startswith(prefix)]
+        return cells[1]
+
     assert {prefix: row(prefix) for prefix in expected} == expected
+
+
+def test_the_readmes_sentences_about_this_model_are_its_eval_json():
+    """The repository README's paragraph on the shipped model and the model card's status paragraph
+    quote eval.json (whitespace aside), so a new model cannot ship with the old one's sentences."""
+    e = json.loads((DEMO / "eval.json").read_text(encoding="utf-8"))
+    p = {name: percent(s["exact_match"]) for name, s in e.items() if isinstance(s, dict)}
+    right = {name: round(s["exact_match"] * s["clips"]) for name, s in e.items() if isinstance(s, dict)}
+    no_number_answered = e["recorded_no_number"]["clips"] - right["recorded_no_number"]
+    readme = " ".join((DEMO.parents[1] / "README.md").read_text(encoding="utf-8").split())
+    card = " ".join((DEMO / "README.md").read_text(encoding="utf-8").split())
+    readme_claims = [
+        f"{p['piper_joe']} of numbers right from a neural voice it never heard ({p['piper_joe_8k']} at telephone rate",
+        f"{p['flite_awb_held_out_voice']} from a held-out speaker",
+        f"{p['espeak_unseen_variants']} from unseen espeak-ng variants",
+        f"{p['flite_festival_unseen_utterances']} from new utterances of its flite/festival training voices",
+        f"{p['speaking_style']} of numbers said slowly",
+        f"{right['recorded_clock']} of 25 words of a talking clock",
+        (f"{right['recorded_words']} of 33 number words recorded for three Debian games "
+        f"({right['recorded_words_8k']} at 8 kHz)"),
+        f"{right['recorded_robotic']} of 10 of a game's countdown in a robotic voice",
+        f"silent on {right['non_speech']} of 60 silence and noise clips",
+        f"({no_number_answered} of 69 recorded words)",
+        f"(Kokoro-82M's jf_nezumi), held out, gets {p['kokoro_ja_held_out_voice']}",
+    ]
+    card_claims = [
+        f"{p['flite_festival_unseen_utterances']} of new utterances of its flite/festival training voices",
+        f"{p['espeak_unseen_variants']} from unseen espeak-ng variants",
+        (f"{p['flite_awb_held_out_voice']} from a speaker it never heard (flite's awb) and {p['piper_joe']} from the "
+        f"Piper neural voice it never heard ({p['piper_joe_8k']} at 8 kHz; {p['piper_joe_pooled']} / "
+        f"{p['piper_joe_pooled_8k']} over 600 clips)"),
+        f"{p['speaking_style']} of the speaking-style set",
+        f"{right['recorded_clock']} of 25 words of a talking clock",
+        f"{right['recorded_robotic']} of 10 of a game's countdown in a robotic voice",
+        f"silent on {right['non_speech']} of 60 silence and noise clips",
+        f"it answers {no_number_answered} with a number",
+        f"jf_nezumi, held out: {p['kokoro_ja_held_out_voice']}",
+    ]
+    assert [claim for claim in readme_claims if claim not in readme] == []
+    assert [claim for claim in card_claims if claim not in card] == []

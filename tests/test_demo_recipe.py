@@ -158,10 +158,12 @@ def test_average_models_refuses_models_of_other_shapes(tmp_path):
         train.average_models(folders, tmp_path / "out")
 
 
-def test_the_shipped_recipe_averages_two_runs_of_phases_2_and_3_then_phase_4_with_its_start(tmp_path, monkeypatch):
+def test_the_shipped_recipe_averages_two_runs_of_phases_2_and_3_then_each_later_phase_with_its_start(tmp_path,
+                                                                                                   monkeypatch):
     """shipped_recipe: phase 1 by torch; phases 2 and 3 from its model by torch, then by the NumPy
-    engine; their average; phase 4 by torch from that; its average with phase 4's result in --out.
-    Run again, it trains nothing: each step's folder holds its finished model."""
+    engine; their average; then each phase of CONTINUED by torch from the model before it, averaged
+    with it, the last average in --out. Run again, it trains nothing: each step's folder holds its
+    finished model."""
     steps = []
 
     def fake_run(engine):
@@ -173,19 +175,23 @@ def test_the_shipped_recipe_averages_two_runs_of_phases_2_and_3_then_phase_4_wit
 
     monkeypatch.setattr(train, "run_torch", fake_run("torch"))
     monkeypatch.setattr(train_numpy, "run", fake_run("numpy"))
+    monkeypatch.setattr(train, "CONTINUED", [4, 5])
     args = argparse.Namespace(out=tmp_path / "model", work=tmp_path / "work", init=None, frame_ms=None, batch_size=10)
     train.shipped_recipe(args, {})
     runs = args.work / "recipe"
     assert steps == [("torch", [1], runs / "phase-1", None), ("torch", [2, 3], runs / "torch", runs / "phase-1"),
                      ("numpy", [2, 3], runs / "numpy", runs / "phase-1"),
-                     ("torch", [4], runs / "phase-4", runs / "average")]
+                     ("torch", [4], runs / "phase-4", runs / "average"),
+                     ("torch", [5], runs / "phase-5", runs / "average-4")]
     np.testing.assert_array_equal(load_file(runs / "average" / "model.safetensors")["w"], [2.5, 2.5])  # steps 2 and 3
-    np.testing.assert_array_equal(load_file(args.out / "model.safetensors")["w"], [3.25, 3.25])  # and step 4
+    np.testing.assert_array_equal(load_file(runs / "average-4" / "model.safetensors")["w"], [3.25, 3.25])  # and 4
+    np.testing.assert_array_equal(load_file(args.out / "model.safetensors")["w"], [4.125, 4.125])  # and 5
     train.shipped_recipe(args, {})
-    assert len(steps) == 4
+    assert len(steps) == 5
     a_model_folder(runs / "numpy", {"w": np.full(2, 9.0, np.float32)}, 3, runs / "phase-1")  # another NumPy run
-    train.shipped_recipe(args, {})  # a new average: phase 4, trained from the old one, runs again
-    assert steps[4:] == [("torch", [4], runs / "phase-4", runs / "average")]
+    train.shipped_recipe(args, {})  # a new average: phases 4 and 5, trained from the old ones, run again
+    assert steps[5:] == [("torch", [4], runs / "phase-4", runs / "average"),
+                         ("torch", [5], runs / "phase-5", runs / "average-4")]
 
 
 def test_the_recipe_will_not_start_from_a_given_model(monkeypatch, capsys):
@@ -416,3 +422,55 @@ def test_phase_4_speaks_with_the_other_kokoro_voices_never_the_held_out_one(tmp_
     phase_items, phase_clips, bank_items, bank = train.phase_data(base, train.PHASES[4] | {"styles": False})
     assert len(phase_items) == len(phase_clips) == train.KOKORO_JA_REPEATS * len(items)
     assert bank_items == word_items and len(bank) == len(words)
+
+
+def test_no_number_words_hold_no_number_and_leave_the_recorded_words_out():
+    assert data.one_edit_apart("tree", "three") and data.one_edit_apart("fine", "five")
+    assert data.one_edit_apart("night", "eight") and data.one_edit_apart("weight", "eight")
+    assert not data.one_edit_apart("ten", "ten") and not data.one_edit_apart("tan", "nat")
+    candidates = ["hello", "tree", "someone", "often", "eighth", "fine", "won", "to", "time", "racket", "blue",
+                  "people", "x", "don't", "café", "twentieth", "dozen", "garden"]
+    assert data.no_number_words(candidates) == ["hello", "people", "garden"]
+    recorded = {Path(name).stem.lower() for _, names in data.RECORDED_NO_NUMBER.values() for name in names}
+    assert not set(data.no_number_words(sorted(recorded))) & recorded
+
+
+def test_phase_5_adds_training_voices_saying_words_with_an_empty_target(tmp_path, monkeypatch):
+    """data.no_number_set (synthesis and wordfreq stubbed: the items are the point): training voices
+    only, one to three words of no_number_words each; phase_data adds them to phase 5's clips, and a
+    batch of them asks for the empty string (</s> alone) with no words for CTC."""
+    import types
+
+    words = ["hello", "garden", "people", "river", "yellow"]
+    monkeypatch.setitem(sys.modules, "wordfreq", types.SimpleNamespace(top_n_list=lambda lang, n: words + ["five"]))
+    monkeypatch.setattr(data, "synthesize", lambda jobs: [np.full(4000, 100 + i, np.int16) for i in range(len(jobs))])
+    monkeypatch.setattr(data, "espeak_variants", lambda: (["m1", "f2"], ["m3"]))
+    items, clips = data.no_number_set(tmp_path, 0)
+    assert len(items) == len(clips) == data.NO_NUMBER_CLIPS
+    assert all(it["number"] is None and 1 <= len(it["text"].split()) <= 3 and set(it["text"].split()) <= set(words)
+               for it in items)
+    assert {it["voice"]["source"] for it in items} == {s for s, _ in data.NO_NUMBER_SOURCES} - {"festival_extra"}
+    base = {"items": [], "clips": [], "bank_items": [], "bank": [], "work": tmp_path}
+    phase = train.PHASES[5] | {"styles": False, "kokoro_ja": False}
+    phase_items, phase_clips, _, _ = train.phase_data(base, phase)
+    assert phase_items == items and len(phase_clips) == len(clips)
+    monkeypatch.setattr(train, "P_WORD_BANK", 0.0)
+    monkeypatch.setattr(train, "P_NON_SPEECH", 0.0)
+    unpadded = lambda waves, **_: {"input_values": waves, "attention_mask": None}
+    batches = Batches(clips, items, [], [], {None: [2]}, {}, unpadded, 4, 10, 0)
+    _, _, labels, word_ids = batches[0]
+    assert labels.tolist() == [[2]] * 4 and word_ids == [[]] * 4
+
+
+
+def test_the_recipes_apt_get_lines_install_every_recorded_package():
+    """evaluate.py reads recordings from Debian packages; the recipe's apt-get lines (train.py's
+    docstring, the model card) name each, and the robotic countdown says one to ten."""
+    packages = {name for table in (data.RECORDED_WORDS, data.RECORDED_CLOCK, data.RECORDED_ROBOTIC,
+                                   data.RECORDED_NO_NUMBER) for name in table}
+    card = (DEMO / "README.md").read_text(encoding="utf-8")
+    for text in (train.__doc__, card):
+        apt = text[text.index("apt-get install"):]
+        apt = apt[: apt.index("pip install")]
+        assert packages <= set(apt.replace("\\", " ").split())
+    assert sorted(data.RECORDED_ROBOTIC["nexuiz-data"][1].values()) == list(range(1, 11))

@@ -66,3 +66,21 @@ def test_the_porting_recipe_runs_as_written(tmp_path, monkeypatch, capsys):
     assert main(shlex.split(commands[1])[1:]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[-1] == "all OK" and lines[-2].endswith(" OK") and "DIFF" not in lines[-2]
+
+
+def test_the_quick_start_command_translates_its_sample_as_the_readme_says(capsys):
+    """The README's first command names a shipped sample; what the README says of it (the English,
+    the German, the recording rate) is the sample's expected.json entry and file, and the command
+    prints that German."""
+    import soundfile
+
+    from minis2t2.cli import main
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    path = ROOT / re.search(r"pip install -e \. && minis2t2 translate (\S+)", readme).group(1)
+    expected = json.loads((path.parent / "expected.json").read_text(encoding="utf-8"))[path.name]
+    said = re.search(r'\(spoken English "([^"]+)"([^)]*)becomes `([^`]+)`\)', readme)
+    assert (said.group(1), said.group(3)) == (expected["english"], expected["german"])
+    assert f"{soundfile.info(path).samplerate / 1000:g} kHz" in " ".join(said.group(2).split())
+    assert main(["translate", str(path)]) == 0
+    assert capsys.readouterr().out == f"{path}\t{expected['german']}\n"

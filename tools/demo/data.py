@@ -18,13 +18,16 @@ not depend on the training set (and evaluate.py never synthesizes training audio
 - Phase 2's styles (``style_set``): 3 800 clips by the training voices of the ways people say
   numbers that the other clips leave out: "oh" for zero, "a hundred", teens and tens alone,
   whispered, slow and fast.
+- Phase 4's Kokoro voices (``kokoro_ja_set``) and phase 5's speech without a number
+  (``no_number_set``: training voices saying wordfreq's frequent words that are no number and
+  sound like none; target empty).
 - Evaluation sets, each with its own numbers: unseen espeak-ng variants; unseen utterances of
   the flite/festival training voices and of hibari's neural voice; flite's ``awb`` voice, held
   out of training entirely; the Piper neural voice ``en_US-joe-medium`` (never trained on), at
   16 kHz and at 8 kHz; Kokoro-82M's Japanese voice jf_nezumi reading English (never trained on);
-  number words recorded for three Debian games (``RECORDED_WORDS``) and a talking clock
-  (``RECORDED_CLOCK``), and words of the same people that are no number (``RECORDED_NO_NUMBER``),
-  read where apt installs them.
+  number words recorded for three Debian games (``RECORDED_WORDS``), a talking clock
+  (``RECORDED_CLOCK``) and a game's robotic countdown (``RECORDED_ROBOTIC``), and words of the
+  same people that are no number (``RECORDED_NO_NUMBER``), read where apt installs them.
 """
 
 from __future__ import annotations
@@ -189,6 +192,60 @@ def kokoro_ja_set(work: Path, seed: int):
     return (*cached(work, "train_kokoro_ja", numbers), *cached(work, "words_kokoro_ja", words))
 
 
+NO_NUMBER_SOURCES = [("espeak", 0.3), ("flite", 0.15), ("festival", 0.15), ("festival_extra", 0.1), ("mbrola", 0.05),
+                     ("pico", 0.05), ("rhvoice", 0.1), ("hibari", 0.1)]  # the training voices but Kokoro's (slow)
+NO_NUMBER_CLIPS = 1000
+NUMBER_LIKE = {  # words that are or sound like a number, or count: never a no-number training text
+    "oh", "owe", "nil", "none", "nought", "naught", "won", "to", "too", "for", "fore", "ate", "once", "twice",
+    "thrice", "half", "quarter", "dozen", "score", "pair", "couple", "single", "double", "triple", "first", "second",
+    "third", "number", "numbers", "thousand", "million", "billion", "trillion", "count", "hundreds", "thousands"}
+
+
+def one_edit_apart(a: str, b: str) -> bool:
+    """Whether ``a`` becomes ``b`` by one letter changed, added or removed ("tree" and "three")."""
+    if abs(len(a) - len(b)) > 1 or a == b:
+        return False
+    i = next((k for k, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+    return a[i + 1 :] == b[i + 1 :] or a[i:] == b[i + 1 :] or a[i + 1 :] == b[i:]
+
+
+def no_number_words(candidates: list[str]) -> list[str]:
+    """The ``candidates`` a voice can say without any hint of a number: letters only, two or more of
+    them; not a number word (WORDS, NUMBER_LIKE), not holding one ("someone", "often", "eighth"), not
+    one letter from one ("tree", "fine", "night"); and none of the words of the recorded no-number
+    files, which stay held out ("racket", "time", "blue" of "blueleads")."""
+    numbers = set(WORDS) | NUMBER_LIKE | {"zero", "fourteen", "eighteen"}
+    stems = [w for w in numbers if len(w) >= 3] + ["thir", "fif", "eigh", "nint", "twen"]
+    recorded = [Path(name).stem.lower().replace("voc_", "") for _, names in RECORDED_NO_NUMBER.values()
+                for name in names]
+    held_out = {part for name in recorded for part in name.split("_")}
+    joined = [name.replace("_", "") for name in recorded]
+    return [w for w in candidates if w.isascii() and w.isalpha() and len(w) >= 2
+            and w not in numbers and w not in held_out
+            and not any(stem in w for stem in stems)
+            and not any(one_edit_apart(w, n) for n in numbers)
+            and not (len(w) >= 3 and any(w in name for name in joined))]
+
+
+def no_number_set(work: Path, seed: int):
+    """(items, clips): NO_NUMBER_CLIPS clips of the training voices (NO_NUMBER_SOURCES) saying one to
+    three of the no_number_words() among wordfreq's 2 000 most frequent English words; their target is
+    the empty string (``number`` None), as for the silence and noise clips."""
+    def build():
+        from wordfreq import top_n_list
+
+        rng = random.Random(seed + 12)
+        train_variants, _ = espeak_variants()
+        words = no_number_words(top_n_list("en", 2000))
+        items = []
+        for _ in range(NO_NUMBER_CLIPS):
+            source = rng.choices(*zip(*NO_NUMBER_SOURCES))[0]
+            items.append({"number": None, "voice": random_voice(source, rng, train_variants, FLITE_TRAIN),
+                          "text": " ".join(rng.sample(words, rng.randint(1, 3)))})
+        return items, [(it["text"], it["voice"]) for it in items]
+    return cached(work, "train_no_number_words", build)
+
+
 STYLE_SOURCES = [("espeak", 0.3), ("flite", 0.15), ("festival", 0.15), ("mbrola", 0.1), ("pico", 0.1),
                  ("rhvoice", 0.1), ("hibari", 0.1)]  # the training voices, for phase 2's styles
 STYLE_CLIPS = {  # phase 2 of the recipe: style -> clips (SPEAKING_STYLES's ways of saying a number, and the clock's words)
@@ -319,6 +376,12 @@ RECORDED_WORDS = {  # package: (folder or zip archive, {file name: number}); gam
     "csmash-data": ("/usr/share/games/csmash/wav", {f"{english(n)}.wav": n for n in [*range(21), 30]}),  # umpire
     "scid-data": ("/usr/share/scid/sounds", {f"{n}.wav": n for n in range(1, 9)}),  # chess move announcer
     "openarena-081-misc": (OPENARENA_PAK, {f"sound/feedback/{english(n)}.wav": n for n in (1, 2, 3)}),  # countdown
+}
+
+
+NEXUIZ_PAK = "/usr/share/games/nexuiz/data/data.pk3"  # a zip archive too
+RECORDED_ROBOTIC = {  # a game's countdown in a robotic, processed voice (Nexuiz, GPL-2+); evaluation only
+    "nexuiz-data": (NEXUIZ_PAK, {f"sound/announcer/robotic/{n}.ogg": n for n in range(1, 11)}),
 }
 
 

@@ -28,6 +28,7 @@ from tools.demo.data import (
     EVAL_SETS,
     RECORDED_CLOCK,
     RECORDED_NO_NUMBER,
+    RECORDED_ROBOTIC,
     SPEAKING_STYLES,
     evaluation_set,
     read_recorded,
@@ -112,6 +113,9 @@ def main() -> None:
     add_numbers(sets, "recorded_words", "number words recorded for Debian games (csmash-data's umpire, scid-data's "
                 "move announcer, openarena-081-misc's announcer)", items, [read_recorded(it) for it in items],
                 also_8k=True)
+    items = recorded_words(RECORDED_ROBOTIC)
+    add_numbers(sets, "recorded_robotic", "a game's countdown, one to ten, in a robotic, processed voice "
+                "(nexuiz-data's announcer)", items, [read_recorded(it) for it in items], also_8k=False)
     items = recorded_words(RECORDED_CLOCK)
     clock = [read_recorded(it) for it in items]
     add_numbers(sets, "recorded_clock", "a person's number words for a talking clock (saytime), cut tight, "

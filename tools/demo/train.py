@@ -4,12 +4,12 @@ r"""Train the demo model: spoken English numbers (0-999) -> written German, from
         festvox-rablpc16k festvox-don \
         mbrola mbrola-us1 mbrola-us2 mbrola-us3 mbrola-en1 libttspico-utils rhvoice rhvoice-english \
         festvox-us1 festvox-us2 festvox-us3 festvox-en1 \
-        csmash-data scid-data saytime openarena-081-misc  # non-free and contrib; the last four for evaluate.py
+        csmash-data scid-data saytime openarena-081-misc nexuiz-data  # non-free, contrib; the last five: evaluate.py
     pip install -e ".[test,demo]"
-    python -m tools.demo.train       # the shipped model's recipe (the defaults), 4 h 8 min on 2 cores: phase 1,
-                                     # phases 2 and 3 by torch and again by the NumPy engine, averaged, phase 4
-                                     # from that average, averaged with it
-    python -m tools.demo.train --engine numpy --out DIR   # phases 1-4 with minis2t2 alone (no torch);
+    python -m tools.demo.train       # the shipped model's recipe (the defaults), 4 h 26 min on 2 cores: phase 1,
+                                     # phases 2 and 3 by torch and again by the NumPy engine, averaged, then
+                                     # phases 4 and 5, each from the model before, averaged with it
+    python -m tools.demo.train --engine numpy --out DIR   # phases 1-5 with minis2t2 alone (no torch);
                                      # run it again after an interrupt: it resumes from its last check
     python -m tools.demo.evaluate    # per-source held-out accuracy, minis2t2 vs transformers, samples
     python -m tools.demo.judge OLD/eval.json NEW/eval.json   # a candidate against the shipped model's rule
@@ -29,8 +29,9 @@ clips cut tightly around the words (augment.tight_trim). Phase 3 runs phase 2's 
 once more on phase 2's result, with new batches (another seed) and a lower peak learning rate.
 The shipped model runs phases 2 and 3 twice from phase 1's model, by torch and by minis2t2's NumPy
 engine, and averages the two results' weights (shipped_recipe, average_models); phase 4 adds the
-Kokoro voices to phase 3's data on that average, and the shipped weights are the mean of phase 4's
-result and its start.
+Kokoro voices to phase 3's data on that average, and is averaged with its start; phase 5 adds speech
+without a number (data.no_number_set: words of the training voices, target empty) on that, and the
+shipped weights are the mean of phase 5's result and its start.
 
 The model is transformers' own SpeechEncoderDecoderModel (Wav2Vec2 encoder with layer-norm
 convs, stable layer norm and attention masks; Speech2Text2 decoder), trained with torch on the
@@ -38,7 +39,7 @@ CPU; ``--engine numpy`` trains minis2t2's model of the same config on the same b
 minis2t2's own backward pass and AdamW (tools/demo/train_numpy.py). Loss: the decoder's
 cross-entropy plus, as in joint CTC-attention training, a CTC loss of the English words on the
 encoder output through a linear head used only in training (not saved): without it a run learned
-only the German prior. Phases 2, 3 and 4 train on the decoder's loss alone.
+only the German prior. Phases 2 to 5 train on the decoder's loss alone.
 
 What was tried before and what each change bought (earlier recipes, runs and options not kept)
 is in the model card, weights/numbers-en-de/README.md.
@@ -58,7 +59,7 @@ import numpy as np
 from minis2t2.optim import warmup_cosine
 from tools.demo.augment import SR, augment, noise_bank, non_speech, pad_silence
 from tools.demo.bpe import SPECIALS, learn_merges
-from tools.demo.data import WORDS, evaluation_set, kokoro_ja_set, style_set, training_set, word_bank
+from tools.demo.data import WORDS, evaluation_set, kokoro_ja_set, no_number_set, style_set, training_set, word_bank
 from tools.demo.spell import english, german, german_parts
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -213,10 +214,10 @@ class Batches:
                 continue
             if from_bank:
                 x, n, words = self.composed(rng)
-            else:
+            else:  # a clip of the set; one with no number in it (number None) has no number words for CTC
                 it = self.items[i]
-                x, n, words = self.clips[i].astype(np.float32) / 32768, it["number"], english(
-                    it["number"], it["british_and"]).split()
+                x, n = self.clips[i].astype(np.float32) / 32768, it["number"]
+                words = [] if n is None else english(n, it["british_and"]).split()
             if k < self.clean_start and rng.random() >= k / self.clean_start:
                 waves.append(pad_silence(x, rng))
             else:
@@ -265,6 +266,11 @@ PHASES = {  # the shipped model's recipe: phase 1 from random weights, then phas
     # average of the two runs of phases 2 and 3 (shipped_recipe); seed 13 was tried first (see the model card)
     4: {"steps": 7000, "lr": 1.5e-4, "warmup": 300, "seed": 14, "ctc_weight": 0.0, "clean_start": 0,
         "freeze_feature_encoder_after": 0, "tight_trim": 0.3, "styles": True, "kokoro_ja": True},
+    # phase 5: phase 4's data and settings with speech that holds no number (data.no_number_set, target empty) added,
+    # from the average of phase 4's model and its start
+    5: {"steps": 7000, "lr": 1.5e-4, "warmup": 300, "seed": 15, "ctc_weight": 0.0, "clean_start": 0,
+        "freeze_feature_encoder_after": 0, "tight_trim": 0.3, "styles": True, "kokoro_ja": True,
+        "no_number_words": True},
 }
 PHASE_FLAGS = ["steps", "lr", "warmup", "seed", "ctc_weight", "clean_start", "freeze_feature_encoder_after"]
 
@@ -279,7 +285,7 @@ def labels_and_words(tokenizer) -> tuple[dict, dict]:
 
 def phase_data(data: dict, phase: dict) -> tuple[list, list, list, list]:
     """A phase's training items and clips and its word bank's: the synthesized set, with the speaking
-    styles and the Kokoro voices if it has them."""
+    styles, the Kokoro voices and the speech without a number if it has them."""
     items, clips, bank_items, bank = data["items"], data["clips"], data["bank_items"], data["bank"]
     if phase["styles"]:
         style_items, style_clips = style_set(data["work"], DATA_SEED)
@@ -288,6 +294,9 @@ def phase_data(data: dict, phase: dict) -> tuple[list, list, list, list]:
         more_items, more_clips, word_items, words = kokoro_ja_set(data["work"], DATA_SEED)
         items, clips = items + more_items * KOKORO_JA_REPEATS, clips + more_clips * KOKORO_JA_REPEATS
         bank_items, bank = bank_items + word_items, bank + words
+    if phase.get("no_number_words"):
+        more_items, more_clips = no_number_set(data["work"], DATA_SEED)
+        items, clips = items + more_items, clips + more_clips
     return items, clips, bank_items, bank
 
 
@@ -381,7 +390,7 @@ def main() -> None:
     p.add_argument("--engine", choices=("torch", "numpy"), default="torch",
                    help="torch (default): transformers' model trained by torch; with --phase all the shipped "
                         "model's recipe, whose phases 2 and 3 also run once by the NumPy engine, the two results "
-                        "averaged, and phase 4's result averaged with its start (intermediate models in "
+                        "averaged, and each later phase's result averaged with its start (intermediate models in "
                         "--work/recipe/); numpy: minis2t2 alone (tools/demo/train_numpy.py), which resumes an "
                         "interrupted run in --out")
     p.add_argument("--batch-size", type=int, default=10)
@@ -464,19 +473,21 @@ def finished(folder: Path, n: int, start: Path | None = None) -> bool:
     return record is not None
 
 
+CONTINUED = [4, 5]  # the phases after the average of phases 2-3: each from the model before, averaged with it
+
+
 def shipped_recipe(args, data: dict) -> None:
     """The shipped model's recipe, its steps' models in ``--work``/recipe/: phase 1 by torch
     (phase-1/); phases 2 and 3 from that model by torch (torch/) and once more by minis2t2's NumPy
     engine (numpy/), on the same batches, so that the two runs differ only in their dropout and
     SpecAugment draws and in their rounding; the two results' weights averaged (average/,
-    average_models); phase 4 from that average by torch (phase-4/); and the average of phase 4's
-    model and its start into ``--out``. A step whose folder holds its finished model is not run
-    again (the NumPy engine also resumes within a phase)."""
+    average_models); then each phase of CONTINUED by torch from the model before it (phase-N/),
+    averaged with that model (average-N/; the last into ``--out``). A step whose folder holds its
+    finished model is not run again (the NumPy engine also resumes within a phase)."""
     from tools.demo import train_numpy
 
     runs = args.work / "recipe"
-    first, by_torch, by_numpy, soup, fourth = (runs / name for name in ("phase-1", "torch", "numpy", "average",
-                                                                         "phase-4"))
+    first, by_torch, by_numpy, soup = (runs / name for name in ("phase-1", "torch", "numpy", "average"))
     settings = {n: dict(PHASES[n]) for n in PHASES}
 
     def folders(out: Path, init: Path | None):
@@ -490,10 +501,15 @@ def shipped_recipe(args, data: dict) -> None:
         train_numpy.run([2, 3], settings, folders(by_numpy, first), data, phase_data,
                         log=lambda line: print(line, flush=True))
     average_models([by_torch, by_numpy], soup)
-    if not finished(fourth, 4, soup):
-        run_torch([4], settings, folders(fourth, soup), data)
-    average_models([soup, fourth], args.out)
-    print(f"the average of {soup} and {fourth}: saved {args.out}", flush=True)
+    start = soup
+    for n in CONTINUED:
+        phase = runs / f"phase-{n}"
+        if not finished(phase, n, start):
+            run_torch([n], settings, folders(phase, start), data)
+        end = args.out if n == CONTINUED[-1] else runs / f"average-{n}"
+        average_models([start, phase], end)
+        print(f"the average of {start} and {phase}: saved {end}", flush=True)
+        start = end
 
 
 MODEL_FILES = ["config.json", "generation_config.json", "preprocessor_config.json", "vocab.json", "merges.txt",
