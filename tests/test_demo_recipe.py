@@ -467,7 +467,7 @@ def test_the_recipes_apt_get_lines_install_every_recorded_package():
     """evaluate.py reads recordings from Debian packages; the recipe's apt-get lines (train.py's
     docstring, the model card) name each, and the robotic countdown says one to ten."""
     packages = {name for table in (data.RECORDED_WORDS, data.RECORDED_CLOCK, data.RECORDED_ROBOTIC,
-                                   data.RECORDED_NO_NUMBER) for name in table}
+                                   data.RECORDED_NO_NUMBER, data.RECORDED_VOICE_ACTORS_NO_NUMBER) for name in table}
     card = (DEMO / "README.md").read_text(encoding="utf-8")
     for text in (train.__doc__, card):
         apt = text[text.index("apt-get install"):]

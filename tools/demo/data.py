@@ -411,6 +411,18 @@ RECORDED_NO_NUMBER = {  # the same people's words that are no number: the expect
             "you_flag"])]),
 }
 
+HEDGEWARS_VOICES = "/usr/share/games/hedgewars/Data/Sounds/voices"
+HEDGEWARS_PACKS = ["British", "Classic", "Default", "HillBilly", "Mobster", "Pirate", "Robot", "Singer", "Surfer"]  # the
+#                  English ones (not Default_es/_pl/_ru/_uk, Russian, Russian_pl)
+HEDGEWARS_WORDS = ["Byebye", "Comeonthen", "Coward", "Cutitout", "Enemydown", "Flawless", "Hello", "Hurry", "Illgetyou",
+                   "Incoming", "Kamikaze", "Leavemealone", "Melon", "Missed", "Nooo", "Nutter", "Oops", "Reinforcements",
+                   "Sameteam", "Stupid", "Takecover", "Traitor", "Uh-oh", "Victory", "Watchit", "Yessir",
+                   "Youllregretthat"]  # the words every pack has; not the grunts, jumps and laughs, nor "Firstblood"
+RECORDED_VOICE_ACTORS_NO_NUMBER = {  # a game's voice packs: nine voices, accents and characters, saying the same
+    # words, none a number; the expected output is empty; evaluation only
+    "hedgewars-data": (HEDGEWARS_VOICES, [f"{pack}/{word}.ogg" for pack in HEDGEWARS_PACKS for word in HEDGEWARS_WORDS]),
+}
+
 
 def read_recorded(item: dict, rate: int = 16000) -> np.ndarray:
     """A recorded_words item's clip at ``rate``: files with a header through minis2t2.load_audio (from
@@ -456,11 +468,12 @@ def recorded_words(packages: dict | None = None) -> list[dict]:
     return items
 
 
-def recorded_no_number() -> list[dict]:
-    """{"text", "voice", "file"} items of RECORDED_NO_NUMBER's words; "text" is the file's name
-    without its folder and suffix ("the_time_is")."""
+def recorded_no_number(packages: dict | None = None) -> list[dict]:
+    """{"text", "voice", "file"} items of the words of RECORDED_NO_NUMBER (or of ``packages``, such as
+    RECORDED_VOICE_ACTORS_NO_NUMBER); "text" is the file's name without its folder and suffix
+    ("the_time_is")."""
     items = []
-    for package, (folder, names) in RECORDED_NO_NUMBER.items():
+    for package, (folder, names) in (RECORDED_NO_NUMBER if packages is None else packages).items():
         items += [{"text": Path(name).stem, "voice": {"source": "recorded", "name": package}} | found
                   for found, name in zip(recorded_files(package, folder, names), names)]
     return items

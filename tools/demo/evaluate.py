@@ -26,9 +26,12 @@ from minis2t2.audio import resample
 from tools.demo.augment import SR, TIGHT_TRIM_DB, long_silence, noise_bank, non_speech, tight_trim
 from tools.demo.data import (
     EVAL_SETS,
+    HEDGEWARS_PACKS,
+    HEDGEWARS_WORDS,
     RECORDED_CLOCK,
     RECORDED_NO_NUMBER,
     RECORDED_ROBOTIC,
+    RECORDED_VOICE_ACTORS_NO_NUMBER,
     SPEAKING_STYLES,
     evaluation_set,
     read_recorded,
@@ -145,6 +148,12 @@ def main() -> None:
     words = (f"words that are no number recorded for the same {len(RECORDED_NO_NUMBER)} packages (\"racket\", "
              "\"Bishop\", \"oclock\", \"prepare\", ...); expected output: empty")
     sets["recorded_no_number"] = (words, [it | {"expected": ""} for it in items], [read_recorded(it) for it in items])
+    items = [it | {"voice": {"source": "recorded", "name": f"hedgewars-data {Path(it['file']).parent.name}"}}
+             for it in recorded_no_number(RECORDED_VOICE_ACTORS_NO_NUMBER)]  # the voice pack names the speaker
+    packs = (f"{len(HEDGEWARS_WORDS)} words (\"Hello\", \"Take cover\", \"Victory\", ...) said by each of "
+             f"{len(HEDGEWARS_PACKS)} voice packs of hedgewars-data; expected output: empty")
+    sets["recorded_voice_packs_no_number"] = (packs, [it | {"expected": ""} for it in items],
+                                              [read_recorded(it) for it in items])
     sets["non_speech"] = ("silence, hiss, hum, coloured noise and far babble, 0.3-2.5 s; expected output: empty",
                           [{"expected": ""} for _ in range(args.non_speech)],
                           [non_speech(int(rng.uniform(0.3, 2.5) * SR), rng,

@@ -4,7 +4,7 @@ r"""Train the demo model: spoken English numbers (0-999) -> written German, from
         festvox-rablpc16k festvox-don \
         mbrola mbrola-us1 mbrola-us2 mbrola-us3 mbrola-en1 libttspico-utils rhvoice rhvoice-english \
         festvox-us1 festvox-us2 festvox-us3 festvox-en1 \
-        csmash-data scid-data saytime openarena-081-misc nexuiz-data  # non-free, contrib; the last five: evaluate.py
+        csmash-data scid-data saytime openarena-081-misc nexuiz-data hedgewars-data  # the last six: evaluate.py
     pip install -e ".[test,demo]"
     python -m tools.demo.train       # the shipped model's recipe (the defaults), 4 h 26 min on 2 cores: phase 1,
                                      # phases 2 and 3 by torch and again by the NumPy engine, averaged, then
