@@ -67,3 +67,15 @@ def test_ten_more_words_without_a_number_answered_empty_is_a_gain():
     assert judge.judge(an_eval(), an_eval(no_number_wrong=58), out=lines.append)  # 1 -> 11 of 69 empty
     assert lines[-2] == "gains reached: words that are no number: 10 more of 69 empty"
     assert not judge.judge(an_eval(), an_eval(no_number_wrong=59), out=lambda _: None)  # 9 more: not enough
+
+
+def test_thirty_more_voice_actors_words_answered_empty_is_a_gain_where_both_files_have_the_set():
+    shipped, candidate = an_eval(), an_eval()
+    shipped["recorded_voice_packs_no_number"] = a_set(243, 200)
+    candidate["recorded_voice_packs_no_number"] = a_set(243, 170)  # 43 -> 73 of 243 empty
+    lines = []
+    assert judge.judge(shipped, candidate, out=lines.append)
+    assert lines[-2] == "gains reached: words of nine voice actors that are no number: 30 more of 243 empty"
+    candidate["recorded_voice_packs_no_number"] = a_set(243, 171)
+    assert not judge.judge(shipped, candidate, out=lambda _: None)
+    assert not judge.judge(an_eval(), candidate, out=lambda _: None)  # a shipped file without the set: no gain

@@ -450,6 +450,9 @@ def test_phase_5_adds_training_voices_saying_words_with_an_empty_target(tmp_path
     assert all(it["number"] is None and 1 <= len(it["text"].split()) <= 3 and set(it["text"].split()) <= set(words)
                for it in items)
     assert {it["voice"]["source"] for it in items} == {s for s, _ in data.NO_NUMBER_SOURCES} - {"festival_extra"}
+    two_items, two_clips = data.no_number_set(tmp_path, 0, 2)  # a second part: new clips, the first part kept
+    assert two_items[: len(items)] == items and len(two_items) == len(two_clips) == 2 * data.NO_NUMBER_CLIPS
+    assert [it["text"] for it in two_items[len(items) :]] != [it["text"] for it in items]
     base = {"items": [], "clips": [], "bank_items": [], "bank": [], "work": tmp_path}
     phase = train.PHASES[5] | {"styles": False, "kokoro_ja": False}
     phase_items, phase_clips, _, _ = train.phase_data(base, phase)

@@ -5,10 +5,10 @@
 - tiny_state_dict.bin: torch.save of a 2-tensor state dict, as a PyTorch checkpoint stores
   it (a zip holding data.pkl and one file per storage), for notebook 07 to take apart
   without torch.
-- 831_espeak-en-us-nyc+Tweaky_22050.flac: "eight hundred and thirty one" by espeak-ng 1.51 (Debian's
-  espeak-ng package), voice en-us-nyc+Tweaky at 139 words a minute, pitch 38: a held-out clip of
-  eval.json's espeak-ng set (the same voice, rate and pitch as tools/demo/voices.py draws it) that
-  the demo model gets wrong (it hears "forty one"), for notebook 05.
+- 851_piper-en_US-joe-medium_16000.flac: "eight hundred fifty one" by the Piper voice the demo model
+  never trained on (tools/demo/voices.Piper, length scale 0.953...; the demo extra, pip install -e
+  ".[demo]"): clip 75 of eval.json's Piper set, sample for sample, which the demo model gets wrong
+  (it writes "sixty one"), for notebook 05.
 - foreign/: English numbers read by espeak-ng's French, Spanish, Italian, Polish, Dutch and
   Swedish voices, each with its own language's letter-to-sound rules and sounds (a caricature of
   a foreign accent, which the demo model never heard), for notebook 11 to fine-tune on: train/
@@ -31,6 +31,7 @@ import torch
 
 from minis2t2.audio import resample
 from tools.demo.spell import english, german
+from tools.demo.voices import Piper  # the demo extra's Piper voice, for notebook 05's clip
 
 OUT = Path(__file__).resolve().parents[1] / "notebooks" / "data"
 ACCENTS = ["en-us", "en-gb", "en-gb-scotland", "en-029", "en-gb-x-rp", "en-gb-x-gbclan"]
@@ -94,11 +95,9 @@ def main() -> None:
     }
     torch.save(state, OUT / "tiny_state_dict.bin")
     print(OUT / "tiny_state_dict.bin", (OUT / "tiny_state_dict.bin").stat().st_size, "bytes")
-    wav = subprocess.run(["espeak-ng", "-v", "en-us-nyc+Tweaky", "-s", "139", "-p", "38", "--stdout",
-                          "eight hundred and thirty one"], capture_output=True, check=True).stdout
-    audio, rate = soundfile.read(io.BytesIO(wav), dtype="int16")
-    path = OUT / f"831_espeak-en-us-nyc+Tweaky_{rate}.flac"
-    soundfile.write(path, audio, rate)
+    voice = {"source": "piper", "name": "en_US-joe-medium", "rate": 0.9533823695679532, "pitch": 1.0}
+    path = OUT / "851_piper-en_US-joe-medium_16000.flac"
+    soundfile.write(path, Piper()("eight hundred fifty one", voice), 16000)
     print(path, path.stat().st_size, "bytes")
     foreign_sets()
     scratch_sets()

@@ -227,14 +227,21 @@ def no_number_words(candidates: list[str]) -> list[str]:
             and not (len(w) >= 3 and any(w in name for name in joined))]
 
 
-def no_number_set(work: Path, seed: int):
-    """(items, clips): NO_NUMBER_CLIPS clips of the training voices (NO_NUMBER_SOURCES) saying one to
-    three of the no_number_words() among wordfreq's 2 000 most frequent English words; their target is
-    the empty string (``number`` None), as for the silence and noise clips."""
+def no_number_set(work: Path, seed: int, parts: int = 1):
+    """(items, clips): ``parts`` times NO_NUMBER_CLIPS clips of the training voices (NO_NUMBER_SOURCES)
+    saying one to three of the no_number_words() among wordfreq's 2 000 most frequent English words;
+    their target is the empty string (``number`` None), as for the silence and noise clips. Each part
+    has its own generator and cache (phase 5's is the first)."""
+    return concatenated(work, [(f"train_no_number_words{f'_{k}' if k else ''}", no_number_part(seed, k))
+                               for k in range(parts)])
+
+
+def no_number_part(seed: int, k: int):
+    """The build function of part ``k`` of no_number_set."""
     def build():
         from wordfreq import top_n_list
 
-        rng = random.Random(seed + 12)
+        rng = random.Random(seed + 12) if k == 0 else random.Random(f"{seed}-no-number-{k}")
         train_variants, _ = espeak_variants()
         words = no_number_words(top_n_list("en", 2000))
         items = []
@@ -243,7 +250,7 @@ def no_number_set(work: Path, seed: int):
             items.append({"number": None, "voice": random_voice(source, rng, train_variants, FLITE_TRAIN),
                           "text": " ".join(rng.sample(words, rng.randint(1, 3)))})
         return items, [(it["text"], it["voice"]) for it in items]
-    return cached(work, "train_no_number_words", build)
+    return build
 
 
 STYLE_SOURCES = [("espeak", 0.3), ("flite", 0.15), ("festival", 0.15), ("mbrola", 0.1), ("pico", 0.1),

@@ -56,6 +56,9 @@ GAINS = {  # name: (candidate, shipped) -> reached
     "awb reaching 97%": lambda new, old: reaches(new, old, "flite_awb_held_out_voice", 0.97),
     "words that are no number: 10 more of 69 empty": lambda new, old: (
         right(new["recorded_no_number"]) - right(old["recorded_no_number"]) >= 10),
+    "words of nine voice actors that are no number: 30 more of 243 empty": lambda new, old: (
+        "recorded_voice_packs_no_number" in old
+        and right(new["recorded_voice_packs_no_number"]) - right(old["recorded_voice_packs_no_number"]) >= 30),
 }
 
 

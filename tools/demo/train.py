@@ -6,10 +6,10 @@ r"""Train the demo model: spoken English numbers (0-999) -> written German, from
         festvox-us1 festvox-us2 festvox-us3 festvox-en1 \
         csmash-data scid-data saytime openarena-081-misc nexuiz-data hedgewars-data  # the last six: evaluate.py
     pip install -e ".[test,demo]"
-    python -m tools.demo.train       # the shipped model's recipe (the defaults), 4 h 26 min on 2 cores: phase 1,
+    python -m tools.demo.train       # the shipped model's recipe (the defaults), 4 h 44 min on 2 cores: phase 1,
                                      # phases 2 and 3 by torch and again by the NumPy engine, averaged, then
-                                     # phases 4 and 5, each from the model before, averaged with it
-    python -m tools.demo.train --engine numpy --out DIR   # phases 1-5 with minis2t2 alone (no torch);
+                                     # phases 4, 5 and 6, each from the model before, averaged with it
+    python -m tools.demo.train --engine numpy --out DIR   # phases 1-6 with minis2t2 alone (no torch);
                                      # run it again after an interrupt: it resumes from its last check
     python -m tools.demo.evaluate    # per-source held-out accuracy, minis2t2 vs transformers, samples
     python -m tools.demo.judge OLD/eval.json NEW/eval.json   # a candidate against the shipped model's rule
@@ -30,8 +30,8 @@ once more on phase 2's result, with new batches (another seed) and a lower peak 
 The shipped model runs phases 2 and 3 twice from phase 1's model, by torch and by minis2t2's NumPy
 engine, and averages the two results' weights (shipped_recipe, average_models); phase 4 adds the
 Kokoro voices to phase 3's data on that average, and is averaged with its start; phase 5 adds speech
-without a number (data.no_number_set: words of the training voices, target empty) on that, and the
-shipped weights are the mean of phase 5's result and its start.
+without a number (data.no_number_set: words of the training voices, target empty) on that, phase 6
+twice as much of it, each averaged with its start: the last average is the shipped model.
 
 The model is transformers' own SpeechEncoderDecoderModel (Wav2Vec2 encoder with layer-norm
 convs, stable layer norm and attention masks; Speech2Text2 decoder), trained with torch on the
@@ -39,7 +39,7 @@ CPU; ``--engine numpy`` trains minis2t2's model of the same config on the same b
 minis2t2's own backward pass and AdamW (tools/demo/train_numpy.py). Loss: the decoder's
 cross-entropy plus, as in joint CTC-attention training, a CTC loss of the English words on the
 encoder output through a linear head used only in training (not saved): without it a run learned
-only the German prior. Phases 2 to 5 train on the decoder's loss alone.
+only the German prior. Phases 2 to 6 train on the decoder's loss alone.
 
 What was tried before and what each change bought (earlier recipes, runs and options not kept)
 is in the model card, weights/numbers-en-de/README.md.
@@ -270,7 +270,11 @@ PHASES = {  # the shipped model's recipe: phase 1 from random weights, then phas
     # from the average of phase 4's model and its start
     5: {"steps": 7000, "lr": 1.5e-4, "warmup": 300, "seed": 15, "ctc_weight": 0.0, "clean_start": 0,
         "freeze_feature_encoder_after": 0, "tight_trim": 0.3, "styles": True, "kokoro_ja": True,
-        "no_number_words": True},
+        "no_number_words": 1},
+    # phase 6: phase 5 with twice its speech without a number (a second, new part of data.no_number_set)
+    6: {"steps": 7000, "lr": 1.5e-4, "warmup": 300, "seed": 17, "ctc_weight": 0.0, "clean_start": 0,
+        "freeze_feature_encoder_after": 0, "tight_trim": 0.3, "styles": True, "kokoro_ja": True,
+        "no_number_words": 2},
 }
 PHASE_FLAGS = ["steps", "lr", "warmup", "seed", "ctc_weight", "clean_start", "freeze_feature_encoder_after"]
 
@@ -294,8 +298,8 @@ def phase_data(data: dict, phase: dict) -> tuple[list, list, list, list]:
         more_items, more_clips, word_items, words = kokoro_ja_set(data["work"], DATA_SEED)
         items, clips = items + more_items * KOKORO_JA_REPEATS, clips + more_clips * KOKORO_JA_REPEATS
         bank_items, bank = bank_items + word_items, bank + words
-    if phase.get("no_number_words"):
-        more_items, more_clips = no_number_set(data["work"], DATA_SEED)
+    if phase.get("no_number_words"):  # the number of parts of data.no_number_set
+        more_items, more_clips = no_number_set(data["work"], DATA_SEED, phase["no_number_words"])
         items, clips = items + more_items, clips + more_clips
     return items, clips, bank_items, bank
 
@@ -473,7 +477,7 @@ def finished(folder: Path, n: int, start: Path | None = None) -> bool:
     return record is not None
 
 
-CONTINUED = [4, 5]  # the phases after the average of phases 2-3: each from the model before, averaged with it
+CONTINUED = [4, 5, 6]  # the phases after the average of phases 2-3: each from the model before, averaged with it
 
 
 def shipped_recipe(args, data: dict) -> None:
