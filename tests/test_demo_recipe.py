@@ -465,7 +465,6 @@ def test_phase_5_adds_training_voices_saying_words_with_an_empty_target(tmp_path
     assert labels.tolist() == [[2]] * 4 and word_ids == [[]] * 4
 
 
-
 def test_the_recipes_apt_get_lines_install_every_recorded_package():
     """evaluate.py reads recordings from Debian packages; the recipe's apt-get lines (train.py's
     docstring, the model card) name each, and the robotic countdown says one to ten."""

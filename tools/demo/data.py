@@ -214,7 +214,7 @@ def no_number_words(candidates: list[str]) -> list[str]:
     them; not a number word (WORDS, NUMBER_LIKE), not holding one ("someone", "often", "eighth"), not
     one letter from one ("tree", "fine", "night"); and none of the words of the recorded no-number
     files, which stay held out ("racket", "time", "blue" of "blueleads")."""
-    numbers = set(WORDS) | NUMBER_LIKE | {"zero", "fourteen", "eighteen"}
+    numbers = set(WORDS) | NUMBER_LIKE
     stems = [w for w in numbers if len(w) >= 3] + ["thir", "fif", "eigh", "nint", "twen"]
     recorded = [Path(name).stem.lower().replace("voc_", "") for _, names in RECORDED_NO_NUMBER.values()
                 for name in names]
@@ -419,15 +419,15 @@ RECORDED_NO_NUMBER = {  # the same people's words that are no number: the expect
 }
 
 HEDGEWARS_VOICES = "/usr/share/games/hedgewars/Data/Sounds/voices"
-HEDGEWARS_PACKS = ["British", "Classic", "Default", "HillBilly", "Mobster", "Pirate", "Robot", "Singer", "Surfer"]  # the
-#                  English ones (not Default_es/_pl/_ru/_uk, Russian, Russian_pl)
-HEDGEWARS_WORDS = ["Byebye", "Comeonthen", "Coward", "Cutitout", "Enemydown", "Flawless", "Hello", "Hurry", "Illgetyou",
-                   "Incoming", "Kamikaze", "Leavemealone", "Melon", "Missed", "Nooo", "Nutter", "Oops", "Reinforcements",
-                   "Sameteam", "Stupid", "Takecover", "Traitor", "Uh-oh", "Victory", "Watchit", "Yessir",
-                   "Youllregretthat"]  # the words every pack has; not the grunts, jumps and laughs, nor "Firstblood"
+HEDGEWARS_PACKS = [  # the English voice packs (not Default_es/_pl/_ru/_uk, Russian, Russian_pl)
+    "British", "Classic", "Default", "HillBilly", "Mobster", "Pirate", "Robot", "Singer", "Surfer"]
+HEDGEWARS_WORDS = [  # the words every pack has; not the grunts, jumps and laughs, nor "Firstblood"
+    "Byebye", "Comeonthen", "Coward", "Cutitout", "Enemydown", "Flawless", "Hello", "Hurry", "Illgetyou", "Incoming",
+    "Kamikaze", "Leavemealone", "Melon", "Missed", "Nooo", "Nutter", "Oops", "Reinforcements", "Sameteam", "Stupid",
+    "Takecover", "Traitor", "Uh-oh", "Victory", "Watchit", "Yessir", "Youllregretthat"]
 RECORDED_VOICE_ACTORS_NO_NUMBER = {  # a game's voice packs: nine voices, accents and characters, saying the same
     # words, none a number; the expected output is empty; evaluation only
-    "hedgewars-data": (HEDGEWARS_VOICES, [f"{pack}/{word}.ogg" for pack in HEDGEWARS_PACKS for word in HEDGEWARS_WORDS]),
+    "hedgewars-data": (HEDGEWARS_VOICES, [f"{pack}/{w}.ogg" for pack in HEDGEWARS_PACKS for w in HEDGEWARS_WORDS]),
 }
 
 
