@@ -18,16 +18,17 @@ not depend on the training set (and evaluate.py never synthesizes training audio
 - Phase 2's styles (``style_set``): 3 800 clips by the training voices of the ways people say
   numbers that the other clips leave out: "oh" for zero, "a hundred", teens and tens alone,
   whispered, slow and fast.
-- Phase 4's Kokoro voices (``kokoro_ja_set``) and phase 5's speech without a number
-  (``no_number_set``: training voices saying wordfreq's frequent words that are no number and
-  sound like none; target empty).
+- Phase 4's Kokoro voices (``kokoro_ja_set``) and phases 5 and 6's speech without a number
+  (``no_number_set``, one part and two: training voices saying wordfreq's frequent words that are
+  no number and sound like none; target empty).
 - Evaluation sets, each with its own numbers: unseen espeak-ng variants; unseen utterances of
   the flite/festival training voices and of hibari's neural voice; flite's ``awb`` voice, held
   out of training entirely; the Piper neural voice ``en_US-joe-medium`` (never trained on), at
   16 kHz and at 8 kHz; Kokoro-82M's Japanese voice jf_nezumi reading English (never trained on);
   number words recorded for three Debian games (``RECORDED_WORDS``), a talking clock
-  (``RECORDED_CLOCK``) and a game's robotic countdown (``RECORDED_ROBOTIC``), and words of the
-  same people that are no number (``RECORDED_NO_NUMBER``), read where apt installs them.
+  (``RECORDED_CLOCK``) and a game's robotic countdown (``RECORDED_ROBOTIC``), words of the same
+  people that are no number (``RECORDED_NO_NUMBER``) and a game's voice actors' words that are no
+  number (``RECORDED_VOICE_ACTORS_NO_NUMBER``), read where apt installs them.
 """
 
 from __future__ import annotations
