@@ -12,12 +12,17 @@ def a_set(clips: int, wrong: int, voice: str = "v") -> dict:
             "transformers_token_identical": clips, "errors": errors}
 
 
+def a_copy(wrong: int, plain_wrong: int = 50) -> dict:
+    """the 1 400 synthetic clips cut or padded, ``wrong`` of them wrong, ``plain_wrong`` wrong plain"""
+    return {**a_set(1400, wrong), "plain_clips_exact_match": (1400 - plain_wrong) / 1400}
+
+
 def an_eval(kokoro_wrong=40, clock_wrong=8, espeak_wrong=9, no_number_wrong=68) -> dict:
     return {"espeak_unseen_variants": a_set(300, espeak_wrong), "flite_awb_held_out_voice": a_set(200, 7),
             "kokoro_ja_held_out_voice": a_set(200, kokoro_wrong), "piper_joe": a_set(200, 20),
             "piper_joe_8k": a_set(200, 20), "piper_joe_pooled": a_set(600, 63), "piper_joe_pooled_8k": a_set(600, 69),
             "speaking_style": a_set(240, 11), "recorded_clock": a_set(25, clock_wrong), "non_speech": a_set(60, 1),
-            "recorded_no_number": a_set(69, no_number_wrong),
+            "recorded_no_number": a_set(69, no_number_wrong), "tight_trim": a_copy(60), "long_silence": a_copy(60),
             "minis2t2_generate_seconds_per_clip": 0.01}
 
 
@@ -79,3 +84,18 @@ def test_thirty_more_voice_actors_words_answered_empty_is_a_gain_where_both_file
     candidate["recorded_voice_packs_no_number"] = a_set(243, 171)
     assert not judge.judge(shipped, candidate, out=lambda _: None)
     assert not judge.judge(an_eval(), candidate, out=lambda _: None)  # a shipped file without the set: no gain
+
+
+def test_a_copy_within_two_points_of_the_plain_clips_stays_within_and_reaching_it_is_a_gain():
+    shipped, candidate = an_eval(), an_eval(kokoro_wrong=30)
+    shipped["long_silence"], candidate["long_silence"] = a_copy(78), a_copy(79)  # 2.0 -> 2.1 points under plain
+    lines = []
+    assert not judge.judge(shipped, candidate, out=lines.append)  # Kokoro's gain does not pay for the lost target
+    assert any(line.startswith("long_silence") and line.endswith("FALLS  under plain 2.0 -> 2.1") for line in lines)
+    shipped["long_silence"], candidate["long_silence"] = a_copy(92), a_copy(78)  # 3.0 -> 2.0 points under plain
+    candidate["kokoro_ja_held_out_voice"] = shipped["kokoro_ja_held_out_voice"]
+    lines = []
+    assert judge.judge(shipped, candidate, out=lines.append)
+    assert lines[-2] == "gains reached: 1-2 s of silence: within 2 points of the plain clips"
+    candidate["long_silence"] = a_copy(79)  # 2.1 points under plain: not reached
+    assert not judge.judge(shipped, candidate, out=lambda _: None)
