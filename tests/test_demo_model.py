@@ -170,7 +170,14 @@ def test_the_readmes_sentences_about_this_model_are_its_eval_json():
         f"({no_number_answered} of 69 recorded words; {voice_packs_answered} of 243 words of nine voice actors",
         f"(Kokoro-82M's jf_nezumi), held out, gets {p['kokoro_ja_held_out_voice']}",
     ]
+    figures = card_figures(e)
+    under_plain = ["{:.1f}".format(100 * (e[name]["plain_clips_exact_match"] - e[name]["exact_match"]))
+                   for name in ("tight_trim", "long_silence")]
     card_claims = [
+        f"It gets {figures['the 1 200 synthetic held-out clips']} of 1 200 held-out synthetic clips right",
+        (f"{figures['the same, cut tight']} of those clips cut tight and {figures['the same with 1-2 s of silence']} "
+         "with 1-2 s of silence around"),
+        f"{under_plain[0]} and {under_plain[1]} under them over 1 400",
         f"{p['flite_festival_unseen_utterances']} of new utterances of its flite/festival training voices",
         f"{p['espeak_unseen_variants']} from unseen espeak-ng variants",
         (f"{p['flite_awb_held_out_voice']} from a speaker it never heard (flite's awb) and {p['piper_joe']} from the "

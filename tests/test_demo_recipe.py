@@ -20,6 +20,7 @@ from transformers import Speech2Text2Tokenizer
 import minis2t2
 from minis2t2.loading import DEFAULT_MODEL_NAME
 from tools.demo import data, train, train_numpy
+from tools.demo.augment import SR
 from tools.demo.bpe import SPECIALS, learn_merges
 from tools.demo.spell import EN_ONES, EN_TENS, english, german, german_parts
 from tools.demo.train import Batches, build_model, channels_last_feature_encoder
@@ -121,6 +122,31 @@ def test_clean_start_batches_begin_clean(monkeypatch):
 
     assert all(clean(w) for w in batches[0][0])
     assert not any(clean(w) for w in batches[50][0] + batches[99][0])
+
+
+
+def test_padded_batches_add_one_to_two_seconds_on_each_side_and_leave_the_other_batches_as_they_were(monkeypatch):
+    """A phase's long_silence_batches share: the clips of a padded batch are each 2-4 s longer than
+    the same batch's clips unpadded; the batches that are not padded are the batches of a run
+    without the share, sample for sample (the share's draw comes after the batch's own draws)."""
+    monkeypatch.setattr(train, "P_WORD_BANK", 0.0)
+    monkeypatch.setattr(train, "P_NON_SPEECH", 0.0)
+    rng = np.random.default_rng(0)
+    clips = [(rng.uniform(-1, 1, int(rng.integers(4000, 8000))) * 3000).astype(np.int16) for _ in range(40)]
+    items = [{"number": i, "british_and": False} for i in range(40)]
+    word_id = {w: i + 1 for i, w in enumerate(data.WORDS)}
+    unpadded = lambda waves, **_: {"input_values": waves, "attention_mask": None}
+    args = (clips, items, [], [], {n: [5, 2] for n in range(40)}, word_id, unpadded, 4, 40, 3)
+    plain, half = Batches(*args), Batches(*args, padded_batches=0.5)
+    padded = 0
+    for k in range(40):
+        before, after = plain[k][0], half[k][0]
+        if all(len(a) == len(b) for a, b in zip(before, after)):
+            assert all(np.array_equal(a, b) for a, b in zip(before, after))
+        else:
+            padded += 1
+            assert all(2 * SR <= len(b) - len(a) <= 4 * SR for a, b in zip(before, after))
+    assert 10 <= padded <= 30  # of 40, at a share of a half
 
 
 def a_model_folder(folder: Path, weights: dict, phase, start: Path | None = None) -> Path:
@@ -256,7 +282,7 @@ def test_tight_trim_and_long_silence_keep_the_speech():
     """evaluate.py's tight-trim and long-silence sets: the trimmed clip starts and ends on samples
     within TIGHT_TRIM_DB of the peak and holds every louder sample; the padded one keeps the clip
     whole in the middle of 1-2 s on each side, its room noise far under the speech."""
-    from tools.demo.augment import SR, TIGHT_TRIM_DB, long_silence, noise_bank, tight_trim
+    from tools.demo.augment import TIGHT_TRIM_DB, long_silence, noise_bank, tight_trim
 
     rng = np.random.default_rng(0)
     speech = np.sin(np.arange(4000) / 5).astype(np.float32) * np.hanning(4000).astype(np.float32)
@@ -349,7 +375,7 @@ def test_style_set_for_phase_2(tmp_path, monkeypatch):
 def test_tight_share_cuts_the_silence():
     """augment's ``tight`` share: a clip with 0.3 s of silence before it comes out no longer than the
     speech stretched by the slowest speed perturbation plus the reverb tail; without it, always longer."""
-    from tools.demo.augment import SR, augment, noise_bank
+    from tools.demo.augment import augment, noise_bank
 
     rng = np.random.default_rng(1)
     speech = (np.sin(np.arange(8000) / 5) * np.hanning(8000)).astype(np.float32)
@@ -476,3 +502,22 @@ def test_the_recipes_apt_get_lines_install_every_recorded_package():
         apt = apt[: apt.index("pip install")]
         assert packages <= set(apt.replace("\\", " ").split())
     assert sorted(data.RECORDED_ROBOTIC["nexuiz-data"][1].values()) == list(range(1, 11))
+
+
+def test_a_vorbis_sample_written_again_is_the_same_audio_in_other_bytes():
+    """Why evaluate.py puts a sample's old bytes back: two Vorbis encodings of the same samples
+    differ (the Ogg stream's serial number is random) but decode alike; other samples do not."""
+    import io
+
+    import soundfile
+
+    from tools.demo.evaluate import same_audio
+
+    x = np.random.default_rng(0).standard_normal(SR).astype(np.float32) * 0.1
+    files = []
+    for wave in (x, x, x[::-1]):
+        f = io.BytesIO()
+        soundfile.write(f, wave, SR, format="OGG", subtype="VORBIS")
+        files.append(f.getvalue())
+    assert files[0] != files[1] and same_audio(files[0], files[1])
+    assert not same_audio(files[0], files[2])

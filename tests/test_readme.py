@@ -79,7 +79,7 @@ def test_the_quick_start_command_translates_its_sample_as_the_readme_says(capsys
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     path = ROOT / re.search(r"pip install -e \. && minis2t2 translate (\S+)", readme).group(1)
     expected = json.loads((path.parent / "expected.json").read_text(encoding="utf-8"))[path.name]
-    said = re.search(r'\(spoken English "([^"]+)"([^)]*)becomes `([^`]+)`\)', readme)
+    said = re.search(r'\(spoken English\s+"([^"]+)"([^)]*)becomes\s+`([^`]+)`\)', readme)
     assert (said.group(1), said.group(3)) == (expected["english"], expected["german"])
     assert f"{soundfile.info(path).samplerate / 1000:g} kHz" in " ".join(said.group(2).split())
     assert main(["translate", str(path)]) == 0

@@ -6,10 +6,10 @@ r"""Train the demo model: spoken English numbers (0-999) -> written German, from
         festvox-us1 festvox-us2 festvox-us3 festvox-en1 \
         csmash-data scid-data saytime openarena-081-misc nexuiz-data hedgewars-data  # the last six: evaluate.py
     pip install -e ".[test,demo]"
-    python -m tools.demo.train       # the shipped model's recipe (the defaults), 4 h 44 min on 2 cores: phase 1,
+    python -m tools.demo.train       # the shipped model's recipe (the defaults), 5 h 8 min on 2 cores: phase 1,
                                      # phases 2 and 3 by torch and again by the NumPy engine, averaged, then
-                                     # phases 4, 5 and 6, each from the model before, averaged with it
-    python -m tools.demo.train --engine numpy --out DIR   # phases 1-6 with minis2t2 alone (no torch);
+                                     # phases 4 to 7, each from the model before, averaged with it
+    python -m tools.demo.train --engine numpy --out DIR   # phases 1-7 with minis2t2 alone (no torch);
                                      # run it again after an interrupt: it resumes from its last check
     python -m tools.demo.evaluate    # per-source held-out accuracy, minis2t2 vs transformers, samples
     python -m tools.demo.judge OLD/eval.json NEW/eval.json   # a candidate against the shipped model's rule
@@ -31,7 +31,8 @@ The shipped model runs phases 2 and 3 twice from phase 1's model, by torch and b
 engine, and averages the two results' weights (shipped_recipe, average_models); phase 4 adds the
 Kokoro voices to phase 3's data on that average, and is averaged with its start; phase 5 adds speech
 without a number (data.no_number_set: words of the training voices, target empty) on that, phase 6
-twice as much of it, each averaged with its start: the last average is the shipped model.
+twice as much of it, phase 7 pads a fifth of phase 6's batches with 1-2 s of silence or room noise
+(augment.long_silence), each averaged with its start: the last average is the shipped model.
 
 The model is transformers' own SpeechEncoderDecoderModel (Wav2Vec2 encoder with layer-norm
 convs, stable layer norm and attention masks; Speech2Text2 decoder), trained with torch on the
@@ -39,7 +40,7 @@ CPU; ``--engine numpy`` trains minis2t2's model of the same config on the same b
 minis2t2's own backward pass and AdamW (tools/demo/train_numpy.py). Loss: the decoder's
 cross-entropy plus, as in joint CTC-attention training, a CTC loss of the English words on the
 encoder output through a linear head used only in training (not saved): without it a run learned
-only the German prior. Phases 2 to 6 train on the decoder's loss alone.
+only the German prior. Phases 2 to 7 train on the decoder's loss alone.
 
 What was tried before and what each change bought (earlier recipes, runs and options not kept)
 is in the model card, weights/numbers-en-de/README.md.
@@ -57,7 +58,7 @@ from pathlib import Path
 import numpy as np
 
 from minis2t2.optim import warmup_cosine
-from tools.demo.augment import SR, augment, noise_bank, non_speech, pad_silence
+from tools.demo.augment import SR, augment, long_silence, noise_bank, non_speech, pad_silence
 from tools.demo.bpe import SPECIALS, learn_merges
 from tools.demo.data import WORDS, evaluation_set, kokoro_ja_set, no_number_set, style_set, training_set, word_bank
 from tools.demo.spell import english, german, german_parts
@@ -171,13 +172,16 @@ class Batches:
     (only leading and trailing silence) with probability 1 - k/N: a curriculum from the clean
     synthesized voices to the full augmentation (0 draws no random number for it, so runs without
     it replay exactly). ``tight`` is augment's share of tightly cut clips (tools/demo/augment.py).
+    ``padded_batches`` is the share of batches whose clips, augmented, each get 1-2 s of silence or
+    room noise on each side (augment.long_silence: a microphone left open); a whole batch, so that
+    the padding does not lengthen the other batches (0 draws no random number for it either).
     """
 
     def __init__(self, clips, items, bank, bank_items, labels_of, word_id, fe, batch_size, steps, seed, clean_start=0,
-                 tight=0.0):
+                 tight=0.0, padded_batches=0.0):
         self.clips, self.items, self.labels_of, self.word_id = clips, items, labels_of, word_id
         self.fe, self.batch_size, self.steps, self.seed = fe, batch_size, steps, seed
-        self.clean_start, self.tight = clean_start, tight
+        self.clean_start, self.tight, self.padded_batches = clean_start, tight, padded_batches
         self.bank: dict[tuple[str, str], np.ndarray] = {}  # (voice key, word) -> trimmed float clip
         for it, clip in zip(bank_items, bank):
             self.bank[(json.dumps(it["voice"], sort_keys=True), it["word"])] = trim(clip.astype(np.float32) / 32768)
@@ -224,6 +228,8 @@ class Batches:
                 waves.append(augment(x, rng, others, self.noises, self.tight))
             numbers.append(n)
             word_lists.append(words)
+        if self.padded_batches and rng.random() < self.padded_batches:
+            waves = [long_silence(w, rng, self.noises) for w in waves]
         inputs = self.fe(waves, sampling_rate=SR, padding=True, return_tensors="np")
         label_lists = [self.labels_of[n] for n in numbers]
         width = max(map(len, label_lists))
@@ -275,6 +281,10 @@ PHASES = {  # the shipped model's recipe: phase 1 from random weights, then phas
     6: {"steps": 7000, "lr": 1.5e-4, "warmup": 300, "seed": 17, "ctc_weight": 0.0, "clean_start": 0,
         "freeze_feature_encoder_after": 0, "tight_trim": 0.3, "styles": True, "kokoro_ja": True,
         "no_number_words": 2},
+    # phase 7: phase 6 with a fifth of its batches padded with 1-2 s of silence or room noise (Batches' padded_batches)
+    7: {"steps": 7000, "lr": 1.5e-4, "warmup": 300, "seed": 18, "ctc_weight": 0.0, "clean_start": 0,
+        "freeze_feature_encoder_after": 0, "tight_trim": 0.3, "styles": True, "kokoro_ja": True,
+        "no_number_words": 2, "long_silence_batches": 0.2},
 }
 PHASE_FLAGS = ["steps", "lr", "warmup", "seed", "ctc_weight", "clean_start", "freeze_feature_encoder_after"]
 
@@ -343,7 +353,7 @@ def train_phase(model, phase: dict, clips, items, bank, bank_items, tokenizer, f
     optimizer = torch.optim.AdamW([*model.parameters(), *ctc_head.parameters()], lr=phase["lr"], weight_decay=0.01)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: warmup_cosine(s, warmup, steps))
     data = Batches(clips, items, bank, bank_items, labels_of, word_id, fe, args.batch_size, steps, phase["seed"],
-                   phase["clean_start"], phase["tight_trim"])
+                   phase["clean_start"], phase["tight_trim"], phase.get("long_silence_batches", 0.0))
     loader = torch.utils.data.DataLoader(data, batch_size=None, shuffle=False, num_workers=1, prefetch_factor=4)
     start, losses, history = time.time(), [], []
     model.train()
@@ -477,7 +487,7 @@ def finished(folder: Path, n: int, start: Path | None = None) -> bool:
     return record is not None
 
 
-CONTINUED = [4, 5, 6]  # the phases after the average of phases 2-3: each from the model before, averaged with it
+CONTINUED = [4, 5, 6, 7]  # the phases after the average of phases 2-3: each from the model before, averaged with it
 
 
 def shipped_recipe(args, data: dict) -> None:

@@ -218,7 +218,7 @@ def run(phases: list[int], settings: dict, args, data: dict, phase_data, log=pri
         labels_of, word_id = labels_and_words(tokenizer)
         batches = Batches(clips, items, bank, bank_items, labels_of, word_id,
                           model.processor.feature_extractor, args.batch_size, phase["steps"], phase["seed"],
-                          phase["clean_start"], phase["tight_trim"])
+                          phase["clean_start"], phase["tight_trim"], phase.get("long_silence_batches", 0.0))
         log(json.dumps({"phase": n, **phase, "engine": "numpy"}))
         resume = state if state and state["phase"] == n else None  # (at its last step if only its record is missing)
         fresh = {"phase": n, "step": 0, "seconds": 0.0, "history": [], "settings": {str(m): settings[m] for m in phases}}
