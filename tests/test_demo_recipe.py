@@ -177,6 +177,27 @@ def test_average_models_is_the_mean_of_each_weight(tmp_path):
     assert record["models"] == [str(f) for f in folders]
 
 
+
+def test_an_average_names_the_start_of_a_phase_averaged_with_it_and_training_record_restores_it(tmp_path):
+    """A phase continued from a model and averaged with it: the average's training.json holds the
+    start's record once (the phase's "previous" names it, "of[0]"), so five such phases in a row
+    make a record five times as long, not 32 times; training_record gives back the whole tree."""
+    start = a_model_folder(tmp_path / "start", {"w": np.zeros(2, np.float32)}, 3)
+    sizes = []
+    for n in range(4, 9):
+        phase = a_model_folder(tmp_path / f"phase-{n}", {"w": np.full(2, n, np.float32)}, n, start)
+        train.average_models([start, phase], tmp_path / f"average-{n}")
+        record = json.loads((tmp_path / f"average-{n}" / "training.json").read_text())
+        assert record["of"][1]["previous"] == "of[0]"
+        tree = train.training_record(tmp_path / f"average-{n}")
+        assert tree["of"][1]["previous"] == tree["of"][0] == train.training_record(start)
+        assert tree["of"][1] | {"previous": None} == json.loads((phase / "training.json").read_text()) | {
+            "previous": None}
+        sizes.append(len(json.dumps(record)))
+        start = tmp_path / f"average-{n}"
+    assert sizes[-1] < 6 * sizes[0]
+
+
 def test_average_models_refuses_models_of_other_shapes(tmp_path):
     folders = [a_model_folder(tmp_path / "a", {"w": np.zeros((2, 3), np.float32)}, 3),
                a_model_folder(tmp_path / "b", {"w": np.zeros((3, 2), np.float32)}, 3)]
@@ -489,6 +510,29 @@ def test_phase_5_adds_training_voices_saying_words_with_an_empty_target(tmp_path
     batches = Batches(clips, items, [], [], {None: [2]}, {}, unpadded, 4, 10, 0)
     _, _, labels, word_ids = batches[0]
     assert labels.tolist() == [[2]] * 4 and word_ids == [[]] * 4
+
+
+
+def test_phase_8_adds_both_of_each_teen_and_ten_pair_said_by_training_voices(tmp_path, monkeypatch):
+    """data.teen_ty_set (synthesis stubbed: the items are the point): TEEN_TY_CLIPS clips of numbers
+    ending in a teen or a ten, each pair's both sides equally often (13 and 30, 113 and 130, ...),
+    by the training voices but Kokoro's; phase_data adds them to phase 8's clips."""
+    monkeypatch.setattr(data, "synthesize", lambda jobs: [np.zeros(160, np.int16) for _ in jobs])
+    monkeypatch.setattr(data, "espeak_variants", lambda: (["m1", "f2"], ["m3"]))
+    items, clips = data.teen_ty_set(tmp_path, 0)
+    assert len(items) == len(clips) == data.TEEN_TY_CLIPS
+    counts = {n: sum(it["number"] == n for it in items) for n in range(1000)}
+    for hundreds in range(0, 1000, 100):
+        for k in range(3, 10):
+            assert abs(counts[hundreds + 10 + k] - counts[hundreds + 10 * k]) <= 1 and counts[hundreds + 10 * k] >= 14
+    assert sum(counts.values()) == sum(counts[h + n] for h in range(0, 1000, 100) for n in (*range(13, 20),
+                                                                                          *range(30, 100, 10)))
+    assert all(data.spoken(it).replace(",", "") == english(it["number"], it["british_and"]) for it in items)
+    assert {it["voice"]["source"] for it in items} <= {s for s, _ in data.NO_NUMBER_SOURCES} - {"festival_extra"}
+    base = {"items": [], "clips": [], "bank_items": [], "bank": [], "work": tmp_path}
+    phase_items, phase_clips, _, _ = train.phase_data(base, train.PHASES[8] | {"styles": False, "kokoro_ja": False,
+                                                                               "no_number_words": 0})
+    assert phase_items == items and len(phase_clips) == len(clips)
 
 
 def test_the_recipes_apt_get_lines_install_every_recorded_package():

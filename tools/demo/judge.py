@@ -75,6 +75,7 @@ GAINS = {  # name: (candidate, shipped) -> reached
     "speaking styles +2 points": lambda new, old: rises(new, old, ["speaking_style"], 2),
     "espeak-ng variants reaching 97%": lambda new, old: reaches(new, old, "espeak_unseen_variants", 0.97),
     "awb reaching 97%": lambda new, old: reaches(new, old, "flite_awb_held_out_voice", 0.97),
+    "speaking styles reaching 97%": lambda new, old: reaches(new, old, "speaking_style", 0.97),
     "words that are no number: 10 more of 69 empty": lambda new, old: more_right(new, old, "recorded_no_number", 10),
     "words of nine voice actors that are no number: 30 more of 243 empty": lambda new, old: more_right(
         new, old, "recorded_voice_packs_no_number", 30),

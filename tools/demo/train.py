@@ -6,10 +6,10 @@ r"""Train the demo model: spoken English numbers (0-999) -> written German, from
         festvox-us1 festvox-us2 festvox-us3 festvox-en1 \
         csmash-data scid-data saytime openarena-081-misc nexuiz-data hedgewars-data  # the last six: evaluate.py
     pip install -e ".[test,demo]"
-    python -m tools.demo.train       # the shipped model's recipe (the defaults), 5 h 8 min on 2 cores: phase 1,
+    python -m tools.demo.train       # the shipped model's recipe (the defaults), 5 h 25 min on 2 cores: phase 1,
                                      # phases 2 and 3 by torch and again by the NumPy engine, averaged, then
-                                     # phases 4 to 7, each from the model before, averaged with it
-    python -m tools.demo.train --engine numpy --out DIR   # phases 1-7 with minis2t2 alone (no torch);
+                                     # phases 4 to 8, each from the model before, averaged with it
+    python -m tools.demo.train --engine numpy --out DIR   # phases 1-8 with minis2t2 alone (no torch);
                                      # run it again after an interrupt: it resumes from its last check
     python -m tools.demo.evaluate    # per-source held-out accuracy, minis2t2 vs transformers, samples
     python -m tools.demo.judge OLD/eval.json NEW/eval.json   # a candidate against the shipped model's rule
@@ -32,7 +32,8 @@ engine, and averages the two results' weights (shipped_recipe, average_models); 
 Kokoro voices to phase 3's data on that average, and is averaged with its start; phase 5 adds speech
 without a number (data.no_number_set: words of the training voices, target empty) on that, phase 6
 twice as much of it, phase 7 pads a fifth of phase 6's batches with 1-2 s of silence or room noise
-(augment.long_silence), each averaged with its start: the last average is the shipped model.
+(augment.long_silence), phase 8 adds numbers ending in a teen or a ten (data.teen_ty_set), each
+averaged with its start: the last average is the shipped model.
 
 The model is transformers' own SpeechEncoderDecoderModel (Wav2Vec2 encoder with layer-norm
 convs, stable layer norm and attention masks; Speech2Text2 decoder), trained with torch on the
@@ -40,7 +41,7 @@ CPU; ``--engine numpy`` trains minis2t2's model of the same config on the same b
 minis2t2's own backward pass and AdamW (tools/demo/train_numpy.py). Loss: the decoder's
 cross-entropy plus, as in joint CTC-attention training, a CTC loss of the English words on the
 encoder output through a linear head used only in training (not saved): without it a run learned
-only the German prior. Phases 2 to 7 train on the decoder's loss alone.
+only the German prior. Phases 2 to 8 train on the decoder's loss alone.
 
 What was tried before and what each change bought (earlier recipes, runs and options not kept)
 is in the model card, weights/numbers-en-de/README.md.
@@ -60,7 +61,16 @@ import numpy as np
 from minis2t2.optim import warmup_cosine
 from tools.demo.augment import SR, augment, long_silence, noise_bank, non_speech, pad_silence
 from tools.demo.bpe import SPECIALS, learn_merges
-from tools.demo.data import WORDS, evaluation_set, kokoro_ja_set, no_number_set, style_set, training_set, word_bank
+from tools.demo.data import (
+    WORDS,
+    evaluation_set,
+    kokoro_ja_set,
+    no_number_set,
+    style_set,
+    teen_ty_set,
+    training_set,
+    word_bank,
+)
 from tools.demo.spell import english, german, german_parts
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -285,6 +295,10 @@ PHASES = {  # the shipped model's recipe: phase 1 from random weights, then phas
     7: {"steps": 7000, "lr": 1.5e-4, "warmup": 300, "seed": 18, "ctc_weight": 0.0, "clean_start": 0,
         "freeze_feature_encoder_after": 0, "tight_trim": 0.3, "styles": True, "kokoro_ja": True,
         "no_number_words": 2, "long_silence_batches": 0.2},
+    # phase 8: phase 7 with the teens and tens said by the training voices (data.teen_ty_set)
+    8: {"steps": 7000, "lr": 1.5e-4, "warmup": 300, "seed": 19, "ctc_weight": 0.0, "clean_start": 0,
+        "freeze_feature_encoder_after": 0, "tight_trim": 0.3, "styles": True, "kokoro_ja": True,
+        "no_number_words": 2, "long_silence_batches": 0.2, "teen_ty": True},
 }
 PHASE_FLAGS = ["steps", "lr", "warmup", "seed", "ctc_weight", "clean_start", "freeze_feature_encoder_after"]
 
@@ -299,7 +313,7 @@ def labels_and_words(tokenizer) -> tuple[dict, dict]:
 
 def phase_data(data: dict, phase: dict) -> tuple[list, list, list, list]:
     """A phase's training items and clips and its word bank's: the synthesized set, with the speaking
-    styles, the Kokoro voices and the speech without a number if it has them."""
+    styles, the Kokoro voices, the speech without a number and the teens and tens if it has them."""
     items, clips, bank_items, bank = data["items"], data["clips"], data["bank_items"], data["bank"]
     if phase["styles"]:
         style_items, style_clips = style_set(data["work"], DATA_SEED)
@@ -310,6 +324,9 @@ def phase_data(data: dict, phase: dict) -> tuple[list, list, list, list]:
         bank_items, bank = bank_items + word_items, bank + words
     if phase.get("no_number_words"):  # the number of parts of data.no_number_set
         more_items, more_clips = no_number_set(data["work"], DATA_SEED, phase["no_number_words"])
+        items, clips = items + more_items, clips + more_clips
+    if phase.get("teen_ty"):
+        more_items, more_clips = teen_ty_set(data["work"], DATA_SEED)
         items, clips = items + more_items, clips + more_clips
     return items, clips, bank_items, bank
 
@@ -487,7 +504,7 @@ def finished(folder: Path, n: int, start: Path | None = None) -> bool:
     return record is not None
 
 
-CONTINUED = [4, 5, 6, 7]  # the phases after the average of phases 2-3: each from the model before, averaged with it
+CONTINUED = [4, 5, 6, 7, 8]  # the phases after the average of phases 2-3: each from the model before, averaged with it
 
 
 def shipped_recipe(args, data: dict) -> None:
@@ -552,8 +569,42 @@ def average_models(folders: list[Path], out: Path) -> None:
             shutil.copyfile(folders[0] / name, out / name)
     save_file(mean, str(out / "model.safetensors"), metadata={"format": "pt"})  # transformers' own metadata
     records = [json.loads((folder / "training.json").read_text()) for folder in folders]
-    (out / "training.json").write_text(json.dumps({"phase": "average", "models": [str(f) for f in folders],
-                                                   "of": records}, indent=1) + "\n")
+    record = compact({"phase": "average", "models": [str(f) for f in folders], "of": records})
+    (out / "training.json").write_text(json.dumps(record, indent=1) + "\n")
+
+
+def compact(record: dict) -> dict:
+    """A training record with each model of an average that was trained from another model of the
+    same average naming it ("previous": "of[0]") instead of holding its record a second time (a
+    phase continued from a model and averaged with it: held twice, the records would double with
+    every such phase). ``training_record`` undoes it."""
+    if record.get("phase") == "average":
+        of = []
+        for i, model in enumerate(record["of"]):
+            start = next((j for j in range(i) if isinstance(model.get("previous"), dict)
+                          and model["previous"] == record["of"][j]), None)
+            of.append(compact(model) if start is None else {**model, "previous": f"of[{start}]"})
+        return {**record, "of": of}
+    if isinstance(record.get("previous"), dict):
+        return {**record, "previous": compact(record["previous"])}
+    return record
+
+
+def training_record(folder: Path) -> dict:
+    """``folder``'s training.json as the model's whole family tree: each trained model's record
+    holds the record of the model it started from ("previous"), each average's the records of the
+    models it is the mean of ("of"), the names ``compact`` wrote replaced by the records they name."""
+    def expand(record: dict) -> dict:
+        if record.get("phase") == "average":
+            of = []
+            for model in record["of"]:
+                start = model.get("previous")
+                of.append({**model, "previous": of[int(start[3:-1])]} if isinstance(start, str) else expand(model))
+            return {**record, "of": of}
+        if isinstance(record.get("previous"), dict):
+            return {**record, "previous": expand(record["previous"])}
+        return record
+    return expand(json.loads((folder / "training.json").read_text()))
 
 
 def run_torch(phases: list[int], settings: dict, args, data: dict) -> None:
