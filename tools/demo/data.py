@@ -254,7 +254,6 @@ def no_number_part(seed: int, k: int):
     return build
 
 
-
 TEEN_TY_CLIPS = 2000
 
 
