@@ -102,6 +102,11 @@ def test_40_ms_frames_model(tmp_path):
     np.testing.assert_allclose(ours[1, :19], theirs[1, :19], atol=1e-4)  # the frames the mask keeps
 
 
+def unpadded(waves, **_):
+    """A feature extractor that hands the batch's waves back as they are (lengths kept)."""
+    return {"input_values": waves, "attention_mask": None}
+
+
 def test_clean_start_batches_begin_clean(monkeypatch):
     """--clean-start N: batch 0 holds the clips as synthesized (only silence around them), batch N
     and later go through the augmentation chain."""
@@ -112,7 +117,6 @@ def test_clean_start_batches_begin_clean(monkeypatch):
     items = [{"number": i, "british_and": False} for i in range(40)]
     word_id = {w: i + 1 for i, w in enumerate(data.WORDS)}
     labels_of = {n: [5, 2] for n in range(40)}
-    unpadded = lambda waves, **_: {"input_values": waves, "attention_mask": None}
     batches = Batches(clips, items, [], [], labels_of, word_id, unpadded, 8, 100, 3, clean_start=50)
     sources = {clip.tobytes() for clip in clips}
 
@@ -122,7 +126,6 @@ def test_clean_start_batches_begin_clean(monkeypatch):
 
     assert all(clean(w) for w in batches[0][0])
     assert not any(clean(w) for w in batches[50][0] + batches[99][0])
-
 
 
 def test_padded_batches_add_one_to_two_seconds_on_each_side_and_leave_the_other_batches_as_they_were(monkeypatch):
@@ -135,7 +138,6 @@ def test_padded_batches_add_one_to_two_seconds_on_each_side_and_leave_the_other_
     clips = [(rng.uniform(-1, 1, int(rng.integers(4000, 8000))) * 3000).astype(np.int16) for _ in range(40)]
     items = [{"number": i, "british_and": False} for i in range(40)]
     word_id = {w: i + 1 for i, w in enumerate(data.WORDS)}
-    unpadded = lambda waves, **_: {"input_values": waves, "attention_mask": None}
     args = (clips, items, [], [], {n: [5, 2] for n in range(40)}, word_id, unpadded, 4, 40, 3)
     plain, half = Batches(*args), Batches(*args, padded_batches=0.5)
     padded = 0
@@ -175,7 +177,6 @@ def test_average_models_is_the_mean_of_each_weight(tmp_path):
     record = json.loads((tmp_path / "out" / "training.json").read_text())
     assert record["phase"] == "average" and [r["phase"] for r in record["of"]] == [3, 3]
     assert record["models"] == [str(f) for f in folders]
-
 
 
 def test_an_average_names_the_start_of_a_phase_averaged_with_it_and_training_record_restores_it(tmp_path):
@@ -506,11 +507,9 @@ def test_phase_5_adds_training_voices_saying_words_with_an_empty_target(tmp_path
     assert phase_items == items and len(phase_clips) == len(clips)
     monkeypatch.setattr(train, "P_WORD_BANK", 0.0)
     monkeypatch.setattr(train, "P_NON_SPEECH", 0.0)
-    unpadded = lambda waves, **_: {"input_values": waves, "attention_mask": None}
     batches = Batches(clips, items, [], [], {None: [2]}, {}, unpadded, 4, 10, 0)
     _, _, labels, word_ids = batches[0]
     assert labels.tolist() == [[2]] * 4 and word_ids == [[]] * 4
-
 
 
 def test_phase_8_adds_both_of_each_teen_and_ten_pair_said_by_training_voices(tmp_path, monkeypatch):

@@ -18,9 +18,10 @@ not depend on the training set (and evaluate.py never synthesizes training audio
 - Phase 2's styles (``style_set``): 3 800 clips by the training voices of the ways people say
   numbers that the other clips leave out: "oh" for zero, "a hundred", teens and tens alone,
   whispered, slow and fast.
-- Phase 4's Kokoro voices (``kokoro_ja_set``) and phases 5 and 6's speech without a number
+- Phase 4's Kokoro voices (``kokoro_ja_set``), phases 5 and 6's speech without a number
   (``no_number_set``, one part and two: training voices saying wordfreq's frequent words that are
-  no number and sound like none; target empty).
+  no number and sound like none; target empty) and phase 8's numbers ending in a teen or a ten
+  (``teen_ty_set``).
 - Evaluation sets, each with its own numbers: unseen espeak-ng variants; unseen utterances of
   the flite/festival training voices and of hibari's neural voice; flite's ``awb`` voice, held
   out of training entirely; the Piper neural voice ``en_US-joe-medium`` (never trained on), at

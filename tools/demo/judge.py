@@ -56,11 +56,15 @@ def reaches(new: dict, old: dict, name: str, target: float) -> bool:
     return old[name]["exact_match"] < target <= new[name]["exact_match"]
 
 
+def under_plain(s: dict) -> int:
+    """How many fewer clips a copy (cut or padded) of the synthetic clips gets right than the same
+    clips plain."""
+    return round(s["plain_clips_exact_match"] * s["clips"]) - right(s)
+
+
 def within_gap(s: dict) -> bool:
-    """Whether a copy (cut or padded) of the synthetic clips is within GAP points of the same clips
-    plain (counted in clips: no rounding at the edge)."""
-    plain = round(s["plain_clips_exact_match"] * s["clips"])
-    return 100 * (plain - right(s)) <= GAP * s["clips"]
+    """Whether a copy is within GAP points of the plain clips (counted in clips: no rounding at the edge)."""
+    return 100 * under_plain(s) <= GAP * s["clips"]
 
 
 def closes_gap(new: dict, old: dict, name: str) -> bool:
@@ -122,7 +126,7 @@ def judge(old: dict, new: dict, out=print) -> bool:
             fixed, broken = fixed + f, broken + b
         verdict = ("ok" if ok else "FALLS") if judged else "(in the 600)"
         if name in COPIES:
-            verdict += "  under plain {:.1f} -> {:.1f}".format(*(100 * (s["plain_clips_exact_match"] - s["exact_match"])
+            verdict += "  under plain {:.1f} -> {:.1f}".format(*(100 * under_plain(s) / s["clips"]
                                                                 for s in (old[name], new[name])))
         out(f"{name:34s} {right(old[name]):5d} -> {right(new[name]):5d} of {old[name]['clips']:<5d} "
             f"{100 * old[name]['exact_match']:5.1f} -> {100 * new[name]['exact_match']:5.1f}%  "
