@@ -229,3 +229,42 @@ def test_a_run_of_two_phases_resumes_at_the_phase_it_was_in(tmp_path, monkeypatc
 
     run()  # both phases recorded: nothing to do
     assert json.loads((tmp_path / "training.json").read_text()) == again
+
+
+def test_a_phase_with_encoder_layers_grows_the_given_model_and_resumes_as_grown(tmp_path, monkeypatch):
+    """run() of one phase with "encoder_layers" 2 (--encoder-layers) from a saved one-layer model:
+    the model is grown into --out (train.start_of) and trained there, its record holding the
+    growth's, whose "previous" is the saved model's. Killed after the phase's last save but before
+    its record, the same command trains nothing more and writes the same record."""
+    import argparse
+
+    monkeypatch.setattr(train_numpy, "CHECK_EVERY", 1)
+    monkeypatch.setattr(train_numpy, "dev_exact_match", lambda *_: 0.0)
+    tokenizer = Tokenizer.from_folder(DEMO)
+    _, word_id = train.labels_and_words(tokenizer)
+    fixed = FixedBatches([a_batch(tokenizer, seed) for seed in range(2)], word_id)
+    monkeypatch.setattr(train, "Batches", lambda *_, **__: fixed)
+    (tmp_path / "saved").mkdir()
+    tiny_model(tmp_path / "saved").save_pretrained(tmp_path / "saved")
+    (tmp_path / "saved" / "training.json").write_text(json.dumps({"phase": 1, "engine": "numpy"}))
+    phase = PHASE | {"ctc_weight": 0.0, "clean_start": 0, "tight_trim": 0.0, "styles": False, "steps": 2,
+                     "encoder_layers": 2}
+    args = argparse.Namespace(out=tmp_path / "out", init=tmp_path / "saved", frame_ms=None, batch_size=4)
+    data = {"bank": [], "bank_items": [], "dev_items": [], "dev_clips": []}
+
+    def run():
+        train_numpy.run([2], {2: phase}, args, data, lambda data, phase: ([], [], [], []), log=lambda _: None)
+
+    run()
+    record = json.loads((args.out / "training.json").read_text())
+    assert (record["phase"], record["previous"]["phase"], record["previous"]["encoder_layers"],
+            record["previous"]["previous"]) == (2, "grown", 2, {"phase": 1, "engine": "numpy"})
+    model = minis2t2.load(args.out)
+    assert model.config.encoder.num_hidden_layers == 2
+    assert model.trainable_parameters()["encoder.encoder.layers.1.attention.out_proj.weight"].any()  # trained
+    (args.out / "training.json").write_text(json.dumps(record["previous"]))  # as if killed before the phase's record
+    run()
+    again = json.loads((args.out / "training.json").read_text())
+    assert (again["phase"], again["previous"], again["history"]) == (2, record["previous"], record["history"])
+    for name, array in minis2t2.load(args.out).trainable_parameters().items():
+        np.testing.assert_array_equal(array, model.trainable_parameters()[name], err_msg=name)  # no step taken
