@@ -15,7 +15,7 @@ import pytest
 import torch
 from num2words import num2words
 from safetensors.numpy import load_file, save_file
-from transformers import Speech2Text2Tokenizer, SpeechEncoderDecoderModel
+from transformers import Speech2Text2Tokenizer
 
 import minis2t2
 from minis2t2.loading import DEFAULT_MODEL_NAME
@@ -100,67 +100,6 @@ def test_40_ms_frames_model(tmp_path):
     assert ours.shape == theirs.shape == (2, 24, 96)
     np.testing.assert_allclose(ours[0], theirs[0], atol=1e-4)  # fp32, activations of unit scale
     np.testing.assert_allclose(ours[1, :19], theirs[1, :19], atol=1e-4)  # the frames the mask keeps
-
-
-def test_a_grown_encoder_computes_what_its_source_computes(tmp_path):
-    """grow_encoder: 4 layers -> 7, the new layers copies of layers 0-2 whose attention out_proj and
-    feed-forward output_dense are zero; transformers and minis2t2 give the grown model's outputs as
-    the source's (transformers: the very same arithmetic plus three residual additions of zero)."""
-    torch.manual_seed(0)
-    source = tmp_path / "source"
-    shutil.copytree(DEMO, source)
-    build_model(44).save_pretrained(str(source), safe_serialization=True)  # random weights, demo tokenizer
-    train.grow_encoder(source, tmp_path / "grown", 7)
-    before, after = (load_file(folder / "model.safetensors") for folder in (source, tmp_path / "grown"))
-    layer = "encoder.encoder.layers."
-    assert after.keys() - before.keys() == {f"{layer}{n}.{name[len(layer) + 2:]}" for n in (4, 5, 6)
-                                            for name in before if name.startswith(f"{layer}0.")}
-    for name, array in after.items():
-        if not name.startswith(layer) or int(name.split(".")[3]) < 4:
-            np.testing.assert_array_equal(array, before[name], err_msg=name)
-        elif ".out_proj." in name or ".output_dense." in name:
-            assert not array.any(), name
-        else:
-            copied = name.replace(f"{layer}{name.split('.')[3]}.", f"{layer}{int(name.split('.')[3]) - 4}.")
-            np.testing.assert_array_equal(array, before[copied], err_msg=name)
-    record = json.loads((tmp_path / "grown" / "training.json").read_text())
-    assert (record["phase"], record["encoder_layers"], record["previous"]) == ("grown", 7, json.loads(
-        (source / "training.json").read_text()))
-
-    audio = torch.from_numpy(np.random.default_rng(3).standard_normal((2, 20000)).astype(np.float32))
-    mask = torch.ones(2, 20000, dtype=torch.long)
-    mask[1, 15000:] = 0
-    labels = torch.tensor([[5, 9, 2], [7, 2, 1]])
-    outputs = []
-    for folder in (source, tmp_path / "grown"):
-        model = SpeechEncoderDecoderModel.from_pretrained(str(folder)).eval()
-        with torch.no_grad():
-            outputs.append(model(input_values=audio, attention_mask=mask, labels=labels).logits.numpy())
-    assert model.config.encoder.num_hidden_layers == 7
-    np.testing.assert_array_equal(outputs[1], outputs[0])
-    ours = minis2t2.load(tmp_path / "grown")(audio.numpy(), attention_mask=mask.numpy(), decoder_input_ids=np.array(
-        [[2, 5, 9], [2, 7, 2]])).logits
-    np.testing.assert_allclose(ours, outputs[0], atol=1e-4)  # fp32, logits of unit scale
-
-
-def test_grow_encoder_copies_each_layer_at_most_once(tmp_path):
-    source = tmp_path / "source"
-    shutil.copytree(DEMO, source)
-    have = json.loads((source / "config.json").read_text())["encoder"]["num_hidden_layers"]
-    for layers in (have, 2 * have + 1):
-        with pytest.raises(ValueError, match=f"^{source}: its encoder has {have} layers; growing copies each at "
-                                             f"most once: expected {have} < layers <= {2 * have}, got {layers}$"):
-            train.grow_encoder(source, tmp_path / "grown", layers)
-    assert not (tmp_path / "grown").exists()
-
-
-def test_a_phase_starts_from_its_source_unless_it_asks_for_a_deeper_encoder(tmp_path):
-    have = json.loads((DEMO / "config.json").read_text())["encoder"]["num_hidden_layers"]
-    assert train.start_of({"steps": 1}, DEMO, tmp_path / "grown") == DEMO
-    assert train.start_of({"encoder_layers": have}, DEMO, tmp_path / "grown") == DEMO
-    assert not (tmp_path / "grown").exists()
-    assert train.start_of({"encoder_layers": have + 1}, DEMO, tmp_path / "grown") == tmp_path / "grown"
-    assert json.loads((tmp_path / "grown" / "config.json").read_text())["encoder"]["num_hidden_layers"] == have + 1
 
 
 def unpadded(waves, **_):
@@ -301,26 +240,6 @@ def test_the_shipped_recipe_averages_two_runs_of_phases_2_and_3_then_each_later_
     train.shipped_recipe(args, {})  # a new average: phases 4 and 5, trained from the old ones, run again
     assert steps[5:] == [("torch", [4], runs / "phase-4", runs / "average"),
                          ("torch", [5], runs / "phase-5", runs / "average-4")]
-
-
-DEMO_LAYERS = json.loads((DEMO / "config.json").read_text())["encoder"]["num_hidden_layers"]
-
-
-@pytest.mark.parametrize("argv, message", [
-    (["--phase", "1", "--encoder-layers", "6"],
-     "--encoder-layers: grows a saved model's encoder; give the model with --init"),
-    (["--phase", "8", "--init", str(DEMO), "--encoder-layers", "99"],
-     (f"--encoder-layers: {DEMO} has {DEMO_LAYERS} encoder layers and growing copies each at most once: expected "
-      f"{DEMO_LAYERS} to {2 * DEMO_LAYERS}, got 99")),
-    (["--phase", "8", "--init", "/nonexistent", "--encoder-layers", "6"],
-     "--init: /nonexistent: no config.json there (expected a model folder)"),
-])
-def test_encoder_layers_mistakes_are_one_line_usage_errors(argv, message, monkeypatch, capsys):
-    monkeypatch.setattr(sys, "argv", ["train.py", *argv])
-    with pytest.raises(SystemExit) as stop:
-        train.main()
-    assert stop.value.code == 2
-    assert capsys.readouterr().err.splitlines()[-1].endswith(message)
 
 
 def test_the_recipe_will_not_start_from_a_given_model(monkeypatch, capsys):

@@ -11,8 +11,6 @@ r"""Train the demo model: spoken English numbers (0-999) -> written German, from
                                      # phases 4 to 8, each from the model before, averaged with it
     python -m tools.demo.train --engine numpy --out DIR   # phases 1-8 with minis2t2 alone (no torch);
                                      # run it again after an interrupt: it resumes from its last check
-    python -m tools.demo.train --phase 8 --init weights/numbers-en-de --encoder-layers 8 --seed 20 --out DIR
-                                     # a phase on the model with its encoder grown to 8 layers (grow_encoder)
     python -m tools.demo.evaluate    # per-source held-out accuracy, minis2t2 vs transformers, samples
     python -m tools.demo.judge OLD/eval.json NEW/eval.json   # a candidate against the shipped model's rule
 
@@ -302,8 +300,7 @@ PHASES = {  # the shipped model's recipe: phase 1 from random weights, then phas
         "freeze_feature_encoder_after": 0, "tight_trim": 0.3, "styles": True, "kokoro_ja": True,
         "no_number_words": 2, "long_silence_batches": 0.2, "teen_ty": True},
 }
-PHASE_FLAGS = ["steps", "lr", "warmup", "seed", "ctc_weight", "clean_start", "freeze_feature_encoder_after",
-               "encoder_layers"]
+PHASE_FLAGS = ["steps", "lr", "warmup", "seed", "ctc_weight", "clean_start", "freeze_feature_encoder_after"]
 
 
 def labels_and_words(tokenizer) -> tuple[dict, dict]:
@@ -439,10 +436,6 @@ def main() -> None:
     p.add_argument("--freeze-feature-encoder-after", type=int, metavar="STEP",
                    help="after this many steps the conv feature encoder stops learning (HF's freeze_feature_encoder): "
                         "later steps skip its backward pass (phase 1: 17/26 of --steps)")
-    p.add_argument("--encoder-layers", type=int, metavar="N",
-                   help="grow the --init model's encoder to N transformer layers before the phase (grow_encoder: the "
-                        "new layers start as copies of its first ones that add nothing, so the grown model computes "
-                        "what the saved one does, with more room to learn); at most twice its layers")
     p.add_argument("--clean-start", type=int, metavar="N",
                    help="curriculum: over the first N steps the share of clips that go through the augmentation "
                         "chain grows from 0 to 1, the others being the clean synthesized clips (phase 1: 7/26 of "
@@ -477,15 +470,6 @@ def main() -> None:
                     f"got {phase['freeze_feature_encoder_after']}")
         if not 0 <= phase["clean_start"] <= phase["steps"]:
             p.error(f"--clean-start: expected a step count in [0, --steps={phase['steps']}], got {phase['clean_start']}")
-        if "encoder_layers" in given:
-            if not args.init:
-                p.error("--encoder-layers: grows a saved model's encoder; give the model with --init")
-            if not (args.init / "config.json").is_file():
-                p.error(f"--init: {args.init}: no config.json there (expected a model folder)")
-            have = json.loads((args.init / "config.json").read_text())["encoder"]["num_hidden_layers"]
-            if not have <= given["encoder_layers"] <= 2 * have:
-                p.error(f"--encoder-layers: {args.init} has {have} encoder layers and growing copies each at most "
-                        f"once: expected {have} to {2 * have}, got {given['encoder_layers']}")
 
     items, clips = training_set(args.work, DATA_SEED)
     bank_items, bank = word_bank(args.work, DATA_SEED)
@@ -589,54 +573,6 @@ def average_models(folders: list[Path], out: Path) -> None:
     (out / "training.json").write_text(json.dumps(record, indent=1) + "\n")
 
 
-def grow_encoder(src: Path, out: Path, layers: int) -> None:
-    """The model in ``src`` with ``layers`` encoder transformer layers instead of its L, written to
-    ``out``: the same function, more room to learn. With stable layer norm a layer is
-    x + attention(norm(x)), then + feed_forward(norm(x)); new layer L + i starts as a copy of layer
-    i (progressive stacking, Gong et al. 2019) with the two projections that write back into x
-    (the attention's out_proj, the feed-forward's output_dense) set to zero, so it adds nothing
-    until training moves them, and the grown model computes exactly what ``src``'s does. The
-    zeroed projections still get gradients (their inputs are not zero), the copied ones once
-    those have moved."""
-    from safetensors.numpy import load_file, save_file
-
-    config = json.loads((src / "config.json").read_text())
-    have = config["encoder"]["num_hidden_layers"]
-    if not have < layers <= 2 * have:
-        raise ValueError(f"{src}: its encoder has {have} layers; growing copies each at most once: expected "
-                         f"{have} < layers <= {2 * have}, got {layers}")
-    weights = load_file(src / "model.safetensors")
-    prefix = "encoder.encoder.layers."
-    for new in range(have, layers):
-        copied = f"{prefix}{new - have}."
-        for name in [n for n in weights if n.startswith(copied)]:
-            part = name[len(copied):]
-            zero = part.startswith(("attention.out_proj.", "feed_forward.output_dense."))
-            weights[f"{prefix}{new}.{part}"] = np.zeros_like(weights[name]) if zero else weights[name].copy()
-    out.mkdir(parents=True, exist_ok=True)
-    for name in MODEL_FILES if out.resolve() != src.resolve() else []:  # grown in place: its files stay
-        if (src / name).is_file():
-            shutil.copyfile(src / name, out / name)
-    config["encoder"]["num_hidden_layers"] = layers
-    (out / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
-    save_file(weights, str(out / "model.safetensors"), metadata={"format": "pt"})
-    record = {"phase": "grown", "encoder_layers": layers, "init": str(src),
-              "previous": json.loads((src / "training.json").read_text())}
-    (out / "training.json").write_text(json.dumps(record, indent=1) + "\n")
-
-
-def start_of(phase: dict, source: Path, out: Path) -> Path:
-    """The folder a phase starts from: ``source``; or, where the phase asks for a deeper encoder
-    ("encoder_layers") than the model in ``source`` has, ``out``, into which that model is grown
-    (grow_encoder)."""
-    if "encoder_layers" not in phase:
-        return source
-    if json.loads((source / "config.json").read_text())["encoder"]["num_hidden_layers"] == phase["encoder_layers"]:
-        return source
-    grow_encoder(source, out, phase["encoder_layers"])
-    return out
-
-
 def compact(record: dict) -> dict:
     """A training record with each model of an average that was trained from another model of the
     same average naming it ("previous": "of[0]") instead of holding its record a second time (a
@@ -684,9 +620,8 @@ def run_torch(phases: list[int], settings: dict, args, data: dict) -> None:
                                   return_attention_mask=True)
     model, previous = None, None
     if args.init:
-        start = start_of(settings[phases[0]], args.init, args.out)  # args.init itself unless the phase grows it
-        previous = json.loads((start / "training.json").read_text())
-        model = SpeechEncoderDecoderModel.from_pretrained(str(start))
+        previous = json.loads((args.init / "training.json").read_text())
+        model = SpeechEncoderDecoderModel.from_pretrained(str(args.init))
         channels_last_feature_encoder(model)
     for n in phases:
         phase = settings[n]

@@ -188,7 +188,7 @@ def read_tokenizer(folder: Path) -> Tokenizer:
 def run(phases: list[int], settings: dict, args, data: dict, phase_data, log=print) -> None:
     """The NumPy engine's main: each phase of ``phases`` in turn into ``args.out``, resuming an
     interrupted run of the same phases and settings found there."""
-    from tools.demo.train import P_NON_SPEECH, P_WORD_BANK, Batches, labels_and_words, make_tokenizer, start_of
+    from tools.demo.train import P_NON_SPEECH, P_WORD_BANK, Batches, labels_and_words, make_tokenizer
 
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
@@ -202,24 +202,18 @@ def run(phases: list[int], settings: dict, args, data: dict, phase_data, log=pri
         log(f"{out}: resuming phase {state['phase']} after step {state['step']}")
     tokenizer = make_tokenizer(out, read_tokenizer)
     previous = json.loads((args.init / "training.json").read_text()) if args.init else None
-    done, grown = None, None  # the record of the last phase the interrupted run finished, and of its growth
+    done = None  # the record of the last phase the interrupted run finished, if any
     if state and (out / "training.json").is_file():
         done = json.loads((out / "training.json").read_text())
-        if done.get("phase") == "grown":  # --init's model grown into out (start_of), its record in "previous"
-            grown, done = done, done["previous"]
         done = done if done.get("engine") == "numpy" and done.get("phase") in phases else None
     for n in phases:
         phase = settings[n]
         if done and done["phase"] >= n:  # finished and recorded before the interrupt
             previous = done if done["phase"] == n else previous
             continue
-        if model is None and args.init:
-            start = start_of(phase, args.init, out)  # args.init itself unless the phase grows it
-            model, previous = minis2t2.load(start), json.loads((start / "training.json").read_text())
-        elif model is None:
-            model = new_model(out, tokenizer.vocab_size, args.frame_ms or 40, phase["seed"])
-        elif grown and phase.get("encoder_layers"):  # resumed: the model in out was grown from --init's
-            previous = grown
+        if model is None:
+            model = minis2t2.load(args.init) if args.init else new_model(out, tokenizer.vocab_size, args.frame_ms or 40,
+                                                                         phase["seed"])
         items, clips, bank_items, bank = phase_data(data, phase)
         labels_of, word_id = labels_and_words(tokenizer)
         batches = Batches(clips, items, bank, bank_items, labels_of, word_id,
