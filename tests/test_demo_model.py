@@ -48,6 +48,40 @@ def test_shipped_folder_is_small_and_complete():
     assert all((DEMO / "samples" / name).stat().st_size < 100_000 for name in EXPECTED)
 
 
+def test_the_cards_model_table_is_the_shipped_model():
+    """The model card's *Model* section (parameter count, size, each part's settings) says what the
+    shipped config.json, generation_config.json and weights hold, so a model of another size or
+    shape cannot ship with the old description."""
+    from safetensors.numpy import load_file
+
+    model = minis2t2.load(DEMO)
+    enc, dec, timing = model.config.encoder, model.config.decoder, model.frame_timing
+    params = sum(array.size for array in load_file(DEMO / "model.safetensors").values())
+
+    def join(values):
+        return ", ".join(map(str, values))
+
+    card = " ".join((DEMO / "README.md").read_text(encoding="utf-8").split())
+    claims = [
+        f"({params / 1e6:.2f} M parameters, {params * 4 / 1e6:.1f} MB of float32)",
+        (f"{len(enc.conv_dim)} conv layers ({join(enc.conv_dim)} channels; kernels {join(enc.conv_kernel)}; strides "
+         f"{join(enc.conv_stride)} → one frame per {timing.seconds * 1000:g} ms, receptive field {timing.field} samples)"),
+        (f"hidden {enc.hidden_size}, {enc.num_hidden_layers} layers, {enc.num_attention_heads} heads, FFN "
+         f"{enc.intermediate_size}, {enc.hidden_act}"),
+        f"positional conv {enc.num_conv_pos_embeddings} / {enc.num_conv_pos_embedding_groups} groups",
+        (f"(`mask_time_prob` {enc.mask_time_prob} × {enc.mask_time_length} frames, `mask_feature_prob` "
+         f"{enc.mask_feature_prob} × {enc.mask_feature_length} channels)"),
+        f"`enc_to_dec_proj` {enc.hidden_size} → {dec.d_model}",
+        (f"d_model {dec.d_model}, {dec.decoder_layers} layers, {dec.decoder_attention_heads} heads, FFN "
+         f"{dec.decoder_ffn_dim}, {dec.activation_function}"),
+        f"{dec.max_target_positions} positions",
+        f"| tokens | {dec.vocab_size}:",
+        (f"| generation | {'greedy' if model.generation_config.num_beams == 1 else 'beam search'}, `max_length` "
+         f"{model.generation_config.max_length}"),
+    ]
+    assert [claim for claim in claims if claim not in card] == []
+
+
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_sample_translates_correctly_and_as_transformers(models, name):
     model, hf, fe, tok = models
