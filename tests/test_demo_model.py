@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import soundfile
 import torch
+from safetensors.numpy import load_file
 
 import minis2t2
 from minis2t2.cli import main
@@ -52,8 +53,6 @@ def test_the_cards_model_table_is_the_shipped_model():
     """The model card's *Model* section (parameter count, size, each part's settings) says what the
     shipped config.json, generation_config.json and weights hold, so a model of another size or
     shape cannot ship with the old description."""
-    from safetensors.numpy import load_file
-
     model = minis2t2.load(DEMO)
     enc, dec, timing = model.config.encoder, model.config.decoder, model.frame_timing
     params = sum(array.size for array in load_file(DEMO / "model.safetensors").values())
